@@ -1,0 +1,233 @@
+"""The ``binance-streamer`` command: thin click commands over the library."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import logging
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from binance_streamer.core.streams import InvalidStreamName, kind_names, parse_stream_spec
+from binance_streamer.errors import ConfigError, StorageFatal, StreamerError
+from binance_streamer.io.rest import BINANCE_REST_URL
+from binance_streamer.recorder import BINANCE_WS_URL, Recorder, RecorderConfig, RecorderStats
+from binance_streamer.storage.query import read_rows, table_for
+
+__all__ = ["main"]
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+err = Console(stderr=True)
+log = logging.getLogger("binance_streamer")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="binance-streamer")
+@click.option("-v", "--verbose", is_flag=True, help="Log connection events and gaps in detail.")
+def main(verbose: bool) -> None:
+    """Record Binance market-data streams into a database, losing nothing; query and replay them.
+
+    Start with `binance-streamer demo` (no network needed), then `binance-streamer record`.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
+    specs = [s.strip() for s in value.split(",") if s.strip()]
+    try:
+        return [parse_stream_spec(s) for s in specs]
+    except InvalidStreamName as exc:
+        raise click.BadParameter(f"{exc}. Known stream types: {', '.join(kind_names())}") from exc
+
+
+@main.command()
+@click.argument("symbols", nargs=-1)
+@click.option("--streams", default="ticker", show_default=True, callback=_parse_streams,
+              help="Comma-separated stream types recorded for every symbol, e.g. "
+                   "ticker,aggTrade,kline_1m,depth@100ms. Add !miniTicker@arr for all symbols.")
+@click.option("--db", "db", default="binance_data.db", show_default=True,
+              type=click.Path(dir_okay=False), help="SQLite database file (created if missing).")
+@click.option("--duration", type=float, help="Stop by itself after this many seconds (exit 0).")
+@click.option("--ws-url", default=BINANCE_WS_URL, show_default=True,
+              help="WebSocket base URL of a Binance-compatible exchange.")
+@click.option("--rest-url", default=BINANCE_REST_URL, show_default=True,
+              help="REST base URL (symbol validation and gap backfill).")
+@click.option("--raw", is_flag=True, help="Also archive every frame exactly as received.")
+@click.option("--streams-per-connection", default=200, show_default=True,
+              type=click.IntRange(1, 1024), help="Streams per WebSocket connection.")
+@click.option("--no-backfill", is_flag=True, help="Record gaps but do not fill them over REST.")
+def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: float | None,
+           ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
+           no_backfill: bool) -> None:
+    """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into a SQLite database.
+
+    Symbols are checked against the exchange first. Ctrl-C or SIGTERM stops after writing
+    everything received; a summary follows. Exit codes: 0 done, 1 storage or network failure,
+    2 bad input (unknown symbol, bad stream name).
+    """
+    config = RecorderConfig(
+        symbols=[s.upper() for s in symbols] or list(DEFAULT_SYMBOLS), streams=streams,
+        database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
+        max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
+    )
+    stats = _run_recorder(config, duration)
+    _print_summary(stats, db)
+
+
+def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderStats:
+    recorder = Recorder(config)
+    try:
+        return asyncio.run(_record_with_status(recorder, duration))
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except StorageFatal as exc:
+        err.print(f"[red]storage error:[/red] {exc}")
+        if recorder.stats.total_messages:
+            _print_summary(recorder.stats, str(config.database))
+        sys.exit(1)
+    except StreamerError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
+
+
+async def _record_with_status(recorder: Recorder, duration: float | None) -> RecorderStats:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, recorder.stop)
+    task = asyncio.create_task(recorder.run(duration))
+    with _status_display(recorder) as show:
+        while not task.done():
+            await asyncio.wait({task}, timeout=1.0)
+            show()
+    return await task
+
+
+@contextlib.contextmanager
+def _status_display(recorder: Recorder) -> Iterator[Callable[[], None]]:
+    last = {"t": time.monotonic(), "n": 0, "logged": time.monotonic()}
+    def rate() -> float:
+        now, n = time.monotonic(), recorder.stats.total_messages
+        r = (n - last["n"]) / max(now - last["t"], 1e-9)
+        last.update(t=now, n=n)
+        return r
+    if err.is_terminal:
+        with Live(console=err, refresh_per_second=4, transient=True) as live:
+            yield lambda: live.update(_status_line(recorder, rate()))
+        return
+    def plain() -> None:
+        if time.monotonic() - last["logged"] >= 10:
+            last["logged"] = time.monotonic()
+            err.print(_status_line(recorder, rate()), soft_wrap=True)
+    yield plain
+
+
+def _status_line(recorder: Recorder, rate: float) -> str:
+    s = recorder.stats
+    open_ = sum(c.is_open for c in recorder.connections)
+    kinds = " ".join(f"{k}={v}" for k, v in sorted(s.messages.items()))
+    return (f"connections {open_}/{len(recorder.connections)} | {rate:,.0f} msg/s | "
+            f"{kinds or 'waiting for data'} | stored {s.total_stored:,} | gaps {s.gaps} "
+            f"(filled {s.gaps_filled}) | quarantined {s.quarantined}")
+
+
+def _print_summary(stats: RecorderStats, db: str) -> None:
+    elapsed = time.monotonic() - stats.started
+    table = Table(title=f"Recorded into {db} in {elapsed:.1f}s", show_edge=False)
+    table.add_column("table")
+    table.add_column("rows stored", justify="right")
+    for name, n in sorted(stats.stored.items()):
+        table.add_row(name, f"{n:,}")
+    Console().print(table)
+    Console().print(
+        f"messages received {stats.total_messages:,}, gaps {stats.gaps} "
+        f"(filled {stats.gaps_filled}, {stats.rows_backfilled:,} rows over REST), "
+        f"quarantined {stats.quarantined}"
+    )
+
+
+def _parse_time(value: str | None) -> int | None:
+    """Milliseconds since the epoch, from an integer or an ISO 8601 date-time (UTC if naive)."""
+    if value is None:
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is neither epoch ms nor an ISO date-time") from exc
+    if dt.tzinfo is None:
+        from datetime import UTC
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+@main.command()
+@click.argument("symbol", required=False)
+@click.option("--stream", "kind", default="ticker", show_default=True,
+              help="What to read: a stream type (ticker, aggTrade, kline_1m, depth, ...) or a "
+                   "table name (gaps, quarantine).")
+@click.option("--since", help="From this time: epoch ms or ISO date-time (UTC).")
+@click.option("--until", help="Before this time: epoch ms or ISO date-time (UTC).")
+@click.option("--limit", type=click.IntRange(min=0), help="At most this many rows.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--db", default="binance_data.db", show_default=True,
+              type=click.Path(dir_okay=False), help="SQLite database to read.")
+def query(symbol: str | None, kind: str, since: str | None, until: str | None,
+          limit: int | None, fmt: str, db: str) -> None:
+    """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
+    if not Path(db).exists():
+        err.print(f"[red]error:[/red] no database at {db}")
+        sys.exit(2)
+    try:
+        spec = table_for(kind)
+    except (InvalidStreamName, KeyError):
+        err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {', '.join(kind_names())}")
+        sys.exit(2)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        result = read_rows(conn, spec, symbol, _parse_time(since), _parse_time(until), limit)
+    finally:
+        conn.close()
+    _emit(result.columns, result.rows, fmt)
+
+
+def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    out = click.get_text_stream("stdout")
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        out.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows]) + "\n")
+    elif fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(dict(zip(columns, r, strict=True))) + "\n")
+    else:
+        table = Table(show_edge=False)
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console(width=max(200, Console().width)).print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

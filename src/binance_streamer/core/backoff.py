@@ -1,0 +1,160 @@
+"""Retry delays: capped exponential back-off with full jitter, and which HTTP errors to retry.
+
+A delay policy is a plain generator of seconds, so a connection takes it as a value and tests
+inject a deterministic one instead of patching ``sleep`` (as python-websockets does). Nothing here
+sleeps or reads a clock: `ReconnectPolicy` is told the monotonic time by its caller.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+
+__all__ = [
+    "BAN_FALLBACK_S",
+    "ReconnectPolicy",
+    "Verdict",
+    "classify_http_status",
+    "full_jitter",
+    "retry_after_s",
+]
+
+
+def full_jitter(
+    base: float = 0.5,
+    cap: float = 30.0,
+    factor: float = 2.0,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Yield retry delays forever: attempt ``n`` waits ``uniform(0, min(cap, base * factor**n))``.
+
+    This is AWS's "full jitter": spreading each delay over the whole range keeps many clients that
+    lost their connections at once from reconnecting in step (a reconnect storm trips Binance's
+    300 attempts / 5 min per IP, binance-protocol.md 1.2). Delays never exceed ``cap``; the
+    ceiling is grown step by step and stops at ``cap``, so a huge attempt number cannot overflow.
+
+    Raises `ValueError` unless ``base >= 0``, ``cap >= 0`` and ``factor >= 1`` are finite.
+    """
+    if not all(math.isfinite(x) for x in (base, cap, factor)):
+        raise ValueError("base, cap and factor must be finite")
+    if base < 0 or cap < 0 or factor < 1:
+        raise ValueError(f"need base >= 0, cap >= 0, factor >= 1; got {base}, {cap}, {factor}")
+    return _full_jitter(base, cap, factor, rng if rng is not None else random.Random())
+
+
+def _full_jitter(base: float, cap: float, factor: float, rng: random.Random) -> Iterator[float]:
+    ceiling = min(cap, base)
+    while True:
+        yield min(rng.uniform(0.0, ceiling), cap)
+        ceiling = min(cap, ceiling * factor)
+
+
+class ReconnectPolicy:
+    """How long to wait before each reconnect attempt of one connection.
+
+    ``delays`` builds a fresh delay iterator (`full_jitter` by default). Each `next_delay` takes
+    the next delay from it. A connection that stayed up for ``stable_after_s`` seconds or more
+    counts as healthy: when it drops, the sequence starts again from its first (shortest) delay.
+    A finite iterator repeats its last delay once exhausted (0.0 if it yielded nothing).
+    """
+
+    __slots__ = ("_attempts", "_connected_at", "_delays", "_factory", "_last", "_stable_after")
+
+    def __init__(
+        self,
+        delays: Callable[[], Iterator[float]] = full_jitter,
+        stable_after_s: float = 60.0,
+    ) -> None:
+        if not stable_after_s >= 0:
+            raise ValueError(f"stable_after_s must be >= 0, got {stable_after_s!r}")
+        self._factory = delays
+        self._stable_after = stable_after_s
+        self._delays = delays()
+        self._last = 0.0
+        self._attempts = 0
+        self._connected_at: float | None = None
+
+    @property
+    def attempts(self) -> int:
+        """Delays handed out since the sequence last started."""
+        return self._attempts
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """Seconds to wait before the next attempt.
+
+        A server's ``Retry-After`` (seconds, binance-protocol.md 1.9), when given, is a floor:
+        the delay is never shorter. A negative or non-finite ``retry_after`` is ignored.
+        """
+        self._last = next(self._delays, self._last)
+        self._attempts += 1
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > self._last:
+            return float(retry_after)
+        return self._last
+
+    def connected(self, now: float) -> None:
+        """Record that the connection came up at monotonic time ``now``."""
+        self._connected_at = now
+
+    def disconnected(self, now: float) -> None:
+        """Record that the connection dropped at ``now``; reset the delays if it had been stable."""
+        if self._connected_at is not None and now - self._connected_at >= self._stable_after:
+            self.reset()
+        self._connected_at = None
+
+    def reset(self) -> None:
+        """Start the delay sequence again from its first delay."""
+        self._delays = self._factory()
+        self._last = 0.0
+        self._attempts = 0
+
+    def __repr__(self) -> str:
+        state = "up" if self._connected_at is not None else "down"
+        return f"<ReconnectPolicy {state} attempts={self._attempts} last_delay={self._last:.3g}s>"
+
+
+class Verdict(StrEnum):
+    """What to do about a failed request."""
+
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+# tardis-node waits 2 minutes after a 418 without Retry-After (binance-protocol.md 1.9); Binance's
+# bans start at 2 minutes.
+BAN_FALLBACK_S = 120.0
+
+
+def classify_http_status(status: int) -> Verdict:
+    """Whether a REST error status is worth retrying (binance-protocol.md 1.9).
+
+    429 (rate limit), 418 (IP ban, retry after it ends), 403 (WAF), 408 and every 5XX (status
+    unknown, not a failure) are retried; any other 4XX means our request is wrong and is fatal.
+    Statuses below 400 are not errors: `ValueError`.
+    """
+    if status < 400:
+        raise ValueError(f"HTTP {status} is not an error status")
+    if status in (403, 408, 418, 429) or status >= 500:
+        return Verdict.RETRY
+    return Verdict.FATAL
+
+
+def retry_after_s(status: int, header: str | None) -> float | None:
+    """Seconds the server asked us to wait, from its ``Retry-After`` header (delta-seconds).
+
+    Binance sends it with 429 and 418 (binance-protocol.md 1.9). A 418 without a usable header
+    falls back to `BAN_FALLBACK_S`. A missing, negative or unparsable header otherwise gives
+    ``None`` (HTTP-date values are not parsed: that would need a clock).
+    """
+    seconds: float | None = None
+    if header is not None:
+        try:
+            seconds = float(header.strip())
+        except ValueError:
+            seconds = None
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+            seconds = None
+    if seconds is None and status == 418:
+        return BAN_FALLBACK_S
+    return seconds

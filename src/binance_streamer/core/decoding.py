@@ -1,0 +1,151 @@
+"""Raw WebSocket frame -> typed outcome, in one decoder pass per message.
+
+A combined-stream frame starts with ``{"stream":"<name>"`` (web-socket-streams.md, "Combined
+streams"); the name picks a typed msgspec decoder built once per stream, which then decodes the
+whole frame once. Everything else is a control reply, a ``serverShutdown`` or a reject carrying
+the reason and the raw text, so nothing that arrives is silently lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from binance_streamer.core.events import (
+    AggTrade,
+    AvgPrice,
+    BookTicker,
+    Combined,
+    DiffDepth,
+    KlineEvent,
+    MiniTicker,
+    PartialDepth,
+    ServerShutdown,
+    Ticker,
+    Trade,
+    WindowTicker,
+)
+from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamName, parse_stream
+from binance_streamer.core.tables import TABLE_FOR_KIND, RowBuilder, TableSpec, row_builder
+
+__all__ = ["ControlReply", "Decoded", "FrameDecoder", "Reject", "Route", "Shutdown"]
+
+_PREFIX = b'{"stream":"'
+_EVENT_TYPES: dict[StreamKind, Any] = {
+    StreamKind.TRADE: Trade,
+    StreamKind.AGG_TRADE: AggTrade,
+    StreamKind.KLINE: KlineEvent,
+    StreamKind.TICKER: Ticker,
+    StreamKind.WINDOW_TICKER: WindowTicker,
+    StreamKind.MINI_TICKER: MiniTicker,
+    StreamKind.ALL_MINI_TICKERS: list[MiniTicker],
+    StreamKind.BOOK_TICKER: BookTicker,
+    StreamKind.AVG_PRICE: AvgPrice,
+    StreamKind.PARTIAL_DEPTH: PartialDepth,
+    StreamKind.DIFF_DEPTH: DiffDepth,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What to do with frames of one stream: decode them, and build rows of which table."""
+
+    stream: StreamName
+    decoder: msgspec.json.Decoder[Any]
+    table: TableSpec
+    rows: RowBuilder
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A market event of ``route.stream``."""
+
+    route: Route
+    event: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """A reply to SUBSCRIBE and friends: ``{"result": ..., "id": ...}`` or ``{"error": ...}``."""
+
+    id: Any
+    result: Any = None
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """A ``serverShutdown`` event: the connection is about to be closed by the server."""
+
+    event_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A frame that could not be decoded: kept with its reason for the quarantine table."""
+
+    reason: str
+    raw: bytes
+    stream: str = ""
+
+
+Outcome = Decoded | ControlReply | Shutdown | Reject
+
+
+class FrameDecoder:
+    """Decodes combined-stream frames; routes are built once per stream name and cached."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self._generic = msgspec.json.Decoder()
+
+    def __repr__(self) -> str:
+        return f"<FrameDecoder routes={len(self._routes)}>"
+
+    def route(self, name: str) -> Route:
+        """The route of stream ``name``; raises `InvalidStreamName` for an unknown stream."""
+        route = self._routes.get(name)
+        if route is None:
+            stream = parse_stream(name)
+            decoder = msgspec.json.Decoder(Combined[_EVENT_TYPES[stream.kind]])  # type: ignore[misc]
+            route = Route(stream, decoder, TABLE_FOR_KIND[stream.kind], row_builder(stream))
+            self._routes[name] = route
+        return route
+
+    def decode(self, frame: bytes) -> Outcome:
+        """Decode one frame; never raises."""
+        if frame.startswith(_PREFIX):
+            end = frame.find(b'"', len(_PREFIX))
+            name = frame[len(_PREFIX):end].decode("utf-8", "replace")
+            if name == "!serverShutdown":
+                return self._shutdown(frame)
+            try:
+                route = self.route(name)
+            except InvalidStreamName:
+                return Reject("unknown stream", frame, name)
+            try:
+                return Decoded(route, route.decoder.decode(frame).data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return Reject(f"malformed {route.stream.kind} event: {exc}", frame, name)
+        return self._other(frame)
+
+    def _other(self, frame: bytes) -> Outcome:
+        try:
+            obj = self._generic.decode(frame)
+        except msgspec.DecodeError as exc:
+            return Reject(f"invalid JSON: {exc}", frame)
+        if isinstance(obj, dict):
+            if "result" in obj or "error" in obj:
+                return ControlReply(obj.get("id"), obj.get("result"), obj.get("error"))
+            if obj.get("e") == "serverShutdown" and isinstance(obj.get("E"), int):
+                return Shutdown(obj["E"])
+        return Reject("not a combined-stream frame", frame)
+
+    def _shutdown(self, frame: bytes) -> Outcome:
+        try:
+            msg = msgspec.json.decode(frame, type=Combined[ServerShutdown])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Reject(f"malformed serverShutdown: {exc}", frame, "!serverShutdown")
+        return Shutdown(msg.data.event_time)

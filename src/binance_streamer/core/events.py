@@ -1,0 +1,214 @@
+"""Typed Binance spot market events (msgspec Structs), one per payload shape.
+
+Field names say what a value is; ``name=`` keeps Binance's one-letter key (web-socket-streams.md).
+Prices and quantities stay the decimal strings Binance sent, so the exact value is never rounded.
+Optional fields default to ``None`` so that an absent key stays absent, never ``0``.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+import msgspec
+from msgspec import Raw, Struct, field
+
+__all__ = [
+    "AggTrade",
+    "AvgPrice",
+    "Combined",
+    "DiffDepth",
+    "Kline",
+    "KlineEvent",
+    "MarketEvent",
+    "MiniTicker",
+    "PartialDepth",
+    "ServerShutdown",
+    "Ticker",
+    "Trade",
+    "WindowTicker",
+    "BookTicker",
+]
+
+T = TypeVar("T")
+
+
+class Trade(Struct, frozen=True):
+    """``<symbol>@trade``."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    trade_id: int = field(name="t")
+    price: str = field(name="p")
+    quantity: str = field(name="q")
+    trade_time: int = field(name="T")
+    buyer_is_maker: bool = field(name="m")
+    best_match: bool | None = field(name="M", default=None)
+
+
+class AggTrade(Struct, frozen=True):
+    """``<symbol>@aggTrade``; ``agg_id`` is Binance's contiguous aggregate id ``a``."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    agg_id: int = field(name="a")
+    price: str = field(name="p")
+    quantity: str = field(name="q")
+    first_trade_id: int = field(name="f")
+    last_trade_id: int = field(name="l")
+    trade_time: int = field(name="T")
+    buyer_is_maker: bool = field(name="m")
+    best_match: bool | None = field(name="M", default=None)
+
+
+class Kline(Struct, frozen=True):
+    """The ``k`` object of a kline event."""
+
+    open_time: int = field(name="t")
+    close_time: int = field(name="T")
+    symbol: str = field(name="s")
+    interval: str = field(name="i")
+    first_trade_id: int = field(name="f")
+    last_trade_id: int = field(name="L")
+    open: str = field(name="o")
+    close: str = field(name="c")
+    high: str = field(name="h")
+    low: str = field(name="l")
+    base_volume: str = field(name="v")
+    trade_count: int = field(name="n")
+    is_closed: bool = field(name="x")
+    quote_volume: str = field(name="q")
+    taker_buy_base_volume: str = field(name="V")
+    taker_buy_quote_volume: str = field(name="Q")
+
+
+class KlineEvent(Struct, frozen=True):
+    """``<symbol>@kline_<interval>``."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    kline: Kline = field(name="k")
+
+
+class MiniTicker(Struct, frozen=True):
+    """``<symbol>@miniTicker`` and each element of ``!miniTicker@arr`` (24 h rolling window)."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    close: str = field(name="c")
+    open: str = field(name="o")
+    high: str = field(name="h")
+    low: str = field(name="l")
+    base_volume: str = field(name="v")
+    quote_volume: str = field(name="q")
+
+
+class Ticker(Struct, frozen=True):
+    """``<symbol>@ticker``: the 24 h rolling-window ticker, all 23 fields."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    price_change: str = field(name="p")
+    price_change_percent: str = field(name="P")
+    weighted_avg_price: str = field(name="w")
+    first_trade_before_window_price: str = field(name="x")
+    last_price: str = field(name="c")
+    last_quantity: str = field(name="Q")
+    best_bid_price: str = field(name="b")
+    best_bid_quantity: str = field(name="B")
+    best_ask_price: str = field(name="a")
+    best_ask_quantity: str = field(name="A")
+    open: str = field(name="o")
+    high: str = field(name="h")
+    low: str = field(name="l")
+    base_volume: str = field(name="v")
+    quote_volume: str = field(name="q")
+    open_time: int = field(name="O")
+    close_time: int = field(name="C")
+    first_trade_id: int = field(name="F")
+    last_trade_id: int = field(name="L")
+    trade_count: int = field(name="n")
+
+
+class WindowTicker(Struct, frozen=True):
+    """``<symbol>@ticker_<1h|4h|1d>``; ``event_type`` is ``1hTicker``, ``4hTicker`` or ``1dTicker``."""
+
+    event_type: str = field(name="e")
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    price_change: str = field(name="p")
+    price_change_percent: str = field(name="P")
+    open: str = field(name="o")
+    high: str = field(name="h")
+    low: str = field(name="l")
+    last_price: str = field(name="c")
+    weighted_avg_price: str = field(name="w")
+    base_volume: str = field(name="v")
+    quote_volume: str = field(name="q")
+    open_time: int = field(name="O")
+    close_time: int = field(name="C")
+    first_trade_id: int = field(name="F")
+    last_trade_id: int = field(name="L")
+    trade_count: int = field(name="n")
+
+
+class BookTicker(Struct, frozen=True):
+    """``<symbol>@bookTicker``; it has no event time, so the receive time orders it."""
+
+    update_id: int = field(name="u")
+    symbol: str = field(name="s")
+    best_bid_price: str = field(name="b")
+    best_bid_quantity: str = field(name="B")
+    best_ask_price: str = field(name="a")
+    best_ask_quantity: str = field(name="A")
+
+
+class AvgPrice(Struct, frozen=True):
+    """``<symbol>@avgPrice``."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    interval: str = field(name="i")
+    price: str = field(name="w")
+    last_trade_time: int = field(name="T")
+
+
+class PartialDepth(Struct, frozen=True):
+    """``<symbol>@depth<5|10|20>[@100ms]``: no symbol, no event time; levels kept as raw JSON."""
+
+    last_update_id: int = field(name="lastUpdateId")
+    bids: Raw
+    asks: Raw
+
+
+class DiffDepth(Struct, frozen=True):
+    """``<symbol>@depth[@100ms]``: updates ``first_update_id`` (``U``) to ``final_update_id`` (``u``)."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    first_update_id: int = field(name="U")
+    final_update_id: int = field(name="u")
+    bids: Raw = field(name="b")
+    asks: Raw = field(name="a")
+
+
+class ServerShutdown(Struct, frozen=True):
+    """``serverShutdown``: the server is about to close the connection; reconnect now."""
+
+    event_time: int = field(name="E")
+
+
+class Combined(Struct, Generic[T], frozen=True):
+    """The combined-stream wrapper ``{"stream": ..., "data": ...}``."""
+
+    stream: str
+    data: T
+
+
+MarketEvent = (
+    Trade | AggTrade | KlineEvent | MiniTicker | Ticker | WindowTicker | BookTicker | AvgPrice
+    | PartialDepth | DiffDepth | list[MiniTicker]
+)
+
+# Re-exported so callers can catch decoding failures without importing msgspec.
+DecodeError = msgspec.DecodeError
+ValidationError = msgspec.ValidationError

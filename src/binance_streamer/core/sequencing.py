@@ -1,0 +1,496 @@
+"""Per-stream gap detection: each observation returns actions, never raises on odd input.
+
+Actions (msgspec Structs, so they compare by value and work with ``match``)::
+
+    Emit            store the message
+    Duplicate       already seen (an overlap after a reconnect or rollover): drop it
+    GapDetected     messages were missed: record the gap, backfill it over REST
+    NeedSnapshot    the diff-depth chain broke: fetch a fresh REST depth snapshot
+
+Trackers, one per stream, by what the stream carries (binance-protocol.md 1.11 "Gap detection"):
+
+    IdSequence      aggTrade ``a`` and trade ``t``: contiguous ids per symbol
+    KlineGrid       kline open times ``k.t`` on the interval's grid
+    DepthChain      diff depth ``U``/``u`` chained per the local order book procedure (1.6)
+    Staleness       streams without sequence numbers: a silence watchdog
+
+`Sequencer` holds one tracker per stream name. Time is passed in as Binance-style integer ms.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeAlias, TypeVar
+
+import msgspec
+
+from binance_streamer.core.streams import (
+    KLINE_INTERVAL_MS,
+    InvalidStreamName,
+    StreamKind,
+    StreamName,
+    parse_stream,
+)
+
+__all__ = [
+    "CAUSE_DEPTH",
+    "CAUSE_ID",
+    "CAUSE_KLINE",
+    "CAUSE_RESUME",
+    "CAUSE_SILENT",
+    "CAUSE_STALE",
+    "DEFAULT_CADENCE_MS",
+    "Action",
+    "DepthChain",
+    "Duplicate",
+    "Emit",
+    "GapDetected",
+    "IdSequence",
+    "KlineGrid",
+    "NeedSnapshot",
+    "Sequencer",
+    "Staleness",
+    "bridge_index",
+]
+
+CAUSE_ID = "id gap"
+CAUSE_RESUME = "gap since restart"
+CAUSE_KLINE = "kline open time gap"
+CAUSE_DEPTH = "depth chain broken"
+CAUSE_STALE = "stale"
+CAUSE_SILENT = "stale: no data since subscribe"
+
+
+class Emit(msgspec.Struct, frozen=True):
+    """Store the message."""
+
+
+class Duplicate(msgspec.Struct, frozen=True):
+    """The message was already seen; ``last_seen`` is the newest id (or open time) so far."""
+
+    last_seen: int
+
+
+class GapDetected(msgspec.Struct, frozen=True):
+    """Messages of ``stream`` were missed.
+
+    ``first_missing`` .. ``last_missing`` is inclusive: ids for trades, aggTrades and diff depth
+    (``u`` values), open times (ms) for klines, and the silent span (ms) for staleness.
+    """
+
+    stream: str
+    first_missing: int
+    last_missing: int
+    cause: str
+
+
+class NeedSnapshot(msgspec.Struct, frozen=True):
+    """The local order book of ``stream`` needs a fresh REST depth snapshot."""
+
+    stream: str
+    reason: str
+
+
+Action: TypeAlias = Emit | Duplicate | GapDetected | NeedSnapshot
+
+_EMIT = Emit()
+# Reported gaps remembered so that a message arriving late inside one is stored, not dropped:
+# during a rollover the new connection can run ahead of the old one (binance-protocol.md 1.11).
+_RECENT_GAPS = 8
+
+
+class IdSequence:
+    """Contiguous ids of one aggTrade (``a``) or trade (``t``) stream.
+
+    The first id sets the baseline; after that each id is the previous one plus one. An id at or
+    below the newest is a `Duplicate`, unless it falls inside a recently reported gap (a late
+    arrival, stored with `Emit`). A jump reports the missing ids and stores the message.
+    """
+
+    __slots__ = ("_holes", "_last", "_resumed", "gaps", "stream")
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self._last: int | None = None
+        self._resumed = False
+        self._holes: deque[tuple[int, int]] = deque(maxlen=_RECENT_GAPS)
+        self.gaps = 0
+
+    @property
+    def last(self) -> int | None:
+        """The newest id seen (or resumed from), ``None`` before any."""
+        return self._last
+
+    def resume_from(self, last_stored_id: int) -> None:
+        """Take ``last_stored_id`` (from storage, after a restart) as the newest id seen.
+
+        The first live id then reveals the hole since the restart (cause `CAUSE_RESUME`). Ids
+        already observed are kept if newer.
+        """
+        if self._last is None or last_stored_id > self._last:
+            self._last = last_stored_id
+            self._resumed = True
+
+    def observe(self, id: int) -> list[Action]:
+        """Classify the next id of the stream."""
+        last = self._last
+        if last is None or id == last + 1:
+            self._last = id
+            self._resumed = False
+            return [_EMIT]
+        if id <= last:
+            if any(lo <= id <= hi for lo, hi in self._holes):
+                return [_EMIT]
+            return [Duplicate(last)]
+        cause = CAUSE_RESUME if self._resumed else CAUSE_ID
+        gap = GapDetected(self.stream, last + 1, id - 1, cause)
+        self._holes.append((last + 1, id - 1))
+        self._last = id
+        self._resumed = False
+        self.gaps += 1
+        return [gap, _EMIT]
+
+    def __repr__(self) -> str:
+        return f"<IdSequence {self.stream} last={self._last} gaps={self.gaps}>"
+
+
+class KlineGrid:
+    """Open times of one kline stream, expected on a grid of ``interval_ms``.
+
+    Updates of the current kline repeat its open time and are stored (the latest update wins in
+    storage); an older open time is a `Duplicate`; skipping grid points reports the missing open
+    times. ``interval_ms`` 0 (the calendar month ``1M``) disables the grid check.
+    """
+
+    __slots__ = ("_last", "_resumed", "gaps", "interval_ms", "stream")
+
+    def __init__(self, stream: str, interval_ms: int) -> None:
+        self.stream = stream
+        self.interval_ms = max(interval_ms, 0)
+        self._last: int | None = None
+        self._resumed = False
+        self.gaps = 0
+
+    @property
+    def last(self) -> int | None:
+        """The newest open time seen (or resumed from), ``None`` before any."""
+        return self._last
+
+    def resume_from(self, last_open_time: int) -> None:
+        """Take ``last_open_time`` (from storage, after a restart) as the newest open time seen."""
+        if self._last is None or last_open_time > self._last:
+            self._last = last_open_time
+            self._resumed = True
+
+    def observe(self, open_time: int) -> list[Action]:
+        """Classify the next kline update by its open time ``k.t``."""
+        last, step = self._last, self.interval_ms
+        if last is not None and open_time < last:
+            return [Duplicate(last)]
+        if last is None or open_time == last or step == 0 or open_time <= last + step:
+            # An off-grid time less than one interval ahead has no grid point to miss; it becomes
+            # the new baseline.
+            self._last = open_time
+            self._resumed = False
+            return [_EMIT]
+        # The last grid point strictly before open_time (open_time itself when on the grid).
+        last_missing = last + ((open_time - last - 1) // step) * step
+        cause = CAUSE_RESUME if self._resumed else CAUSE_KLINE
+        self._last = open_time
+        self._resumed = False
+        self.gaps += 1
+        return [GapDetected(self.stream, last + step, last_missing, cause), _EMIT]
+
+    def __repr__(self) -> str:
+        return f"<KlineGrid {self.stream} every={self.interval_ms}ms last={self._last}>"
+
+
+def bridge_index(last_update_id: int, buffered: Sequence[tuple[int, int]]) -> int | None:
+    """Index of the first buffered ``(U, u)`` event to apply on a snapshot, or ``None``.
+
+    Binance's local order book procedure (binance-protocol.md 1.6, steps 4-5 and 7): events with
+    ``u <= lastUpdateId`` are dropped; the first remaining one must satisfy
+    ``U <= lastUpdateId + 1 <= u``, and every later one must continue the chain. ``None`` when:
+
+    * the first remaining event starts after ``lastUpdateId + 1`` (snapshot too old: refetch);
+    * the chain breaks after the bridging event (the snapshot predates a gap: refetch);
+    * no event is newer than the snapshot yet (``buffered[-1][1] <= lastUpdateId``: buffer more
+      events and try the same snapshot again).
+    """
+    start: int | None = None
+    for i, (first, final) in enumerate(buffered):
+        if final <= last_update_id:
+            continue
+        if first > last_update_id + 1:
+            return None
+        start = i
+        break
+    if start is None:
+        return None
+    previous = buffered[start][1]
+    for first, final in buffered[start + 1 :]:
+        if final <= previous:
+            continue
+        if first > previous + 1:
+            return None
+        previous = final
+    return start
+
+
+class DepthChain:
+    """The ``U``/``u`` chain of one diff depth stream (binance-protocol.md 1.6, step 7).
+
+    ``U`` is the first update id of an event, ``u`` the final one. ``u`` at or below the newest
+    ``u`` is a `Duplicate`; ``U <= last_u + 1`` continues the chain (normally ``U == last_u + 1``;
+    less is an overlap, e.g. from a replacement connection, and is applied like the first event
+    after a snapshot); ``U > last_u + 1`` means updates were missed: `GapDetected` for the
+    missing ``u`` range and `NeedSnapshot`, and the chain goes on from the new event.
+
+    With ``snapshot_on_start`` the first event also asks for a snapshot, because a book can only
+    be rebuilt from one (procedure step 3).
+    """
+
+    __slots__ = ("_last", "gaps", "snapshot_due", "snapshot_on_start", "stream")
+
+    def __init__(self, stream: str, *, snapshot_on_start: bool = True) -> None:
+        self.stream = stream
+        self.snapshot_on_start = snapshot_on_start
+        self._last: int | None = None
+        self.snapshot_due = False
+        self.gaps = 0
+
+    @property
+    def last(self) -> int | None:
+        """The newest final update id ``u`` seen, ``None`` before any."""
+        return self._last
+
+    def observe(self, first_update_id: int, final_update_id: int) -> list[Action]:
+        """Classify the next event by its first (``U``) and final (``u``) update ids."""
+        last = self._last
+        if last is None:
+            self._last = final_update_id
+            if not self.snapshot_on_start:
+                return [_EMIT]
+            self.snapshot_due = True
+            return [_EMIT, NeedSnapshot(self.stream, "initial snapshot")]
+        if final_update_id <= last:
+            return [Duplicate(last)]
+        self._last = final_update_id
+        if first_update_id <= last + 1:
+            return [_EMIT]
+        self.gaps += 1
+        self.snapshot_due = True
+        return [
+            GapDetected(self.stream, last + 1, first_update_id - 1, CAUSE_DEPTH),
+            NeedSnapshot(self.stream, f"{CAUSE_DEPTH}: U={first_update_id} after u={last}"),
+            _EMIT,
+        ]
+
+    def bridge_snapshot(
+        self, last_update_id: int, buffered: Sequence[tuple[int, int]]
+    ) -> int | None:
+        """`bridge_index` of a snapshot over the buffered events; a bridge clears `snapshot_due`."""
+        index = bridge_index(last_update_id, buffered)
+        if index is not None:
+            self.snapshot_due = False
+        return index
+
+    def __repr__(self) -> str:
+        due = " snapshot-due" if self.snapshot_due else ""
+        return f"<DepthChain {self.stream} last_u={self._last} gaps={self.gaps}{due}>"
+
+
+class Staleness:
+    """A silence watchdog for a stream without sequence numbers (ticker, bookTicker, ...).
+
+    `check` reports a `GapDetected` spanning the silence once it exceeds ``max_silence_ms``, once
+    per silence: the next report needs a `seen` first. A stream `watch`-ed but never seen is
+    reported with cause `CAUSE_SILENT` (an unknown or halted symbol sends nothing,
+    binance-protocol.md 1.4); one silent after data with `CAUSE_STALE`.
+    """
+
+    __slots__ = ("_ever", "_last", "_reported", "max_silence_ms", "stream")
+
+    def __init__(self, stream: str, max_silence_ms: int) -> None:
+        self.stream = stream
+        self.max_silence_ms = max_silence_ms
+        self._last: int | None = None
+        self._ever = False
+        self._reported = False
+
+    def watch(self, now_ms: int) -> None:
+        """Start (or restart, after a resubscribe) the silence clock at ``now_ms``."""
+        self._last = now_ms
+        self._reported = False
+
+    def seen(self, now_ms: int) -> None:
+        """Record a message received at ``now_ms``."""
+        if self._last is None or now_ms > self._last:
+            self._last = now_ms
+        self._ever = True
+        self._reported = False
+
+    def check(self, now_ms: int) -> GapDetected | None:
+        """The silence up to ``now_ms`` if it is too long and not yet reported, else ``None``."""
+        last = self._last
+        if last is None or self._reported or now_ms - last <= self.max_silence_ms:
+            return None
+        self._reported = True
+        cause = CAUSE_STALE if self._ever else CAUSE_SILENT
+        return GapDetected(self.stream, last + 1, now_ms, cause)
+
+    def __repr__(self) -> str:
+        return f"<Staleness {self.stream} max={self.max_silence_ms}ms last={self._last}>"
+
+
+# Expected push cadence per kind (web-socket-streams.md; binance-protocol.md 1.5). Streams pushed
+# "real-time" only when something happens get a long default: a quiet symbol is not a fault.
+DEFAULT_CADENCE_MS: dict[StreamKind, int] = {
+    StreamKind.TICKER: 1_000,
+    StreamKind.MINI_TICKER: 1_000,
+    StreamKind.WINDOW_TICKER: 1_000,
+    StreamKind.AVG_PRICE: 1_000,
+    StreamKind.ALL_MINI_TICKERS: 1_000,
+    StreamKind.BOOK_TICKER: 10_000,
+}
+
+_Tracker: TypeAlias = IdSequence | KlineGrid | DepthChain
+_T = TypeVar("_T", IdSequence, KlineGrid, DepthChain)
+
+
+def _fallback(stream: str, kind: type[_Tracker]) -> _Tracker:
+    if kind is KlineGrid:
+        return KlineGrid(stream, 0)
+    if kind is DepthChain:
+        return DepthChain(stream)
+    return IdSequence(stream)
+
+
+class Sequencer:
+    """One tracker per stream name, built from the stream's kind.
+
+    aggTrade and trade -> `IdSequence`; kline -> `KlineGrid` (plus a watchdog, klines are pushed
+    every 1-2 s); diff depth -> `DepthChain`; every other kind -> `Staleness` with silence bound
+    ``cadence x tolerance`` (ticker kinds 1 s, bookTicker 10 s, partial depth by its speed),
+    overridable per kind with ``max_silence_ms``. Streams are registered by `add` or on first use.
+    Using a stream with the wrong method (``observe_id`` on a kline stream) is a programming
+    error: `TypeError`.
+    """
+
+    def __init__(
+        self,
+        streams: Iterable[str] = (),
+        *,
+        tolerance: float = 5.0,
+        max_silence_ms: Mapping[StreamKind, int] | None = None,
+        snapshot_on_start: bool = True,
+    ) -> None:
+        self.tolerance = tolerance
+        self._silence = dict(max_silence_ms or {})
+        self._snapshot_on_start = snapshot_on_start
+        self._trackers: dict[str, _Tracker] = {}
+        self._watchdogs: dict[str, Staleness] = {}
+        for stream in streams:
+            self.add(stream)
+
+    def add(self, stream: str, now_ms: int | None = None) -> None:
+        """Register ``stream`` (idempotent); with ``now_ms`` its silence clock starts then.
+
+        Raises `InvalidStreamName` for a name `parse_stream` rejects.
+        """
+        if stream not in self._trackers and stream not in self._watchdogs:
+            self._build(parse_stream(stream))
+        if now_ms is not None and (dog := self._watchdogs.get(stream)) is not None:
+            dog.watch(now_ms)
+
+    def _build(self, parsed: StreamName) -> None:
+        name, kind = parsed.name, parsed.kind
+        if kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
+            self._trackers[name] = IdSequence(name)
+        elif kind is StreamKind.DIFF_DEPTH:
+            self._trackers[name] = DepthChain(name, snapshot_on_start=self._snapshot_on_start)
+        elif kind is StreamKind.KLINE:
+            interval = KLINE_INTERVAL_MS.get(parsed.interval, 0)
+            self._trackers[name] = KlineGrid(name, interval)
+            # Kline pushes: 1000 ms for 1s, 2000 ms for the others (binance-protocol.md 1.5).
+            self._watch(name, kind, 1_000 if parsed.interval == "1s" else 2_000)
+        elif kind is StreamKind.PARTIAL_DEPTH:
+            self._watch(name, kind, parsed.speed_ms or 1_000)
+        else:
+            self._watch(name, kind, DEFAULT_CADENCE_MS.get(kind, 1_000))
+
+    def _watch(self, name: str, kind: StreamKind, cadence_ms: int) -> None:
+        bound = self._silence.get(kind, round(cadence_ms * self.tolerance))
+        self._watchdogs[name] = Staleness(name, bound)
+
+    def _tracker(self, stream: str, kind: type[_T]) -> _T:
+        tracker = self._trackers.get(stream)
+        if tracker is None and stream not in self._watchdogs:
+            try:
+                self.add(stream)
+            except InvalidStreamName:
+                # A name we cannot parse still gets the tracker its data asks for.
+                self._trackers[stream] = _fallback(stream, kind)
+            tracker = self._trackers.get(stream)
+        if not isinstance(tracker, kind):
+            raise TypeError(f"{stream!r} is not tracked by a {kind.__name__}")
+        return tracker
+
+    def observe_id(self, stream: str, id: int) -> list[Action]:
+        """`IdSequence.observe` for an aggTrade or trade stream."""
+        return self._tracker(stream, IdSequence).observe(id)
+
+    def observe_kline(self, stream: str, open_time: int) -> list[Action]:
+        """`KlineGrid.observe` for a kline stream."""
+        return self._tracker(stream, KlineGrid).observe(open_time)
+
+    def observe_depth(
+        self, stream: str, first_update_id: int, final_update_id: int
+    ) -> list[Action]:
+        """`DepthChain.observe` for a diff depth stream (``U``, ``u``)."""
+        return self._tracker(stream, DepthChain).observe(first_update_id, final_update_id)
+
+    def bridge_snapshot(
+        self, stream: str, last_update_id: int, buffered: Sequence[tuple[int, int]]
+    ) -> int | None:
+        """`DepthChain.bridge_snapshot` for a diff depth stream."""
+        return self._tracker(stream, DepthChain).bridge_snapshot(last_update_id, buffered)
+
+    def seen(self, stream: str, now_ms: int) -> None:
+        """Record that ``stream`` delivered a message at ``now_ms`` (feeds its watchdog, if any)."""
+        dog = self._watchdogs.get(stream)
+        if dog is None and stream not in self._trackers:
+            self.add(stream)
+            dog = self._watchdogs.get(stream)
+        if dog is not None:
+            dog.seen(now_ms)
+
+    def stale(self, now_ms: int) -> list[GapDetected]:
+        """Every watched stream silent for too long, each reported once per silence."""
+        return [gap for dog in self._watchdogs.values() if (gap := dog.check(now_ms)) is not None]
+
+    def resume(self, stream: str, last_id: int) -> bool:
+        """Resume an id or kline stream from its last stored id (open time for klines).
+
+        Returns ``False`` (and does nothing) for kinds that cannot resume: diff depth needs a
+        snapshot, and the others carry no sequence.
+        """
+        self.add(stream)
+        tracker = self._trackers.get(stream)
+        if isinstance(tracker, IdSequence | KlineGrid):
+            tracker.resume_from(last_id)
+            return True
+        return False
+
+    def tracker(self, stream: str) -> IdSequence | KlineGrid | DepthChain | Staleness | None:
+        """The tracker of ``stream`` (its watchdog for unsequenced kinds), ``None`` if unknown."""
+        return self._trackers.get(stream) or self._watchdogs.get(stream)
+
+    def __len__(self) -> int:
+        return len(self._trackers.keys() | self._watchdogs.keys())
+
+    def __repr__(self) -> str:
+        gaps = sum(t.gaps for t in self._trackers.values())
+        due = sum(isinstance(t, DepthChain) and t.snapshot_due for t in self._trackers.values())
+        return f"<Sequencer streams={len(self)} gaps={gaps} snapshots_due={due}>"

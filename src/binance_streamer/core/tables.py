@@ -1,0 +1,242 @@
+"""Tables as data: one per stream kind, their columns, natural keys, and event -> row functions.
+
+Storage backends generate their DDL from these specs, so SQLite and PostgreSQL share one schema.
+Every row ends with ``received_ns`` (local receive time, integer ns since the epoch, NULL for rows
+fetched over REST that were never received live) and ``source`` (``ws`` or ``rest``).
+Prices and quantities are TEXT holding Binance's exact decimal string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from binance_streamer.core.events import (
+    AggTrade,
+    AvgPrice,
+    BookTicker,
+    DiffDepth,
+    KlineEvent,
+    MiniTicker,
+    PartialDepth,
+    Ticker,
+    Trade,
+    WindowTicker,
+)
+from binance_streamer.core.streams import StreamKind, StreamName
+
+__all__ = ["TABLES", "TABLE_FOR_KIND", "Column", "Row", "RowBuilder", "TableSpec", "row_builder"]
+
+Row = tuple[Any, ...]
+RowBuilder = Callable[[Any, int | None, str], list[Row]]
+
+INT, TEXT, BOOL = "INTEGER", "TEXT", "BOOLEAN"
+Column = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table: its columns in insert order, its natural key, and how duplicates resolve.
+
+    ``upsert_when`` is a SQL condition (over ``excluded``) under which a conflicting row replaces
+    the stored one; ``None`` means the first stored copy wins (insert-or-ignore).
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    upsert_when: str | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+
+_TAIL: tuple[Column, ...] = (("received_ns", INT), ("source", TEXT))
+
+TRADE = TableSpec(
+    "trade",
+    (("symbol", TEXT), ("trade_id", INT), ("price", TEXT), ("quantity", TEXT),
+     ("trade_time", INT), ("buyer_is_maker", BOOL), ("best_match", BOOL), ("event_time", INT))
+    + _TAIL,
+    ("symbol", "trade_id"),
+)
+AGG_TRADE = TableSpec(
+    "agg_trade",
+    (("symbol", TEXT), ("agg_id", INT), ("price", TEXT), ("quantity", TEXT),
+     ("first_trade_id", INT), ("last_trade_id", INT), ("trade_time", INT),
+     ("buyer_is_maker", BOOL), ("best_match", BOOL), ("event_time", INT)) + _TAIL,
+    ("symbol", "agg_id"),
+)
+KLINE = TableSpec(
+    "kline",
+    (("symbol", TEXT), ("interval", TEXT), ("open_time", INT), ("close_time", INT),
+     ("first_trade_id", INT), ("last_trade_id", INT), ("open", TEXT), ("close", TEXT),
+     ("high", TEXT), ("low", TEXT), ("base_volume", TEXT), ("trade_count", INT),
+     ("is_closed", BOOL), ("quote_volume", TEXT), ("taker_buy_base_volume", TEXT),
+     ("taker_buy_quote_volume", TEXT), ("event_time", INT)) + _TAIL,
+    ("symbol", "interval", "open_time"),
+    # Binance sends several updates per open candle; the latest wins until the closing one.
+    upsert_when="NOT {t}.is_closed AND excluded.event_time >= {t}.event_time",
+)
+_TICKER_STATS: tuple[Column, ...] = (
+    ("open", TEXT), ("high", TEXT), ("low", TEXT), ("base_volume", TEXT), ("quote_volume", TEXT),
+    ("open_time", INT), ("close_time", INT), ("first_trade_id", INT), ("last_trade_id", INT),
+    ("trade_count", INT),
+)
+TICKER = TableSpec(
+    "ticker",
+    (("symbol", TEXT), ("event_time", INT), ("price_change", TEXT),
+     ("price_change_percent", TEXT), ("weighted_avg_price", TEXT),
+     ("first_trade_before_window_price", TEXT), ("last_price", TEXT), ("last_quantity", TEXT),
+     ("best_bid_price", TEXT), ("best_bid_quantity", TEXT), ("best_ask_price", TEXT),
+     ("best_ask_quantity", TEXT)) + _TICKER_STATS + _TAIL,
+    ("symbol", "event_time"),
+)
+WINDOW_TICKER = TableSpec(
+    "window_ticker",
+    (("symbol", TEXT), ("window", TEXT), ("event_time", INT), ("price_change", TEXT),
+     ("price_change_percent", TEXT), ("weighted_avg_price", TEXT), ("last_price", TEXT))
+    + _TICKER_STATS + _TAIL,
+    ("symbol", "window", "event_time"),
+)
+MINI_TICKER = TableSpec(
+    "mini_ticker",
+    (("symbol", TEXT), ("event_time", INT), ("close", TEXT), ("open", TEXT), ("high", TEXT),
+     ("low", TEXT), ("base_volume", TEXT), ("quote_volume", TEXT)) + _TAIL,
+    ("symbol", "event_time"),
+)
+BOOK_TICKER = TableSpec(
+    "book_ticker",
+    (("symbol", TEXT), ("update_id", INT), ("best_bid_price", TEXT),
+     ("best_bid_quantity", TEXT), ("best_ask_price", TEXT), ("best_ask_quantity", TEXT)) + _TAIL,
+    ("symbol", "update_id"),
+)
+AVG_PRICE = TableSpec(
+    "avg_price",
+    (("symbol", TEXT), ("event_time", INT), ("interval", TEXT), ("price", TEXT),
+     ("last_trade_time", INT)) + _TAIL,
+    ("symbol", "event_time"),
+)
+PARTIAL_DEPTH = TableSpec(
+    "partial_depth",
+    (("symbol", TEXT), ("levels", INT), ("last_update_id", INT), ("bids", TEXT), ("asks", TEXT))
+    + _TAIL,
+    ("symbol", "levels", "last_update_id"),
+)
+DIFF_DEPTH = TableSpec(
+    "depth_update",
+    (("symbol", TEXT), ("first_update_id", INT), ("final_update_id", INT), ("event_time", INT),
+     ("bids", TEXT), ("asks", TEXT)) + _TAIL,
+    ("symbol", "final_update_id"),
+)
+
+DEPTH_SNAPSHOT = TableSpec(
+    "depth_snapshot",  # GET /api/v3/depth, fetched when a diff-depth chain breaks
+    (("symbol", TEXT), ("last_update_id", INT), ("bids", TEXT), ("asks", TEXT)) + _TAIL,
+    ("symbol", "last_update_id"),
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    TRADE, AGG_TRADE, KLINE, TICKER, WINDOW_TICKER, MINI_TICKER, BOOK_TICKER, AVG_PRICE,
+    PARTIAL_DEPTH, DIFF_DEPTH, DEPTH_SNAPSHOT,
+)
+TABLE_FOR_KIND: dict[StreamKind, TableSpec] = {
+    StreamKind.TRADE: TRADE,
+    StreamKind.AGG_TRADE: AGG_TRADE,
+    StreamKind.KLINE: KLINE,
+    StreamKind.TICKER: TICKER,
+    StreamKind.WINDOW_TICKER: WINDOW_TICKER,
+    StreamKind.MINI_TICKER: MINI_TICKER,
+    StreamKind.ALL_MINI_TICKERS: MINI_TICKER,
+    StreamKind.BOOK_TICKER: BOOK_TICKER,
+    StreamKind.AVG_PRICE: AVG_PRICE,
+    StreamKind.PARTIAL_DEPTH: PARTIAL_DEPTH,
+    StreamKind.DIFF_DEPTH: DIFF_DEPTH,
+}
+
+
+def _trade(e: Trade, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.trade_id, e.price, e.quantity, e.trade_time, e.buyer_is_maker,
+             e.best_match, e.event_time, ns, src)]
+
+
+def _agg_trade(e: AggTrade, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.agg_id, e.price, e.quantity, e.first_trade_id, e.last_trade_id,
+             e.trade_time, e.buyer_is_maker, e.best_match, e.event_time, ns, src)]
+
+
+def _kline(e: KlineEvent, ns: int | None, src: str) -> list[Row]:
+    k = e.kline
+    return [(e.symbol, k.interval, k.open_time, k.close_time, k.first_trade_id, k.last_trade_id,
+             k.open, k.close, k.high, k.low, k.base_volume, k.trade_count, k.is_closed,
+             k.quote_volume, k.taker_buy_base_volume, k.taker_buy_quote_volume, e.event_time,
+             ns, src)]
+
+
+def _ticker(e: Ticker, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.event_time, e.price_change, e.price_change_percent,
+             e.weighted_avg_price, e.first_trade_before_window_price, e.last_price,
+             e.last_quantity, e.best_bid_price, e.best_bid_quantity, e.best_ask_price,
+             e.best_ask_quantity, e.open, e.high, e.low, e.base_volume, e.quote_volume,
+             e.open_time, e.close_time, e.first_trade_id, e.last_trade_id, e.trade_count, ns, src)]
+
+
+def _window_ticker(e: WindowTicker, ns: int | None, src: str) -> list[Row]:
+    window = e.event_type.removesuffix("Ticker")
+    return [(e.symbol, window, e.event_time, e.price_change, e.price_change_percent,
+             e.weighted_avg_price, e.last_price, e.open, e.high, e.low, e.base_volume,
+             e.quote_volume, e.open_time, e.close_time, e.first_trade_id, e.last_trade_id,
+             e.trade_count, ns, src)]
+
+
+def _mini_ticker(e: MiniTicker, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.event_time, e.close, e.open, e.high, e.low, e.base_volume,
+             e.quote_volume, ns, src)]
+
+
+def _all_mini_tickers(es: list[MiniTicker], ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.event_time, e.close, e.open, e.high, e.low, e.base_volume,
+             e.quote_volume, ns, src) for e in es]
+
+
+def _book_ticker(e: BookTicker, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.update_id, e.best_bid_price, e.best_bid_quantity, e.best_ask_price,
+             e.best_ask_quantity, ns, src)]
+
+
+def _avg_price(e: AvgPrice, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.event_time, e.interval, e.price, e.last_trade_time, ns, src)]
+
+
+def _diff_depth(e: DiffDepth, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.first_update_id, e.final_update_id, e.event_time,
+             bytes(e.bids).decode(), bytes(e.asks).decode(), ns, src)]
+
+
+def row_builder(stream: StreamName) -> RowBuilder:
+    """The function turning one decoded event of ``stream`` into rows of its table."""
+    if stream.kind is StreamKind.PARTIAL_DEPTH:
+        symbol, levels = stream.symbol.upper(), stream.levels
+
+        def _partial(e: PartialDepth, ns: int | None, src: str) -> list[Row]:
+            return [(symbol, levels, e.last_update_id, bytes(e.bids).decode(),
+                     bytes(e.asks).decode(), ns, src)]
+
+        return _partial
+    return _BUILDERS[stream.kind]
+
+
+_BUILDERS: dict[StreamKind, RowBuilder] = {
+    StreamKind.TRADE: _trade,
+    StreamKind.AGG_TRADE: _agg_trade,
+    StreamKind.KLINE: _kline,
+    StreamKind.TICKER: _ticker,
+    StreamKind.WINDOW_TICKER: _window_ticker,
+    StreamKind.MINI_TICKER: _mini_ticker,
+    StreamKind.ALL_MINI_TICKERS: _all_mini_tickers,
+    StreamKind.BOOK_TICKER: _book_ticker,
+    StreamKind.AVG_PRICE: _avg_price,
+    StreamKind.DIFF_DEPTH: _diff_depth,
+}

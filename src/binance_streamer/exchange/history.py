@@ -1,0 +1,42 @@
+"""Everything the exchange has published on its timeline, per stream, in order.
+
+This is the ground truth tests compare a recorder's database against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["History"]
+
+
+class History:
+    """Published payloads per stream name (bare payloads, as sent on ``/ws``, times in ms)."""
+
+    def __init__(self) -> None:
+        self._by_stream: dict[str, list[Any]] = {}
+
+    def add(self, stream: str, payload: Any) -> None:
+        """Append one published payload to ``stream``'s history."""
+        lst = self._by_stream.get(stream)
+        if lst is None:
+            self._by_stream[stream] = [payload]
+        else:
+            lst.append(payload)
+
+    def events(self, stream: str) -> list[Any]:
+        """All payloads published on ``stream`` so far, oldest first (a copy)."""
+        return list(self._by_stream.get(stream, ()))
+
+    def streams(self) -> list[str]:
+        """The names of every stream that has published at least one event."""
+        return sorted(self._by_stream)
+
+    def count(self, stream: str | None = None) -> int:
+        """How many events ``stream`` (or all streams) published."""
+        if stream is not None:
+            return len(self._by_stream.get(stream, ()))
+        return sum(len(v) for v in self._by_stream.values())
+
+    def __repr__(self) -> str:
+        return f"<History streams={len(self._by_stream)} events={self.count()}>"

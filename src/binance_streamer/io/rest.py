@@ -1,0 +1,142 @@
+"""Binance REST client for symbol validation and backfill (rest-api.md, "Market Data endpoints").
+
+Thin adapter over aiohttp: HTTP and connection errors become `binance_streamer.errors`
+exceptions here and nowhere else. The used request weight (``X-MBX-USED-WEIGHT-1M``) is tracked so
+the backfill can pace itself under the 6000/min limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from binance_streamer.errors import ExchangeError, RateLimited, Unreachable, UnknownSymbolError
+
+__all__ = ["BINANCE_REST_URL", "RestClient"]
+
+BINANCE_REST_URL = "https://api.binance.com"
+# A 418 without Retry-After: wait 2 minutes, the shortest documented ban (rest-api.md "LIMITS").
+_DEFAULT_BAN_S = 120.0
+
+
+class RestClient:
+    """Calls ``<base>/api/v3/...``; use as ``async with RestClient(url) as rest``."""
+
+    def __init__(self, base_url: str = BINANCE_REST_URL, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self.used_weight = 0
+        self.weight_limit = 6000
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"<RestClient {self.base_url} used_weight={self.used_weight}/{self.weight_limit}>"
+
+    async def __aenter__(self) -> RestClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        """GET ``/api/v3/<path>`` and return the decoded JSON body."""
+        assert self._session is not None, "use RestClient as an async context manager"
+        url = f"{self.base_url}/api/v3/{path}"
+        query = {k: _param(v) for k, v in params.items() if v is not None}
+        self.requests += 1
+        try:
+            async with self._session.get(url, params=query) as resp:
+                body = await resp.read()
+                self._track_weight(resp.headers)
+                if resp.status in (418, 429):
+                    raise RateLimited(resp.status, _retry_after(resp.headers), _message(body))
+                if resp.status != 200:
+                    raise ExchangeError(resp.status, _code(body), _message(body))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise Unreachable(url, str(exc) or type(exc).__name__) from exc
+        return msgspec.json.decode(body)
+
+    def _track_weight(self, headers: Any) -> None:
+        used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
+        if used is not None and used.isdigit():
+            self.used_weight = int(used)
+
+    async def trading_symbols(self) -> dict[str, str]:
+        """Every listed symbol and its status (``TRADING``, ``HALT``, ``BREAK``...)."""
+        info = await self.get("exchangeInfo")
+        return {s["symbol"]: s.get("status", "") for s in info["symbols"]}
+
+    async def validate_symbols(self, symbols: list[str]) -> None:
+        """Raise `UnknownSymbolError` naming every symbol that is unknown or not trading."""
+        listed = await self.trading_symbols()
+        unknown = [s for s in symbols if s.upper() not in listed]
+        halted = [f"{s} ({listed[s.upper()]})" for s in symbols
+                  if s.upper() in listed and listed[s.upper()] != "TRADING"]
+        if unknown or halted:
+            detail = "not listed by exchangeInfo" if unknown else "not trading"
+            raise UnknownSymbolError(unknown + halted, detail)
+
+    async def agg_trades(self, symbol: str, from_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Aggregate trades from ``from_id`` (inclusive), oldest first; weight 4."""
+        rows: list[dict[str, Any]] = await self.get(
+            "aggTrades", symbol=symbol.upper(), fromId=from_id, limit=limit)
+        return rows
+
+    async def historical_trades(
+        self, symbol: str, from_id: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Trades from ``from_id`` (inclusive), oldest first; weight 25."""
+        rows: list[dict[str, Any]] = await self.get(
+            "historicalTrades", symbol=symbol.upper(), fromId=from_id, limit=limit)
+        return rows
+
+    async def klines(
+        self, symbol: str, interval: str, start_time: int, end_time: int | None = None,
+        limit: int = 1000,
+    ) -> list[list[Any]]:
+        """Klines opening at or after ``start_time`` (ms), oldest first; weight 2."""
+        rows: list[list[Any]] = await self.get(
+            "klines", symbol=symbol.upper(), interval=interval, startTime=start_time,
+            endTime=end_time, limit=limit)
+        return rows
+
+    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
+        """An order book snapshot with its ``lastUpdateId``."""
+        snap: dict[str, Any] = await self.get("depth", symbol=symbol.upper(), limit=limit)
+        return snap
+
+
+def _param(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":")) if isinstance(v, list) else str(v)
+
+
+def _retry_after(headers: Any) -> float:
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else _DEFAULT_BAN_S
+    except ValueError:
+        return _DEFAULT_BAN_S
+
+
+def _decode_error(body: bytes) -> dict[str, Any]:
+    try:
+        obj = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _code(body: bytes) -> int | None:
+    code = _decode_error(body).get("code")
+    return code if isinstance(code, int) else None
+
+
+def _message(body: bytes) -> str:
+    msg = _decode_error(body).get("msg")
+    return msg if isinstance(msg, str) else body[:200].decode("utf-8", "replace")

@@ -1,0 +1,241 @@
+"""One supervised combined-stream WebSocket connection (picows), reconnecting under a policy.
+
+The connection only moves bytes: every text frame goes to ``on_frame(connection, received_ns,
+payload)``. Pings are answered by picows (web-socket-streams.md: "reply with a pong copying the
+payload"). The supervisor reconnects after a drop or a stall, and rolls over to a fresh
+connection before Binance's 24 h cut or on ``serverShutdown``: the new connection is opened and must
+deliver data before the old one is closed, so the overlap (deduplicated by the natural keys in
+storage) covers the switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import picows
+from picows import WSListener, WSMsgType, WSTransport
+
+from binance_streamer.core.backoff import ReconnectPolicy
+from binance_streamer.core.planning import AttemptLimiter
+
+__all__ = ["ConnectionSettings", "FrameHandler", "StreamConnection"]
+
+log = logging.getLogger(__name__)
+FrameHandler = Callable[[int, int, bytes], None]
+
+
+@dataclass
+class ConnectionSettings:
+    """Timing of one connection; tests shrink these."""
+
+    stall_timeout_s: float = 10.0  # no frame at all for this long -> reconnect
+    lifetime_s: float = 23.5 * 3600  # roll over before Binance's 24 h disconnect
+    first_data_timeout_s: float = 10.0  # a rollover's new connection must deliver by then
+    handshake_timeout_s: float = 10.0
+    policy: Callable[[], ReconnectPolicy] = field(default=ReconnectPolicy)
+
+
+class _Listener(WSListener):  # type: ignore[misc]
+    def __init__(self, owner: StreamConnection) -> None:
+        self.owner = owner
+        self.first_data = asyncio.Event()
+        self.close_code: int | None = None
+        self._parts: list[bytes] = []
+
+    def on_ws_frame(self, transport: WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.TEXT or kind is WSMsgType.CONTINUATION:
+            payload = frame.get_payload_as_bytes()
+            if not frame.fin:  # Binance does not fragment, but the protocol allows it
+                self._parts.append(payload)
+                return
+            if self._parts:
+                payload = b"".join([*self._parts, payload])
+                self._parts.clear()
+            self.owner.deliver(payload)
+            self.first_data.set()
+        elif kind is WSMsgType.CLOSE:
+            self.close_code = int(frame.get_close_code())
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+
+class StreamConnection:
+    """A combined-stream connection to ``url`` that keeps itself up until `stop`."""
+
+    def __init__(
+        self,
+        index: int,
+        url: str,
+        on_frame: FrameHandler,
+        limiter: AttemptLimiter,
+        settings: ConnectionSettings | None = None,
+        on_event: Callable[[StreamConnection, str], None] | None = None,
+    ) -> None:
+        self.index = index
+        self.url = url
+        self.settings = settings or ConnectionSettings()
+        self._on_frame = on_frame
+        self._limiter = limiter
+        self._on_event = on_event or (lambda c, e: None)
+        self._policy = self.settings.policy()
+        self._transport: WSTransport | None = None
+        self._stopping = asyncio.Event()
+        self._rollover = asyncio.Event()
+        self._paused = False
+        self.frames = 0
+        self.connects = 0
+        self.reconnects = 0
+        self.rollovers = 0
+        self.last_frame = time.monotonic()
+        self.last_error = ""
+
+    def __repr__(self) -> str:
+        state = "open" if self._transport is not None else "closed"
+        idle = time.monotonic() - self.last_frame
+        return (f"<Connection #{self.index} {state} frames={self.frames} "
+                f"reconnects={self.reconnects} last_msg={idle:.1f}s>")
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None
+
+    def deliver(self, payload: bytes) -> None:
+        """Hand one text frame to the recorder (called by the listener)."""
+        self.frames += 1
+        self.last_frame = time.monotonic()
+        self._on_frame(self.index, time.time_ns(), payload)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (back-pressure from the writer)."""
+        self._paused = True
+        if self._transport is not None:
+            self._transport.underlying_transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Resume reading after `pause_reading`."""
+        self._paused = False
+        if self._transport is not None:
+            self._transport.underlying_transport.resume_reading()
+
+    def request_rollover(self) -> None:
+        """Switch to a fresh connection now (``serverShutdown``), without a gap."""
+        self._rollover.set()
+
+    def stop(self) -> None:
+        """Close the connection and end `run`."""
+        self._stopping.set()
+        if self._transport is not None:
+            self._transport.send_close(picows.WSCloseCode.OK)
+            self._transport.disconnect()
+
+    async def run(self) -> None:
+        """Connect, supervise, reconnect, until `stop`."""
+        while not self._stopping.is_set():
+            transport = await self._connect_with_retry()
+            if transport is None:
+                return
+            await self._supervise(transport)
+            self._transport = None
+            self._policy.disconnected(time.monotonic())
+            if not self._stopping.is_set():
+                self.reconnects += 1
+                self._on_event(self, "disconnected")
+
+    async def _connect_with_retry(self) -> WSTransport | None:
+        retry_after: float | None = None
+        while not self._stopping.is_set():
+            await self._wait_for_attempt_slot()
+            try:
+                transport, _ = await self._open()
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = self._policy.next_delay(retry_after)
+                log.warning("connection #%d to %s failed (%s); retrying in %.1fs",
+                            self.index, self.url, self.last_error, delay)
+                self._on_event(self, "connect_failed")
+                if await self._sleep_or_stop(delay):
+                    return None
+                continue
+            self._adopt(transport)
+            return transport
+        return None
+
+    async def _open(self) -> tuple[WSTransport, _Listener]:
+        self.connects += 1
+        transport, listener = await picows.ws_connect(
+            lambda: _Listener(self), self.url,
+            websocket_handshake_timeout=self.settings.handshake_timeout_s,
+            enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
+        )
+        return transport, listener
+
+    def _adopt(self, transport: WSTransport) -> None:
+        self._transport = transport
+        self.last_frame = time.monotonic()
+        self._policy.connected(self.last_frame)
+        if self._paused:
+            transport.underlying_transport.pause_reading()
+        self._on_event(self, "connected")
+
+    async def _wait_for_attempt_slot(self) -> None:
+        while (delay := self._limiter.delay(time.monotonic())) > 0:
+            if await self._sleep_or_stop(delay):
+                return
+        self._limiter.record(time.monotonic())
+
+    async def _sleep_or_stop(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds unless stopped first; True when stopped."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _supervise(self, transport: WSTransport) -> None:
+        """Return when ``transport`` is gone; replace it on stall, lifetime end or shutdown."""
+        opened = time.monotonic()
+        tick = min(1.0, self.settings.stall_timeout_s / 4)
+        while not self._stopping.is_set():
+            disconnected = asyncio.ensure_future(transport.wait_disconnected())
+            rollover = asyncio.ensure_future(self._rollover.wait())
+            done, _ = await asyncio.wait({disconnected, rollover}, timeout=tick,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            rollover.cancel()
+            disconnected.cancel()
+            if transport.is_disconnected():
+                return
+            now = time.monotonic()
+            if now - self.last_frame > self.settings.stall_timeout_s and not self._paused:
+                log.warning("connection #%d stalled for %.1fs; reconnecting",
+                            self.index, now - self.last_frame)
+                self._on_event(self, "stalled")
+                transport.disconnect(graceful=False)
+                return
+            if self._rollover.is_set() or now - opened > self.settings.lifetime_s:
+                self._rollover.clear()
+                replacement = await self._replace(transport)
+                if replacement is None:
+                    return
+                transport, opened = replacement, time.monotonic()
+
+    async def _replace(self, old: WSTransport) -> WSTransport | None:
+        """Open a new connection, wait for its first data, then close ``old``."""
+        try:
+            await self._wait_for_attempt_slot()
+            new, listener = await self._open()
+            await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - fall back to a plain reconnect
+            log.warning("rollover of connection #%d failed: %s", self.index, exc)
+            old.disconnect()
+            return None
+        self.rollovers += 1
+        self._adopt(new)
+        old.send_close(picows.WSCloseCode.OK)
+        old.disconnect()
+        self._on_event(self, "rolled_over")
+        return new

@@ -1,0 +1,60 @@
+"""What the writer hands a storage backend: a `Batch`, written in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from binance_streamer.core.tables import Row
+
+__all__ = ["Batch", "GapFill", "GapRow", "Sink", "WriteResult"]
+
+GapRow = tuple[str, int, int, str, int]  # stream, first_missing, last_missing, cause, detected_ns
+GapFill = tuple[int, int, str, int, int]  # filled_ns, rows_filled, stream, first, last
+
+
+@dataclass(slots=True)
+class Batch:
+    """Rows for several tables, stored atomically: all of them or none."""
+
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    quarantine: list[Row] = field(default_factory=list)  # received_ns, stream, reason, raw
+    raw_frames: list[Row] = field(default_factory=list)  # received_ns, connection, frame
+    gaps: list[GapRow] = field(default_factory=list)
+    gap_fills: list[GapFill] = field(default_factory=list)
+    first_received_ns: int = 0
+
+    def add(self, table: str, rows: list[Row]) -> None:
+        """Append market rows for ``table``."""
+        bucket = self.rows.get(table)
+        if bucket is None:
+            self.rows[table] = rows
+        else:
+            bucket.extend(rows)
+
+    def __len__(self) -> int:
+        return (sum(len(r) for r in self.rows.values()) + len(self.quarantine)
+                + len(self.raw_frames) + len(self.gaps) + len(self.gap_fills))
+
+    def __repr__(self) -> str:
+        tables = " ".join(f"{t}={len(r)}" for t, r in self.rows.items())
+        return f"<Batch {tables} quarantine={len(self.quarantine)} gaps={len(self.gaps)}>"
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """Rows newly stored per table by one batch (duplicates are not counted)."""
+
+    stored: dict[str, int]
+
+
+class Sink(Protocol):
+    """A storage backend. Used from one writer thread only."""
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Store ``batch`` in one transaction; raise StorageBusy or StorageFatal on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...

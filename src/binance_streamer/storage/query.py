@@ -1,0 +1,84 @@
+"""Reading recorded data back: the queries behind ``binance-streamer query`` and the library API.
+
+Works on any DB-API connection (sqlite3 or psycopg); ``mark`` is the parameter placeholder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from binance_streamer.core.streams import StreamKind, parse_stream
+from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES, TableSpec
+
+__all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_for", "table_counts"]
+
+LAST_ID_SQL = {
+    StreamKind.AGG_TRADE: "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = %s",
+    StreamKind.TRADE: "SELECT MAX(trade_id) FROM trade WHERE symbol = %s",
+    StreamKind.KLINE: "SELECT MAX(open_time) FROM kline WHERE symbol = %s AND interval = %s",
+}
+# The time column --since/--until filter on, per table (book tickers have only a receive time).
+_TIME_COLUMN = {t.name: "event_time" for t in TABLES}
+_TIME_COLUMN.update(kline="open_time", book_ticker="received_ns", partial_depth="received_ns",
+                    depth_snapshot="received_ns")
+
+
+def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:
+    """Which `LAST_ID_SQL` query, with which parameters, gives ``stream``'s last stored id."""
+    s = parse_stream(stream)
+    if s.kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
+        return s.kind, (s.symbol.upper(),)
+    if s.kind is StreamKind.KLINE:
+        return s.kind, (s.symbol.upper(), s.interval)
+    return None
+
+
+def table_for(kind: str) -> TableSpec:
+    """The table of a stream kind given as on the command line (``ticker``, ``kline_1m``...)."""
+    for t in TABLES:
+        if kind == t.name:
+            return t
+    return TABLE_FOR_KIND[parse_stream(f"btcusdt@{kind}").kind]
+
+
+@dataclass
+class QueryResult:
+    """Column names and rows."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def read_rows(
+    conn: Any, table: TableSpec, symbol: str | None = None, since: int | None = None,
+    until: int | None = None, limit: int | None = None, mark: str = "?",
+) -> QueryResult:
+    """Rows of ``table`` in time order, filtered by symbol and by its time column."""
+    where: list[str] = []
+    params: list[Any] = []
+    time_col = _TIME_COLUMN[table.name]
+    if symbol:
+        where.append(f"symbol = {mark}")
+        params.append(symbol.upper())
+    if since is not None:
+        where.append(f"{time_col} >= {mark}")
+        params.append(since)
+    if until is not None:
+        where.append(f"{time_col} < {mark}")
+        params.append(until)
+    sql = f"SELECT * FROM {table.name}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {time_col}, id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cur = conn.execute(sql, params) if hasattr(conn, "execute") else conn.cursor().execute(sql, params)
+    return QueryResult([d[0] for d in cur.description], list(cur.fetchall()))
+
+
+def table_counts(conn: Any, tables: Sequence[str] | None = None) -> dict[str, int]:
+    """Row count per table (all market tables by default, bookkeeping included)."""
+    names = list(tables) if tables else [t.name for t in TABLES] + ["gaps", "quarantine"]
+    return {n: int(conn.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0]) for n in names}

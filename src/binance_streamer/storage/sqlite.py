@@ -1,0 +1,132 @@
+"""SQLite backend (the embedded default): WAL mode, one writer, one transaction per batch."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from binance_streamer.core.tables import TABLES
+from binance_streamer.errors import StorageBusy, StorageFatal
+from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.schema import SCHEMA_VERSION, insert_sql, migrations
+
+__all__ = ["SqliteSink", "connect", "last_ids", "migrate"]
+
+_INSERTS = {t.name: insert_sql(t, "sqlite") for t in TABLES}
+_GAP_INSERT = (
+    "INSERT INTO gaps (stream, first_missing, last_missing, cause, detected_ns) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_GAP_FILL = (
+    "UPDATE gaps SET filled_ns = ?, rows_filled = ? "
+    "WHERE stream = ? AND first_missing = ? AND last_missing = ?"
+)
+_QUARANTINE = "INSERT INTO quarantine (received_ns, stream, reason, raw) VALUES (?, ?, ?, ?)"
+_RAW = "INSERT INTO raw_frame (received_ns, connection, frame) VALUES (?, ?, ?)"
+_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def connect(path: str | Path, *, readonly: bool = False, busy_timeout_ms: int = 200) -> sqlite3.Connection:
+    """Open ``path`` (creating it unless ``readonly``); errors become StorageFatal."""
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (kill -9); only power loss can lose
+            # the last committed batches.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageFatal(f"cannot open database {path}: {exc}") from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for version, statements in migrations(current, "sqlite"):
+        conn.execute("BEGIN IMMEDIATE")
+        for sql in statements:
+            conn.execute(sql)
+        conn.execute(f"PRAGMA user_version={version}")
+        conn.execute("COMMIT")
+    return current
+
+
+class SqliteSink:
+    """Writes batches to one SQLite file; used by the writer thread only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._conn = connect(path)
+        try:
+            migrate(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise _translate(exc, self.path) from exc
+
+    def __repr__(self) -> str:
+        return f"<SqliteSink {self.path} schema=v{SCHEMA_VERSION}>"
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Store ``batch`` in one transaction; StorageBusy or StorageFatal on failure."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            stored = self._write_rows(conn, batch)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _translate(exc, self.path) from exc
+        return WriteResult(stored)
+
+    @staticmethod
+    def _write_rows(conn: sqlite3.Connection, batch: Batch) -> dict[str, int]:
+        stored: dict[str, int] = {}
+        for table, rows in batch.rows.items():
+            stored[table] = conn.executemany(_INSERTS[table], rows).rowcount
+        if batch.gaps:
+            stored["gaps"] = conn.executemany(_GAP_INSERT, batch.gaps).rowcount
+        if batch.gap_fills:
+            conn.executemany(_GAP_FILL, batch.gap_fills)
+        if batch.quarantine:
+            stored["quarantine"] = conn.executemany(_QUARANTINE, batch.quarantine).rowcount
+        if batch.raw_frames:
+            stored["raw_frame"] = conn.executemany(_RAW, batch.raw_frames).rowcount
+        return stored
+
+    def last_ids(self, streams: list[str]) -> dict[str, int]:
+        """See `last_ids`; called once before recording starts."""
+        return last_ids(self._conn, streams)
+
+    def close(self) -> None:
+        """Close the connection (a WAL checkpoint happens on the last close)."""
+        self._conn.close()
+
+
+def _translate(exc: sqlite3.Error, path: str) -> Exception:
+    text = str(exc).lower()
+    if any(b in text for b in _BUSY):
+        return StorageBusy(f"{path}: {exc}")
+    return StorageFatal(f"cannot write {path}: {exc}")
+
+
+
+def last_ids(conn: sqlite3.Connection, streams: list[str]) -> dict[str, int]:
+    """The last stored id (trade, aggTrade) or open time (kline) of each id-sequenced stream."""
+    from binance_streamer.storage.query import LAST_ID_SQL, last_id_params
+
+    found: dict[str, int] = {}
+    for stream in streams:
+        spec = last_id_params(stream)
+        if spec is None:
+            continue
+        kind, params = spec
+        row = conn.execute(LAST_ID_SQL[kind].replace("%s", "?"), params).fetchone()
+        if row and row[0] is not None:
+            found[stream] = int(row[0])
+    return found
