@@ -146,9 +146,7 @@ class WsEndpoint:
 
     async def _close(self, ws: web.WebSocketResponse, conn: Connection) -> None:
         code, reason = conn.close_request or (None, "")
-        conn.closed = False  # let the final flush through
         await conn.flush()
-        conn.closed = True
         if code is None or ws.closed:
             conn.transport.abort()
             return

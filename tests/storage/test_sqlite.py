@@ -1,0 +1,176 @@
+"""SQLite storage: idempotent batches, exact values, schema versions and storage faults."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from binance_streamer.core.decoding import Decoded, FrameDecoder
+from binance_streamer.core.tables import TABLES
+from binance_streamer.errors import StorageBusy, StorageFatal
+from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.schema import SCHEMA_VERSION, migrations
+from binance_streamer.storage.sqlite import SqliteSink, last_ids
+from binance_streamer.storage.writer import Writer
+from tests.conftest import TIMEOUT, frames
+
+
+def batch_of(name: str, received_ns: int = 1) -> Batch:
+    batch = Batch()
+    decoder = FrameDecoder()
+    for raw in frames(name):
+        out = decoder.decode(raw)
+        assert isinstance(out, Decoded)
+        batch.add(out.route.table.name, out.route.rows(out.event, received_ns, "ws"))
+    return batch
+
+
+def test_a_batch_written_twice_is_stored_once(db_path: Path) -> None:
+    """Re-delivered events (same natural key) are ignored: 400 aggTrades stay 400 rows."""
+    sink = SqliteSink(db_path)
+    first = sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
+    second = sink.write(batch_of("binance_spot_aggTrade.head400.jsonl", received_ns=2))
+    sink.close()
+    assert first.stored == {"agg_trade": 400} and second.stored == {"agg_trade": 0}
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT COUNT(*), MIN(received_ns), MAX(received_ns) FROM agg_trade"
+                        ).fetchone() == (400, 1, 1)
+
+
+def test_exact_decimals_zero_and_null_survive(db_path: Path) -> None:
+    """Price strings come back byte-identical, 0 stays 0 and an absent field stays NULL."""
+    sink = SqliteSink(db_path)
+    sink.write(Batch(rows={"trade": [
+        ("BTCUSDT", 1, "58001.03000000", "0.00000000", 0, False, None, 0, 5, "ws")]}))
+    sink.close()
+    row = sqlite3.connect(db_path).execute(
+        "SELECT price, quantity, trade_time, buyer_is_maker, best_match, event_time FROM trade"
+    ).fetchone()
+    assert row == ("58001.03000000", "0.00000000", 0, 0, None, 0)
+
+
+def test_kline_updates_win_until_the_candle_closes(db_path: Path) -> None:
+    """A later update of an open candle replaces it; once closed, later copies change nothing."""
+    sink = SqliteSink(db_path)
+    base = ("BTCUSDT", "1m", 60_000, 119_999, 1, 2, "1", "2", "3", "0.5", "10", 2)
+    def kline(close: str, closed: bool, event_time: int) -> tuple[object, ...]:
+        return (*base[:7], close, *base[8:], closed, "q", "V", "Q", event_time, 1, "ws")
+    sink.write(Batch(rows={"kline": [kline("2", False, 100)]}))
+    sink.write(Batch(rows={"kline": [kline("3", False, 200), kline("4", True, 300)]}))
+    sink.write(Batch(rows={"kline": [kline("5", False, 250)]}))
+    sink.close()
+    assert sqlite3.connect(db_path).execute(
+        "SELECT close, is_closed, event_time FROM kline").fetchall() == [("4", 1, 300)]
+
+
+def test_schema_is_versioned_and_has_every_table(db_path: Path) -> None:
+    """A new database is at the current schema version with all market and bookkeeping tables."""
+    SqliteSink(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {t.name for t in TABLES} | {"gaps", "quarantine", "raw_frame", "market_data"} <= names
+    assert migrations(SCHEMA_VERSION, "sqlite") == []
+
+
+def test_a_newer_schema_is_refused(db_path: Path) -> None:
+    """A database written by a newer version is not touched."""
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        SqliteSink(db_path)
+
+
+def test_market_data_view_has_the_tutorial_columns(db_path: Path) -> None:
+    """The tutorial's (id, symbol, price, timestamp) are a view over stored tickers."""
+    sink = SqliteSink(db_path)
+    sink.write(batch_of("binance_spot_24hrTicker.singletons.jsonl"))
+    sink.close()
+    conn = sqlite3.connect(db_path)
+    cur = conn.execute("SELECT * FROM market_data")
+    assert [d[0] for d in cur.description] == ["id", "symbol", "price", "timestamp"]
+    assert cur.fetchall() == [(1, "BTCUSDT", 9318.48, 1592593727005)]
+
+
+def test_last_ids_give_resume_points(db_path: Path) -> None:
+    """The last stored aggregate id per stream is what a restart resumes from."""
+    sink = SqliteSink(db_path)
+    sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
+    found = sink.last_ids(["btcusdt@aggTrade", "ethusdt@aggTrade", "xyz@aggTrade", "btcusdt@ticker"])
+    sink.close()
+    rows = [r for r in frames("binance_spot_aggTrade.head400.jsonl") if b"btcusdt" in r[:30]]
+    assert found["btcusdt@aggTrade"] == max(int(r.split(b'"a":')[1].split(b",")[0]) for r in rows)
+    assert "xyz@aggTrade" not in found and "btcusdt@ticker" not in found
+    assert last_ids(sqlite3.connect(db_path), ["ethusdt@aggTrade"]) == {
+        "ethusdt@aggTrade": found["ethusdt@aggTrade"]}
+
+
+def test_a_locked_database_raises_busy_and_then_succeeds(db_path: Path) -> None:
+    """While another process holds the write lock, writes raise StorageBusy; afterwards they pass."""
+    sink = SqliteSink(db_path)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StorageBusy):
+        sink.write(batch_of("binance_spot_trade.singletons.jsonl"))
+    other.execute("COMMIT")
+    assert sink.write(batch_of("binance_spot_trade.singletons.jsonl")).stored == {"trade": 1}
+    sink.close()
+
+
+async def test_the_writer_retries_a_locked_database_without_losing_rows(db_path: Path) -> None:
+    """The writer keeps retrying through a lock and stores every row once the lock is released."""
+    sink = SqliteSink(db_path)
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    written: asyncio.Queue[WriteResult] = asyncio.Queue()
+    writer = Writer(sink, asyncio.get_running_loop(), lambda b, r: written.put_nowait(r),
+                    lambda e: pytest.fail(str(e)), busy_delays=lambda: iter(lambda: 0.01, None))
+    retried = threading.Event()
+    original = sink.write
+    def write(batch: Batch) -> WriteResult:
+        try:
+            return original(batch)
+        except StorageBusy:
+            retried.set()
+            raise
+    sink.write = write  # type: ignore[method-assign]
+    writer.start()
+    writer.submit(batch_of("binance_spot_aggTrade.head400.jsonl"))
+    assert await asyncio.to_thread(retried.wait, TIMEOUT)
+    other.execute("COMMIT")
+    result = await asyncio.wait_for(written.get(), TIMEOUT)
+    await writer.close()
+    assert result.stored == {"agg_trade": 400} and writer.busy_retries >= 1
+
+
+def test_a_read_only_connection_is_fatal_for_writes(db_path: Path) -> None:
+    """A database that refuses writes (opened read-only) gives StorageFatal, not a crash."""
+    sink = SqliteSink(db_path)
+    sink._conn.close()
+    sink._conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    with pytest.raises(StorageFatal, match="readonly"):
+        sink.write(batch_of("binance_spot_trade.singletons.jsonl"))
+
+
+def test_an_unwritable_path_is_fatal(tmp_path: Path) -> None:
+    """A database path inside a regular file cannot be created: StorageFatal names it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageFatal, match="cannot open database"):
+        SqliteSink(blocker / "sub" / "x.db")
+
+
+def test_a_full_disk_is_fatal(db_path: Path) -> None:
+    """When SQLite reports the disk full (max_page_count reached), the write is StorageFatal."""
+    sink = SqliteSink(db_path)
+    pages = sink._conn.execute("PRAGMA page_count").fetchone()[0]
+    sink._conn.execute(f"PRAGMA max_page_count={pages + 1}")
+    with pytest.raises(StorageFatal, match="full"):
+        sink.write(batch_of("binance_spot_depthUpdate_100ms.head600.jsonl"))
+    assert sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM depth_update").fetchone() == (0,)
