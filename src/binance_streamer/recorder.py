@@ -18,7 +18,7 @@ from pathlib import Path
 
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
-from binance_streamer.core.sequencing import GapDetected, Sequencer
+from binance_streamer.core.sequencing import GapDetected, NeedSnapshot, Sequencer
 from binance_streamer.core.streams import StreamKind, streams_for
 from binance_streamer.errors import StorageError
 from binance_streamer.io.backfill import Backfiller
@@ -145,6 +145,9 @@ class Recorder:
                              self._on_frame, limiter, self.config.connection, self._on_event)
             for p in plans
         ]
+        now_ms = time.time_ns() // 1_000_000
+        for name in names:
+            self.sequencer.add(name, now_ms)
         async with asyncio.TaskGroup() as tasks:
             for conn in self.connections:
                 tasks.create_task(conn.run(), name=f"connection-{conn.index}")
@@ -216,9 +219,13 @@ class Recorder:
         else:
             seq.seen(stream, received_ns // 1_000_000)
             return
+        gap = False
         for action in actions:
             if type(action) is GapDetected:
+                gap = True
                 self._gap(action, received_ns)
+            elif type(action) is NeedSnapshot and not gap and self._backfiller is not None:
+                self._backfiller.request(action)  # initial snapshot of a diff-depth stream
 
     def _gap(self, gap: GapDetected, detected_ns: int) -> None:
         self.stats.gaps += 1
@@ -281,7 +288,10 @@ class Recorder:
         while True:
             await asyncio.sleep(1.0)
             for gap in self.sequencer.stale(time.time_ns() // 1_000_000):
-                log.warning("stream %s silent: %s", gap.stream, gap.cause)
+                log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
+                self.stats.gaps += 1
+                self._batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
+                                         gap.cause, time.time_ns()))
 
 
 def _sqlite_factory(path: str | Path) -> Callable[[], Sink]:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from binance_streamer.core.sequencing import GapDetected
+from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.streams import StreamKind, StreamName, parse_stream
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
 from binance_streamer.errors import ExchangeError, RateLimited
@@ -59,7 +59,7 @@ class Backfiller:
         self._submit = submit
         self._filled = filled
         self._budget = weight_budget
-        self._queue: deque[GapDetected] = deque()
+        self._queue: deque[GapDetected | NeedSnapshot] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -68,8 +68,8 @@ class Backfiller:
     def __repr__(self) -> str:
         return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
 
-    def request(self, gap: GapDetected) -> None:
-        """Queue ``gap`` for filling (non-blocking)."""
+    def request(self, gap: GapDetected | NeedSnapshot) -> None:
+        """Queue ``gap`` for filling, or a depth snapshot to fetch (non-blocking)."""
         self._queue.append(gap)
         self._idle.clear()
         self._wakeup.set()
@@ -91,6 +91,10 @@ class Backfiller:
                 continue
             gap = self._queue[0]
             try:
+                if isinstance(gap, NeedSnapshot):
+                    await self._snapshot(parse_stream(gap.stream))
+                    self._queue.popleft()
+                    continue
                 rows = await self._fill(gap)
             except RateLimited as exc:
                 log.warning("backfill rate limited (HTTP %d); waiting %.0fs", exc.status,
@@ -99,8 +103,7 @@ class Backfiller:
                 continue
             except ExchangeError as exc:
                 self.failures += 1
-                log.warning("backfill of %s %d..%d failed: %s", gap.stream, gap.first_missing,
-                            gap.last_missing, exc)
+                log.warning("backfill for %s failed: %s", gap.stream, exc)
                 self._queue.popleft()
                 continue
             self._queue.popleft()

@@ -1,0 +1,186 @@
+"""The market state behind the timeline: per-symbol trade history and order book, the derived
+periodic streams (tickers, mini tickers, klines, average price, partial depth) and publication
+into `History` and the `Hub`.
+
+Derived periodic streams are computed for streams that some client has subscribed at least once
+("active"), and never for a stream the recording itself carries.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamName, parse_stream
+from binance_streamer.exchange import stats
+from binance_streamer.exchange.book import OrderBook
+from binance_streamer.exchange.frames import Event
+from binance_streamer.exchange.history import History
+from binance_streamer.exchange.hub import Hub
+
+__all__ = ["Market", "SymbolState"]
+
+_PERIODIC = {StreamKind.TICKER, StreamKind.MINI_TICKER, StreamKind.WINDOW_TICKER,
+             StreamKind.AVG_PRICE, StreamKind.KLINE, StreamKind.PARTIAL_DEPTH}
+_FIVE_MIN = 300_000
+
+
+class SymbolState:
+    """One symbol's history: aggregate trades (sorted by time), trades and its order book."""
+
+    def __init__(self, symbol: str, *, synthetic: bool) -> None:
+        self.symbol = symbol
+        self.synthetic = synthetic
+        self.aggs: list[stats.AggRec] = []
+        self.agg_times: list[int] = []
+        self.trades: list[dict[str, Any]] = []
+        self.book = OrderBook()
+        self.recorded: set[str] = set()
+        self.kline_open: dict[str, tuple[int, int]] = {}
+        self.changed = False
+
+    def add_agg(self, payload: dict[str, Any]) -> None:
+        """Record one published aggregate trade (ids at or below the last one are ignored)."""
+        if self.aggs and payload["a"] <= self.aggs[-1].agg_id:
+            return
+        rec = stats.AggRec(payload)
+        self.aggs.append(rec)
+        self.agg_times.append(rec.time)
+        self.changed = True
+
+    def add_trade(self, payload: dict[str, Any]) -> None:
+        """Record one published trade as a REST ``trades`` row."""
+        if self.trades and payload["t"] <= self.trades[-1]["id"]:
+            return
+        quote = stats.fmt8(Decimal(payload["p"]) * Decimal(payload["q"]))
+        self.trades.append({"id": payload["t"], "price": payload["p"], "qty": payload["q"],
+                            "quoteQty": quote, "time": payload["T"],
+                            "isBuyerMaker": payload["m"], "isBestMatch": True})
+
+    def window(self, start_ms: int, end_ms: int) -> tuple[list[stats.AggRec], stats.AggRec | None]:
+        """Aggregate trades with ``start_ms < T <= end_ms`` and the one before them."""
+        lo = bisect_right(self.agg_times, start_ms)
+        hi = bisect_right(self.agg_times, end_ms)
+        return self.aggs[lo:hi], (self.aggs[lo - 1] if lo > 0 else None)
+
+    def bucket(self, bounds: tuple[int, int]) -> list[stats.AggRec]:
+        """Aggregate trades inside a kline's open..close time."""
+        lo = bisect_left(self.agg_times, bounds[0])
+        return self.aggs[lo:bisect_right(self.agg_times, bounds[1])]
+
+    def __repr__(self) -> str:
+        return (f"<SymbolState {self.symbol} aggTrades={len(self.aggs)} "
+                f"trades={len(self.trades)} {self.book!r}>")
+
+
+class Market:
+    """All symbols' state; publishes events to history and subscribers."""
+
+    def __init__(self, hub: Hub, history: History) -> None:
+        self.hub = hub
+        self.history = history
+        self.symbols: dict[str, SymbolState] = {}
+        self._parsed: dict[str, StreamName | None] = {}
+        self.on_publish: Callable[[Event], None] | None = None
+
+    def symbol(self, symbol: str, *, synthetic: bool = False) -> SymbolState:
+        """The state of ``symbol`` (upper case), created on first use."""
+        state = self.symbols.get(symbol)
+        if state is None:
+            state = self.symbols[symbol] = SymbolState(symbol, synthetic=synthetic)
+        return state
+
+    def publish(self, stream: str, payload: Any) -> None:
+        """Publish one event on the shared timeline: history, market state, subscribers."""
+        self.history.add(stream, payload)
+        if isinstance(payload, dict) and "s" in payload:
+            kind = payload.get("e")
+            if kind == "aggTrade":
+                self.symbol(payload["s"]).add_agg(payload)
+            elif kind == "trade":
+                self.symbol(payload["s"]).add_trade(payload)
+        self.hub.publish(Event(stream, payload))
+
+    def _parse(self, name: str) -> StreamName | None:
+        if name not in self._parsed:
+            try:
+                self._parsed[name] = parse_stream(name)
+            except InvalidStreamName:
+                self._parsed[name] = None
+        return self._parsed[name]
+
+    def periodic(self, clock: Callable[[SymbolState], int], step_ms: int, synthetic: bool
+                 ) -> None:
+        """Emit the active derived streams due at this ``step_ms`` (a multiple of 100) of the
+        timeline of replayed (or synthetic) symbols; ``clock`` gives a symbol's event time."""
+        for name in sorted(self.hub.active):
+            parsed = self._parse(name)
+            if parsed is None or parsed.kind not in _PERIODIC:
+                continue
+            state = self.symbols.get(parsed.symbol.upper())
+            if state is None or state.synthetic != synthetic or name in state.recorded:
+                continue
+            if step_ms % _cadence(parsed) == 0:
+                payload = self._derive(parsed, state, clock(state))
+                if payload is not None:
+                    self.publish(name, payload)
+        if step_ms % 1000 == 0 and "!miniTicker@arr" in self.hub.active:
+            self._all_mini(clock, synthetic)
+
+    def _all_mini(self, clock: Callable[[SymbolState], int], synthetic: bool) -> None:
+        arr = []
+        for state in self.symbols.values():
+            if state.synthetic == synthetic and state.changed:
+                state.changed = False
+                now = clock(state)
+                window, _ = state.window(now - stats.DAY_MS, now)
+                if window:
+                    arr.append(stats.mini_ticker(state.symbol, now, window))
+        if arr:
+            self.publish("!miniTicker@arr", arr)
+
+    def _derive(self, name: StreamName, state: SymbolState, now: int) -> Any:
+        if name.kind is StreamKind.PARTIAL_DEPTH:
+            return state.book.top(name.levels) if state.book.last_update_id else None
+        if name.kind is StreamKind.KLINE:
+            return self._kline(name, state, now)
+        span = {StreamKind.AVG_PRICE: _FIVE_MIN,
+                StreamKind.WINDOW_TICKER: stats.WINDOW_MS.get(name.interval, 0)}
+        window, before = state.window(now - span.get(name.kind, stats.DAY_MS), now)
+        if not window:
+            return None
+        sym = state.symbol
+        if name.kind is StreamKind.TICKER:
+            return stats.ticker(sym, now, window, before, state.book.best())
+        if name.kind is StreamKind.MINI_TICKER:
+            return stats.mini_ticker(sym, now, window)
+        if name.kind is StreamKind.AVG_PRICE:
+            return stats.avg_price(sym, now, window)
+        return stats.window_ticker(sym, now, name.interval, window)
+
+    def _kline(self, name: StreamName, state: SymbolState, now: int) -> Any:
+        tz = stats.TZ8_MS if name.name.endswith("@+08:00") else 0
+        bounds = stats.bucket_bounds(now, name.interval, tz)
+        last = state.kline_open.get(name.name)
+        state.kline_open[name.name] = bounds
+        if last is not None and last != bounds:
+            closed = state.bucket(last)
+            if closed:  # the closing update of the previous candle (x=true)
+                self.publish(name.name, stats.kline(state.symbol, now, name.interval, last,
+                                                    closed, True))
+        trades = state.bucket(bounds)
+        if not trades:
+            return None
+        return stats.kline(state.symbol, now, name.interval, bounds, trades, False)
+
+
+def _cadence(name: StreamName) -> int:
+    """Update speed in ms (web-socket-streams.md): klines 2000 (1s: 1000), partial depth as
+    named, everything else 1000."""
+    if name.kind is StreamKind.KLINE:
+        return 1000 if name.interval == "1s" else 2000
+    if name.kind is StreamKind.PARTIAL_DEPTH:
+        return name.speed_ms
+    return 1000
