@@ -199,7 +199,8 @@ def query(symbol: str | None, kind: str, since: str | None, until: str | None,
     try:
         spec = table_for(kind)
     except (InvalidStreamName, KeyError):
-        err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {', '.join(kind_names())}")
+        known = ", ".join(kind_names())
+        err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {known}")
         sys.exit(2)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -210,7 +211,7 @@ def query(symbol: str | None, kind: str, since: str | None, until: str | None,
 
 
 def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)

@@ -77,13 +77,16 @@ class RecorderStats:
 
     @property
     def total_stored(self) -> int:
-        return sum(v for k, v in self.stored.items() if k not in ("raw_frame", "quarantine", "gaps"))
+        skip = ("raw_frame", "quarantine", "gaps")
+        return sum(v for k, v in self.stored.items() if k not in skip)
 
 
 class Recorder:
     """Records ``config.stream_names`` into ``sink`` until `stop` or the duration ends."""
 
-    def __init__(self, config: RecorderConfig, sink_factory: Callable[[], Sink] | None = None) -> None:
+    def __init__(
+        self, config: RecorderConfig, sink_factory: Callable[[], Sink] | None = None
+    ) -> None:
         self.config = config
         self._sink_factory = sink_factory or _sqlite_factory(config.database)
         self.stats = RecorderStats()

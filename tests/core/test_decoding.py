@@ -98,7 +98,7 @@ def test_klines_flatten_the_k_object() -> None:
 
 
 def test_all_market_mini_tickers_become_one_row_each() -> None:
-    """A ``!miniTicker@arr`` frame (bare array) wrapped as Binance wraps it gives one row per symbol."""
+    """A ``!miniTicker@arr`` frame (a bare array, wrapped as on /stream) gives a row per symbol."""
     bare = frames("binance_spot_miniTicker_arr.singletons.jsonl")[0]
     wrapped = b'{"stream":"!miniTicker@arr","data":' + bare + b"}"
     out = FrameDecoder().decode(wrapped)

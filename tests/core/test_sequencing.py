@@ -189,7 +189,7 @@ def test_split_range_with_redeliveries_reports_no_gap(start: int, length: int, d
 
 @given(st.integers(0, 10**9), st.lists(st.booleans(), min_size=1, max_size=300))
 def test_deleted_ids_are_reported_as_exactly_their_ranges(start: int, keep: list[bool]) -> None:
-    """Deleting ids from a contiguous sequence reports exactly the deleted runs followed by a kept id."""
+    """Deleting ids from a contiguous run reports exactly the deleted runs before the last kept."""
     ids = [start + n for n in range(len(keep))]
     kept = [i for i, k in zip(ids, keep, strict=True) if k]
     deleted = [i for i, k in zip(ids, keep, strict=True) if not k]
@@ -293,9 +293,7 @@ def test_deleted_open_times_are_reported_exactly(keep: list[bool], step: int) ->
     kept = [t for t, k in zip(times, keep, strict=True) if k]
     grid = KlineGrid("s", step)
     grid.resume_from(-step)
-    reported = [
-        (g.first_missing, g.last_missing) for t in kept for g in gaps(grid.observe(t))
-    ]
+    reported = [(g.first_missing, g.last_missing) for t in kept for g in gaps(grid.observe(t))]
     last_kept = kept[-1] if kept else -step
     missing = [n for n, k in enumerate(keep) if not k and n * step < last_kept]
     assert reported == [(a * step, b * step) for a, b in runs(missing)]
@@ -620,7 +618,10 @@ def test_unparsable_stream_gets_the_tracker_its_data_asks_for() -> None:
         GapDetected("BTCUSDT@weird", 2, 2, CAUSE_ID)
     ]
     assert seq.observe_kline("??kline", 0) == [Emit()]
-    assert seq.observe_depth("??depth", 1, 2) == [Emit(), NeedSnapshot("??depth", "initial snapshot")]
+    assert seq.observe_depth("??depth", 1, 2) == [
+        Emit(),
+        NeedSnapshot("??depth", "initial snapshot"),
+    ]
 
 
 def test_wrong_method_for_a_stream_is_a_type_error() -> None:

@@ -102,7 +102,8 @@ def test_last_ids_give_resume_points(db_path: Path) -> None:
     """The last stored aggregate id per stream is what a restart resumes from."""
     sink = SqliteSink(db_path)
     sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
-    found = sink.last_ids(["btcusdt@aggTrade", "ethusdt@aggTrade", "xyz@aggTrade", "btcusdt@ticker"])
+    found = sink.last_ids(
+        ["btcusdt@aggTrade", "ethusdt@aggTrade", "xyz@aggTrade", "btcusdt@ticker"])
     sink.close()
     rows = [r for r in frames("binance_spot_aggTrade.head400.jsonl") if b"btcusdt" in r[:30]]
     assert found["btcusdt@aggTrade"] == max(int(r.split(b'"a":')[1].split(b",")[0]) for r in rows)
@@ -112,7 +113,7 @@ def test_last_ids_give_resume_points(db_path: Path) -> None:
 
 
 def test_a_locked_database_raises_busy_and_then_succeeds(db_path: Path) -> None:
-    """While another process holds the write lock, writes raise StorageBusy; afterwards they pass."""
+    """While another connection holds the write lock, writes raise StorageBusy; then they pass."""
     sink = SqliteSink(db_path)
     other = sqlite3.connect(db_path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")

@@ -109,7 +109,11 @@ class FrameDecoder:
         route = self._routes.get(name)
         if route is None:
             stream = parse_stream(name)
-            decoder = msgspec.json.Decoder(Combined[_EVENT_TYPES[stream.kind]])  # type: ignore[misc]
+            event_type = _EVENT_TYPES[stream.kind]
+            # The event type is chosen at run time, so mypy cannot check this generic alias.
+            decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+                Combined[event_type]  # type: ignore[valid-type]
+            )
             route = Route(stream, decoder, TABLE_FOR_KIND[stream.kind], row_builder(stream))
             self._routes[name] = route
         return route

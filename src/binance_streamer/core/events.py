@@ -15,6 +15,7 @@ from msgspec import Raw, Struct, field
 __all__ = [
     "AggTrade",
     "AvgPrice",
+    "BookTicker",
     "Combined",
     "DiffDepth",
     "Kline",
@@ -26,7 +27,6 @@ __all__ = [
     "Ticker",
     "Trade",
     "WindowTicker",
-    "BookTicker",
 ]
 
 T = TypeVar("T")
@@ -130,7 +130,7 @@ class Ticker(Struct, frozen=True):
 
 
 class WindowTicker(Struct, frozen=True):
-    """``<symbol>@ticker_<1h|4h|1d>``; ``event_type`` is ``1hTicker``, ``4hTicker`` or ``1dTicker``."""
+    """``<symbol>@ticker_<1h|4h|1d>``; ``event_type`` is ``1hTicker``/``4hTicker``/``1dTicker``."""
 
     event_type: str = field(name="e")
     event_time: int = field(name="E")
@@ -181,7 +181,7 @@ class PartialDepth(Struct, frozen=True):
 
 
 class DiffDepth(Struct, frozen=True):
-    """``<symbol>@depth[@100ms]``: updates ``first_update_id`` (``U``) to ``final_update_id`` (``u``)."""
+    """``<symbol>@depth[@100ms]``: book updates from ``U`` (first) to ``u`` (final update id)."""
 
     event_time: int = field(name="E")
     symbol: str = field(name="s")

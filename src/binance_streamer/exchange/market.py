@@ -40,6 +40,14 @@ class SymbolState:
         self.recorded: set[str] = set()
         self.kline_open: dict[str, tuple[int, int]] = {}
         self.changed = False
+        self.base_ms = 0
+        self.refresh: Callable[[], None] | None = None
+
+    def current_book(self) -> OrderBook:
+        """The order book as of now."""
+        if self.refresh is not None:
+            self.refresh()
+        return self.book
 
     def add_agg(self, payload: dict[str, Any]) -> None:
         """Record one published aggregate trade (ids at or below the last one are ignored)."""
@@ -101,7 +109,17 @@ class Market:
                 self.symbol(payload["s"]).add_agg(payload)
             elif kind == "trade":
                 self.symbol(payload["s"]).add_trade(payload)
+            elif kind == "depthUpdate":
+                state = self.symbol(payload["s"])
+                if not state.synthetic:
+                    state.book.apply(payload["U"], payload["u"], payload["b"], payload["a"])
         self.hub.publish(Event(stream, payload))
+
+    def snapshot(self, symbol: str, body: dict[str, Any]) -> None:
+        """A recorded REST depth snapshot reached the timeline: adopt it if it is newer."""
+        state = self.symbol(symbol)
+        if int(body["lastUpdateId"]) > state.book.last_update_id:
+            state.book = OrderBook.from_snapshot(body)
 
     def _parse(self, name: str) -> StreamName | None:
         if name not in self._parsed:
@@ -143,7 +161,8 @@ class Market:
 
     def _derive(self, name: StreamName, state: SymbolState, now: int) -> Any:
         if name.kind is StreamKind.PARTIAL_DEPTH:
-            return state.book.top(name.levels) if state.book.last_update_id else None
+            book = state.current_book()
+            return book.top(name.levels) if book.last_update_id else None
         if name.kind is StreamKind.KLINE:
             return self._kline(name, state, now)
         span = {StreamKind.AVG_PRICE: _FIVE_MIN,
@@ -153,7 +172,7 @@ class Market:
             return None
         sym = state.symbol
         if name.kind is StreamKind.TICKER:
-            return stats.ticker(sym, now, window, before, state.book.best())
+            return stats.ticker(sym, now, window, before, state.current_book().best())
         if name.kind is StreamKind.MINI_TICKER:
             return stats.mini_ticker(sym, now, window)
         if name.kind is StreamKind.AVG_PRICE:

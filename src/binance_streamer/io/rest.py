@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from binance_streamer.errors import ExchangeError, RateLimited, Unreachable, UnknownSymbolError
+from binance_streamer.errors import ExchangeError, RateLimited, UnknownSymbolError, Unreachable
 
 __all__ = ["BINANCE_REST_URL", "RestClient"]
 
@@ -82,7 +82,9 @@ class RestClient:
             detail = "not listed by exchangeInfo" if unknown else "not trading"
             raise UnknownSymbolError(unknown + halted, detail)
 
-    async def agg_trades(self, symbol: str, from_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+    async def agg_trades(
+        self, symbol: str, from_id: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         """Aggregate trades from ``from_id`` (inclusive), oldest first; weight 4."""
         rows: list[dict[str, Any]] = await self.get(
             "aggTrades", symbol=symbol.upper(), fromId=from_id, limit=limit)

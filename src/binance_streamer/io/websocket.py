@@ -39,7 +39,7 @@ class ConnectionSettings:
     policy: Callable[[], ReconnectPolicy] = field(default=ReconnectPolicy)
 
 
-class _Listener(WSListener):  # type: ignore[misc]
+class _Listener(WSListener):
     def __init__(self, owner: StreamConnection) -> None:
         self.owner = owner
         self.first_data = asyncio.Event()
@@ -59,7 +59,7 @@ class _Listener(WSListener):  # type: ignore[misc]
             self.owner.deliver(payload)
             self.first_data.set()
         elif kind is WSMsgType.CLOSE:
-            self.close_code = int(frame.get_close_code())
+            self.close_code = frame.get_close_code().value
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
@@ -152,7 +152,7 @@ class StreamConnection:
             await self._wait_for_attempt_slot()
             try:
                 transport, _ = await self._open()
-            except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+            except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 delay = self._policy.next_delay(retry_after)
                 log.warning("connection #%d to %s failed (%s); retrying in %.1fs",
@@ -172,6 +172,7 @@ class StreamConnection:
             websocket_handshake_timeout=self.settings.handshake_timeout_s,
             enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
         )
+        assert isinstance(listener, _Listener)
         return transport, listener
 
     def _adopt(self, transport: WSTransport) -> None:
@@ -203,11 +204,11 @@ class StreamConnection:
         while not self._stopping.is_set():
             disconnected = asyncio.ensure_future(transport.wait_disconnected())
             rollover = asyncio.ensure_future(self._rollover.wait())
-            done, _ = await asyncio.wait({disconnected, rollover}, timeout=tick,
+            await asyncio.wait({disconnected, rollover}, timeout=tick,
                                          return_when=asyncio.FIRST_COMPLETED)
             rollover.cancel()
             disconnected.cancel()
-            if transport.is_disconnected():
+            if transport.is_disconnected:
                 return
             now = time.monotonic()
             if now - self.last_frame > self.settings.stall_timeout_s and not self._paused:
@@ -229,7 +230,7 @@ class StreamConnection:
             await self._wait_for_attempt_slot()
             new, listener = await self._open()
             await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - fall back to a plain reconnect
+        except Exception as exc:
             log.warning("rollover of connection #%d failed: %s", self.index, exc)
             old.disconnect()
             return None

@@ -12,7 +12,7 @@ from typing import Any
 from binance_streamer.core.streams import StreamKind, parse_stream
 from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES, TableSpec
 
-__all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_for", "table_counts"]
+__all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_counts", "table_for"]
 
 LAST_ID_SQL = {
     StreamKind.AGG_TRADE: "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = %s",
@@ -74,7 +74,7 @@ def read_rows(
     sql += f" ORDER BY {time_col}, id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    cur = conn.execute(sql, params) if hasattr(conn, "execute") else conn.cursor().execute(sql, params)
+    cur = conn.execute(sql, params)
     return QueryResult([d[0] for d in cur.description], list(cur.fetchall()))
 
 

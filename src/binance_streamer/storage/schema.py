@@ -13,7 +13,7 @@ from typing import Literal
 
 from binance_streamer.core.tables import TABLES, TableSpec
 
-__all__ = ["BOOKKEEPING", "Dialect", "MIGRATIONS", "SCHEMA_VERSION", "insert_sql", "migrations"]
+__all__ = ["BOOKKEEPING", "MIGRATIONS", "SCHEMA_VERSION", "Dialect", "insert_sql", "migrations"]
 
 Dialect = Literal["sqlite", "postgres"]
 

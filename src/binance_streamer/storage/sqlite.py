@@ -26,7 +26,9 @@ _RAW = "INSERT INTO raw_frame (received_ns, connection, frame) VALUES (?, ?, ?)"
 _BUSY = ("database is locked", "database table is locked", "database is busy")
 
 
-def connect(path: str | Path, *, readonly: bool = False, busy_timeout_ms: int = 200) -> sqlite3.Connection:
+def connect(
+    path: str | Path, *, readonly: bool = False, busy_timeout_ms: int = 200
+) -> sqlite3.Connection:
     """Open ``path`` (creating it unless ``readonly``); errors become StorageFatal."""
     try:
         if readonly:

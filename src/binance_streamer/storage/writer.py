@@ -45,7 +45,7 @@ class Writer:
         self._on_fatal = on_fatal
         self._busy_delays = busy_delays
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="binance-streamer-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.pending = 0
         self.busy_retries = 0
         self.failed: StorageError | None = None
