@@ -297,10 +297,14 @@ class Recorder:
                                          gap.cause, time.time_ns()))
 
 
-def _sqlite_factory(path: str | Path) -> Callable[[], Sink]:
-    def open_sqlite() -> Sink:
+def _sqlite_factory(database: str | Path) -> Callable[[], Sink]:
+    """Opens PostgreSQL for a ``postgresql://`` URL, else the SQLite file ``database``."""
+    def open_sink() -> Sink:
+        from binance_streamer.storage.postgres import PostgresSink, is_postgres_url
         from binance_streamer.storage.sqlite import SqliteSink
 
-        return SqliteSink(path)
+        if is_postgres_url(database):
+            return PostgresSink(str(database))
+        return SqliteSink(database)
 
-    return open_sqlite
+    return open_sink

@@ -247,6 +247,11 @@ def test_first_message_may_go_at_once() -> None:
     assert MessagePacer().delay(100.0) == 0.0
 
 
+def test_interval_is_the_inverse_of_the_rate() -> None:
+    """A pacer at 4 messages per second spaces them 0.25 s apart."""
+    assert MessagePacer(4.0).interval == 0.25
+
+
 def test_messages_are_spaced_by_the_interval() -> None:
     """After a send at 4/s, the next may go 0.25 s later, and the wait shrinks as time passes."""
     pacer = MessagePacer(4.0)

@@ -656,6 +656,15 @@ def test_add_with_time_starts_the_silence_clock() -> None:
     assert seq.stale(7_000) == [GapDetected("xrpxrp@miniTicker", 1_001, 7_000, CAUSE_SILENT)]
 
 
+def test_add_with_time_ignores_streams_without_a_watchdog() -> None:
+    """Adding an id stream at a time registers it without any silence watch."""
+    seq = Sequencer()
+    seq.add("btcusdt@trade", now_ms=0)
+    seq.add("btcusdt@trade", now_ms=0)
+    assert len(seq) == 1
+    assert seq.stale(10**9) == []
+
+
 def test_seen_registers_an_unknown_stream() -> None:
     """seen() on a stream not yet registered registers and watches it."""
     seq = Sequencer()

@@ -1,0 +1,76 @@
+"""PostgreSQL storage against the real local server: same schema, same idempotency."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from binance_streamer.storage.base import Batch
+from binance_streamer.storage.postgres import PostgresSink, _redact
+from tests.storage.test_sqlite import batch_of
+
+SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty database on the machine's PostgreSQL server, dropped afterwards."""
+    name = f"bs_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(SERVER, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(SERVER, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_batches_are_idempotent_and_exact(pg_url: str) -> None:
+    """Writing the same 400 aggTrades twice stores them once, prices byte-identical."""
+    sink = PostgresSink(pg_url)
+    assert sink.write(batch_of("binance_spot_aggTrade.head400.jsonl")).stored == {"agg_trade": 400}
+    assert sink.write(batch_of("binance_spot_aggTrade.head400.jsonl")).stored == {"agg_trade": 0}
+    sink.close()
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute(
+            "SELECT price, quantity, buyer_is_maker FROM agg_trade WHERE symbol = %s "
+            "ORDER BY agg_id LIMIT 1", ("BTCUSDT",)
+        ).fetchone()
+    assert row == ("58001.03000000", "0.08620500", False)
+
+
+def test_schema_migrates_once_and_has_the_tutorial_view(pg_url: str) -> None:
+    """Opening twice migrates once; market_data gives (id, symbol, price, timestamp)."""
+    PostgresSink(pg_url).close()
+    sink = PostgresSink(pg_url)
+    sink.write(batch_of("binance_spot_24hrTicker.singletons.jsonl"))
+    sink.close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT symbol, price, timestamp FROM market_data").fetchall() == [
+            ("BTCUSDT", 9318.48, 1592593727005)]
+
+
+def test_kline_upsert_and_gaps_work_in_postgres(pg_url: str) -> None:
+    """The latest open-kline update wins; gap rows are stored once and marked filled."""
+    sink = PostgresSink(pg_url)
+    sink.write(batch_of("binance_spot_kline_1m.0404.jsonl"))
+    sink.write(Batch(gaps=[("btcusdt@aggTrade", 5, 9, "id gap", 1)] * 2,
+                     gap_fills=[(2, 5, "btcusdt@aggTrade", 5, 9)]))
+    assert sink.last_ids(["ethusdt@kline_1m"]) == {"ethusdt@kline_1m": 1617566640000}
+    sink.close()
+    with psycopg.connect(pg_url) as conn:
+        closed = conn.execute(
+            "SELECT is_closed, close FROM kline WHERE symbol='ETHUSDT' ORDER BY open_time"
+        ).fetchall()
+        gaps = conn.execute("SELECT first_missing, filled_ns, rows_filled FROM gaps").fetchall()
+    assert closed[0][0] is True and gaps == [(5, 2, 5)]
+
+
+def test_passwords_never_reach_messages() -> None:
+    """A URL's password is masked wherever the sink prints it."""
+    assert _redact("postgresql://bob:secret@h/db") == "postgresql://bob:***@h/db"
+    assert _redact("postgresql://bob@h/db") == "postgresql://bob@h/db"
