@@ -39,7 +39,7 @@ def test_batches_are_idempotent_and_exact(pg_url: str) -> None:
             "SELECT price, quantity, buyer_is_maker FROM agg_trade WHERE symbol = %s "
             "ORDER BY agg_id LIMIT 1", ("BTCUSDT",)
         ).fetchone()
-    assert row == ("58001.03000000", "0.08620500", False)
+    assert row == ("58001.03000000", "0.08620500", True)
 
 
 def test_schema_migrates_once_and_has_the_tutorial_view(pg_url: str) -> None:
