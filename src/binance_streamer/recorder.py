@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot, Sequencer
 from binance_streamer.core.streams import StreamKind, streams_for
-from binance_streamer.errors import StorageError
+from binance_streamer.errors import RateLimited, StorageError, Unreachable
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import BINANCE_REST_URL, RestClient
 from binance_streamer.io.websocket import ConnectionSettings, StreamConnection
@@ -48,6 +49,7 @@ class RecorderConfig:
     max_pending_batches: int = 4
     raw: bool = False
     validate_symbols: bool = True
+    startup_attempts: int = 5  # REST validation tries before giving up
     backfill: bool = True
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
 
@@ -102,11 +104,18 @@ class Recorder:
         self._backfiller: Backfiller | None = None
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._progress = asyncio.Event()
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
                 f"connections={sum(c.is_open for c in self.connections)}/{len(self.connections)} "
                 f"messages={self.stats.total_messages} stored={self.stats.total_stored}>")
+
+    async def wait_until(self, done: Callable[[RecorderStats], bool], timeout: float) -> None:
+        """Wait until ``done(stats)`` holds, re-checked after every committed batch."""
+        async with asyncio.timeout(timeout):
+            while not done(self.stats):
+                await self._progress.wait()
 
     def stop(self) -> None:
         """Ask the recorder to flush everything and return from `run` (thread-safe)."""
@@ -125,7 +134,7 @@ class Recorder:
         names = self.config.stream_names
         async with RestClient(self.config.rest_url) as rest:
             if self.config.validate_symbols and self.config.symbols:
-                await rest.validate_symbols(self.config.symbols)
+                await self._validate(rest)
             sink = await asyncio.to_thread(self._sink_factory)
             self._writer = Writer(sink, self._loop, self._on_written, self._on_fatal)
             self._writer.start()
@@ -139,6 +148,21 @@ class Recorder:
         if self.error is not None:
             raise self.error
         return self.stats
+
+    async def _validate(self, rest: RestClient) -> None:
+        """Check the symbols over REST, retrying an unreachable or failing server a few times."""
+        delays = full_jitter(0.5, 10.0)
+        for attempt in range(1, self.config.startup_attempts + 1):
+            try:
+                await rest.validate_symbols(self.config.symbols)
+                return
+            except (Unreachable, RateLimited) as exc:
+                if attempt == self.config.startup_attempts:
+                    raise
+                delay = max(next(delays), getattr(exc, "retry_after", 0.0))
+                log.warning("%s; retrying in %.1fs (attempt %d of %d)", exc, delay, attempt,
+                            self.config.startup_attempts)
+                await asyncio.sleep(delay)
 
     async def _record(self, names: list[str], duration: float | None) -> None:
         limiter = AttemptLimiter()
@@ -258,6 +282,8 @@ class Recorder:
 
     def _on_written(self, batch: Batch, result: WriteResult) -> None:
         self.stats.stored.update(result.stored)
+        self._progress.set()
+        self._progress = asyncio.Event()
         if batch.first_received_ns:
             latency = time.time_ns() - batch.first_received_ns
             if len(self.stats.commit_latency_ns) < 100_000:
@@ -271,6 +297,7 @@ class Recorder:
     def _on_fatal(self, exc: StorageError) -> None:
         log.error("storage failed, stopping: %s", exc)
         self.error = exc
+        self._progress.set()
         self._stop.set()
 
     def _submit_rows(self, table: str, rows: list[tuple[object, ...]]) -> None:

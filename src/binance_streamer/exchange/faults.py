@@ -139,8 +139,11 @@ class Faults:
             import asyncio
 
             conns = list(self._hub.connections)
-            asyncio.get_running_loop().call_later(
-                close_after_s, lambda: [c.request_close(1001, "Server shutdown") for c in conns])
+
+            def close_all() -> None:
+                for conn in conns:
+                    conn.request_close(1001, "Server shutdown")
+            asyncio.get_running_loop().call_later(close_after_s, close_all)
 
     def __repr__(self) -> str:
         return (f"<Faults next={len(self._next)} rest={len(self.rest)} "

@@ -2,8 +2,9 @@
 
 Accepted line formats (``../shared/data/PROVENANCE.md``):
 
-- session capture (``*.session.jsonl[.gz]``): ``{"recv_ts":"<unix s>","kind":"ws","raw":"<frame>"}``,
-  ``{"kind":"http","url":..,"raw":"<body>"}`` and ``{"kind":"ws_connect",..}``; paced by ``recv_ts``;
+- session capture (``*.session.jsonl[.gz]``):
+  ``{"recv_ts":"<unix s>","kind":"ws","raw":"<frame>"}``, ``{"kind":"http","url":..,"raw":..}``
+  and ``{"kind":"ws_connect",..}``; paced by ``recv_ts``;
 - a frame file: one frame per line, combined (``{"stream":..,"data":..}``) or bare (the stream
   name is derived from the payload); paced by the event time ``E``;
 - a REST file: ``{"recv_ts":..,"url":..,"body":..}`` (depth snapshots, exchangeInfo).

@@ -151,8 +151,8 @@ def bucket_bounds(time_ms: int, interval: str, tz_ms: int = 0) -> tuple[int, int
         return int(start.timestamp() * 1000) - tz_ms, int(nxt.timestamp() * 1000) - tz_ms - 1
     ms = KLINE_INTERVAL_MS[interval]
     shift = 4 * DAY_MS if interval == "1w" else 0
-    start = (time_ms + tz_ms - shift) // ms * ms + shift - tz_ms
-    return start, start + ms - 1
+    first = (time_ms + tz_ms - shift) // ms * ms + shift - tz_ms
+    return first, first + ms - 1
 
 
 def kline(symbol: str, event_ms: int, interval: str, bounds: tuple[int, int],

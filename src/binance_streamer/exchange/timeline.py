@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from binance_streamer.exchange.market import Market, SymbolState
 from binance_streamer.exchange.sources import Recorded, ReplaySource
@@ -58,15 +58,10 @@ async def run_replay(market: Market, sources: Sequence[ReplaySource], speed: flo
 async def _replay_once(market: Market, items: list[Recorded], speed: float | None) -> None:
     start = time.monotonic()
     next_grid = GRID_MS
-
-    def clock_at(offset: float) -> int:
-        return int(offset)
-
     for n, item in enumerate(items):
         while next_grid <= item.offset_ms:
             await _pace(start, next_grid, speed)
-            step = next_grid
-            market.periodic(lambda st, s=step: st.base_ms + s, step, synthetic=False)
+            market.periodic(_replay_clock(next_grid), next_grid, synthetic=False)
             next_grid += GRID_MS
         await _pace(start, item.offset_ms, speed)
         if item.snapshot_symbol:
@@ -76,7 +71,13 @@ async def _replay_once(market: Market, items: list[Recorded], speed: float | Non
         if speed is None and n % _BATCH == _BATCH - 1:
             await market.hub.drained()
             await asyncio.sleep(0)
-    del clock_at
+
+
+def _replay_clock(offset_ms: int) -> Callable[[SymbolState], int]:
+    """Event times on the replay timeline: each symbol's recorded clock plus the offset."""
+    def clock(state: SymbolState) -> int:
+        return state.base_ms + offset_ms
+    return clock
 
 
 async def _pace(start: float, offset_ms: float, speed: float | None) -> None:

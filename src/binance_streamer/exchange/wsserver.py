@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from binance_streamer.exchange.connection import Connection
 from binance_streamer.exchange.control import handle_control, is_valid_stream
@@ -152,7 +152,7 @@ class WsEndpoint:
             return
         try:
             await ws.close(code=code, message=reason.encode())
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             conn.transport.abort()
 
     async def _read(self, ws: web.WebSocketResponse, conn: Connection) -> None:
@@ -173,7 +173,7 @@ class WsEndpoint:
                 return
             self._incoming(conn, msg)
 
-    def _incoming(self, conn: Connection, msg: web.WSMessage) -> None:
+    def _incoming(self, conn: Connection, msg: WSMessage) -> None:
         if msg.type is WSMsgType.PING:
             conn.send_raw(frame(msg.data, OP_PONG))
         elif msg.type is WSMsgType.PONG:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from binance_streamer.core.streams import StreamKind, parse_stream
-from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES, TableSpec
+from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
 
 __all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_counts", "table_for"]
 
@@ -22,7 +22,8 @@ LAST_ID_SQL = {
 # The time column --since/--until filter on, per table (book tickers have only a receive time).
 _TIME_COLUMN = {t.name: "event_time" for t in TABLES}
 _TIME_COLUMN.update(kline="open_time", book_ticker="received_ns", partial_depth="received_ns",
-                    depth_snapshot="received_ns")
+                    depth_snapshot="received_ns", gaps="detected_ns", quarantine="received_ns",
+                    raw_frame="received_ns")
 
 
 def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:
@@ -35,12 +36,12 @@ def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:
     return None
 
 
-def table_for(kind: str) -> TableSpec:
-    """The table of a stream kind given as on the command line (``ticker``, ``kline_1m``...)."""
-    for t in TABLES:
-        if kind == t.name:
-            return t
-    return TABLE_FOR_KIND[parse_stream(f"btcusdt@{kind}").kind]
+def table_for(kind: str) -> str:
+    """The table holding a stream kind given as on the command line (``ticker``, ``kline_1m``),
+    or a table named directly (``agg_trade``, ``gaps``, ``quarantine``)."""
+    if kind in _TIME_COLUMN:
+        return kind
+    return TABLE_FOR_KIND[parse_stream(f"btcusdt@{kind}").kind].name
 
 
 @dataclass
@@ -52,14 +53,21 @@ class QueryResult:
 
 
 def read_rows(
-    conn: Any, table: TableSpec, symbol: str | None = None, since: int | None = None,
+    conn: Any, table: str, symbol: str | None = None, since: int | None = None,
     until: int | None = None, limit: int | None = None, mark: str = "?",
 ) -> QueryResult:
-    """Rows of ``table`` in time order, filtered by symbol and by its time column."""
+    """Rows of ``table`` in time order, filtered by symbol and by time (``since``/``until`` in
+    epoch ms, compared with the table's time column, scaled when that column is in ns)."""
     where: list[str] = []
     params: list[Any] = []
-    time_col = _TIME_COLUMN[table.name]
-    if symbol:
+    time_col = _TIME_COLUMN[table]
+    scale = 1_000_000 if time_col.endswith("_ns") else 1
+    since = None if since is None else since * scale
+    until = None if until is None else until * scale
+    if symbol and table in ("gaps", "quarantine"):
+        where.append(f"stream LIKE {mark}")
+        params.append(f"{symbol.lower()}@%")
+    elif symbol:
         where.append(f"symbol = {mark}")
         params.append(symbol.upper())
     if since is not None:
@@ -68,7 +76,7 @@ def read_rows(
     if until is not None:
         where.append(f"{time_col} < {mark}")
         params.append(until)
-    sql = f"SELECT * FROM {table.name}"
+    sql = f"SELECT * FROM {table}"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {time_col}, id"

@@ -1,0 +1,15 @@
+"""A Binance-compatible local exchange: WebSocket market streams and REST market data over a
+shared timeline of replayed recordings and a deterministic synthetic market, with fault injection.
+
+    async with LocalExchange(replay=BUNDLED_SESSIONS, synthetic=["BTCUSDT"]) as ex:
+        ...  # connect to ex.ws_url + "/ws/btcusdt@trade", query ex.rest_url + "/api/v3/..."
+"""
+
+from binance_streamer.exchange.connection import Connection
+from binance_streamer.exchange.faults import Faults
+from binance_streamer.exchange.history import History
+from binance_streamer.exchange.limits import Limits
+from binance_streamer.exchange.server import BUNDLED_SESSIONS, LocalExchange, serve
+
+__all__ = ["BUNDLED_SESSIONS", "Connection", "Faults", "History", "Limits", "LocalExchange",
+           "serve"]

@@ -1,0 +1,355 @@
+"""REST market-data endpoints under ``/api/v3`` with Binance's request weights, the
+``X-MBX-USED-WEIGHT-1M`` header, 429 with ``Retry-After`` past the limit and 418 bans after
+continued abuse (rest-api.md "LIMITS"; ``binance-protocol.md`` 1.8-1.9).
+
+Answers come from the same history the streams published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from binance_streamer.core.streams import KLINE_INTERVAL_MS
+from binance_streamer.exchange import stats
+from binance_streamer.exchange.exchange_info import ExchangeInfo
+from binance_streamer.exchange.faults import Faults
+from binance_streamer.exchange.limits import Limits
+from binance_streamer.exchange.market import Market, SymbolState
+
+__all__ = ["RestApi", "RestError"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RestError(Exception):
+    """A Binance error answer: HTTP ``status`` and body ``{"code":..,"msg":..}``."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+
+def _mandatory(name: str) -> RestError:
+    return RestError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
+                            "or malformed.")
+
+
+def _int(req: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = req.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RestError(-1100, f"Illegal characters found in parameter '{name}'; legal range "
+                               f"is '^[0-9]{{1,20}}$'.") from None
+
+
+def _limit(req: web.Request, default: int, top: int) -> int:
+    value = _int(req, "limit", default)
+    assert value is not None
+    return max(1, min(value, top))
+
+
+def _depth_weight(limit: int) -> int:
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _ticker_weight(req: web.Request) -> int:
+    if "symbol" in req.query:
+        return 2
+    if "symbols" in req.query:
+        n = len(_symbols_param(req) or [])
+        return 2 if n <= 20 else 40 if n <= 100 else 80
+    return 80
+
+
+def _symbols_param(req: web.Request) -> list[str] | None:
+    raw = req.query.get("symbols")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise RestError(-1100, "Illegal characters found in parameter 'symbols'; legal range "
+                               "is a JSON array of symbol strings.")
+    return value
+
+
+_WEIGHTS: dict[str, Callable[[web.Request], int]] = {
+    "ping": lambda r: 1, "time": lambda r: 1, "exchangeInfo": lambda r: 20,
+    "aggTrades": lambda r: 4, "trades": lambda r: 25, "historicalTrades": lambda r: 25,
+    "klines": lambda r: 2, "uiKlines": lambda r: 2, "avgPrice": lambda r: 2,
+    "depth": lambda r: _depth_weight(_limit(r, 100, 5000)), "ticker/24hr": _ticker_weight,
+}
+
+
+class _Weights:
+    """Used weight per IP in fixed windows, strikes past the limit, and bans."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.used: dict[str, tuple[int, int]] = {}
+        self.strikes: dict[str, int] = {}
+        self.banned_until: dict[str, float] = {}
+
+    def add(self, ip: str, weight: int) -> tuple[int, float]:
+        """Add ``weight``; returns the window's used weight and seconds until it resets."""
+        span = self.limits.rest_window_s
+        now = time.time()
+        window = int(now // span)
+        win, used = self.used.get(ip, (window, 0))
+        if win != window:
+            used, self.strikes[ip] = 0, 0
+        used += weight
+        self.used[ip] = (window, used)
+        return used, (window + 1) * span - now
+
+
+class RestApi:
+    """The ``/api/v3`` routes of one exchange."""
+
+    def __init__(self, market: Market, info: ExchangeInfo, limits: Limits, faults: Faults,
+                 clock_ms: Callable[[], int]) -> None:
+        self.market = market
+        self.info = info
+        self.limits = limits
+        self.faults = faults
+        self.clock_ms = clock_ms
+        self.weights = _Weights(limits)
+
+    def routes(self) -> list[web.RouteDef]:
+        """The aiohttp route table."""
+        return [web.get(f"/api/v3/{name}", self._wrap(name)) for name in _WEIGHTS]
+
+    def _wrap(self, name: str) -> Handler:
+        handler: Callable[[web.Request], Any] = getattr(self, "_" + name.replace("/", "_"))
+
+        async def serve(req: web.Request) -> web.StreamResponse:
+            ip = req.remote or "?"
+            try:
+                early = await self._gate(ip, name, req)
+                if early is not None:
+                    return early
+                body = handler(req)
+            except RestError as exc:
+                return self._json({"code": exc.code, "msg": exc.msg}, exc.status, ip)
+            return self._json(body, 200, ip)
+        return serve
+
+    def _json(self, body: Any, status: int, ip: str, extra: dict[str, str] | None = None
+              ) -> web.Response:
+        used = self.weights.used.get(ip, (0, 0))[1]
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used), **(extra or {})}
+        return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
+                            content_type="application/json", headers=headers)
+
+    async def _gate(self, ip: str, name: str, req: web.Request) -> web.Response | None:
+        """Bans, armed REST faults and the weight limit; None lets the request through."""
+        now = time.time()
+        banned = self.weights.banned_until.get(ip, 0.0)
+        if banned > now:
+            return self._banned(ip, banned)
+        fault = self.faults.take_rest()
+        if fault is not None and fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault is not None and fault.status is not None:
+            return self._fault_answer(ip, fault.status, fault.retry_after)
+        used, reset_s = self.weights.add(ip, _WEIGHTS[name](req))
+        if used <= self.limits.rest_weight_per_min:
+            return None
+        strikes = self.weights.strikes.get(ip, 0) + 1
+        self.weights.strikes[ip] = strikes
+        if strikes > self.limits.ban_after_429:
+            until = now + self.limits.ban_s
+            self.weights.banned_until[ip] = until
+            return self._banned(ip, until)
+        return self._json({"code": -1003, "msg": (
+            f"Too much request weight used; current limit is {self.limits.rest_weight_per_min} "
+            "request weight per 1 MINUTE. Please use WebSocket Streams for live updates to "
+            "avoid polling the API.")}, 429, ip, {"Retry-After": str(math.ceil(reset_s))})
+
+    def _banned(self, ip: str, until: float) -> web.Response:
+        return self._json({"code": -1003, "msg": (
+            f"Way too much request weight used; IP banned until {int(until * 1000)}. Please use "
+            "WebSocket Streams for live updates to avoid bans.")}, 418, ip,
+            {"Retry-After": str(math.ceil(until - time.time()))})
+
+    def _fault_answer(self, ip: str, status: int, retry_after: int | None) -> web.Response:
+        extra = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if status in (418, 429):
+            msg = "Too much request weight used; injected fault."
+            return self._json({"code": -1003, "msg": msg}, status, ip, extra)
+        return self._json({"code": -1000, "msg": "An unknown error occurred while processing "
+                           "the request."}, status, ip, extra)
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def _symbol(self, req: web.Request) -> SymbolState | None:
+        """The requested symbol's state (None if listed but without data) or -1121/-1102."""
+        symbol = req.query.get("symbol", "")
+        if not symbol:
+            raise _mandatory("symbol")
+        if not self.info.known(symbol) and symbol not in self.market.symbols:
+            raise RestError(-1121, "Invalid symbol.")
+        return self.market.symbols.get(symbol)
+
+    def _ping(self, req: web.Request) -> Any:
+        return {}
+
+    def _time(self, req: web.Request) -> Any:
+        return {"serverTime": self.clock_ms()}
+
+    def _exchangeInfo(self, req: web.Request) -> Any:
+        wanted = _symbols_param(req)
+        if "symbol" in req.query:
+            wanted = [req.query["symbol"]]
+        for symbol in wanted or ():
+            if not self.info.known(symbol):
+                raise RestError(-1121, "Invalid symbol.")
+        return self.info.answer(wanted, self.clock_ms())
+
+    def _aggTrades(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        limit = _limit(req, 500, 1000)
+        if state is None:
+            return []
+        recs = state.aggs
+        from_id, start, end = _int(req, "fromId"), _int(req, "startTime"), _int(req, "endTime")
+        if from_id is not None:
+            chosen = [r for r in recs if r.agg_id >= from_id][:limit]
+        elif start is not None or end is not None:
+            lo, hi = start if start is not None else 0, end if end is not None else 2**62
+            inside = [r for r in recs if lo <= r.time <= hi]
+            chosen = inside[:limit] if start is not None else inside[-limit:]
+        else:
+            chosen = recs[-limit:]
+        return [r.rest_row() for r in chosen]
+
+    def _trades(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        limit = _limit(req, 500, 1000)
+        return state.trades[-limit:] if state is not None else []
+
+    def _historicalTrades(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        limit = _limit(req, 500, 1000)
+        if state is None:
+            return []
+        from_id = _int(req, "fromId")
+        if from_id is None:
+            return state.trades[-limit:]
+        return [t for t in state.trades if t["id"] >= from_id][:limit]
+
+    def _depth(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        limit = _limit(req, 100, 5000)
+        if state is None:
+            return {"lastUpdateId": 0, "bids": [], "asks": []}
+        return state.current_book().top(limit)
+
+    def _klines(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        interval = req.query.get("interval", "")
+        if not interval:
+            raise _mandatory("interval")
+        if interval not in KLINE_INTERVAL_MS:
+            raise RestError(-1120, "Invalid interval.")
+        limit = _limit(req, 500, 1000)
+        if state is None or not state.aggs:
+            return []
+        return kline_rows(state, interval, _int(req, "startTime"), _int(req, "endTime"), limit)
+
+    _uiKlines = _klines
+
+    def _avgPrice(self, req: web.Request) -> Any:
+        state = self._symbol(req)
+        if state is None or not state.aggs:
+            return {"mins": 5, "price": "0.00000000", "closeTime": 0}
+        now = state.aggs[-1].time
+        window, _ = state.window(now - 300_000, now)
+        avg = stats.avg_price(state.symbol, now, window)
+        return {"mins": 5, "price": avg["w"], "closeTime": avg["T"]}
+
+    def _ticker_24hr(self, req: web.Request) -> Any:
+        mini = req.query.get("type", "FULL") == "MINI"
+        if "symbol" in req.query:
+            state = self._symbol(req)
+            return self._ticker_row(req.query["symbol"], state, mini)
+        names = _symbols_param(req)
+        if names is None:
+            names = sorted(self.market.symbols)
+        for name in names:
+            if not self.info.known(name) and name not in self.market.symbols:
+                raise RestError(-1121, "Invalid symbol.")
+        return [self._ticker_row(n, self.market.symbols.get(n), mini) for n in names]
+
+    def _ticker_row(self, symbol: str, state: SymbolState | None, mini: bool) -> Any:
+        return rest_ticker(symbol, state, mini)
+
+
+_FULL = (("symbol", "s"), ("priceChange", "p"), ("priceChangePercent", "P"),
+         ("weightedAvgPrice", "w"), ("prevClosePrice", "x"), ("lastPrice", "c"),
+         ("lastQty", "Q"), ("bidPrice", "b"), ("bidQty", "B"), ("askPrice", "a"),
+         ("askQty", "A"), ("openPrice", "o"), ("highPrice", "h"), ("lowPrice", "l"),
+         ("volume", "v"), ("quoteVolume", "q"), ("openTime", "O"), ("closeTime", "C"),
+         ("firstId", "F"), ("lastId", "L"), ("count", "n"))
+_MINI = ("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume",
+         "openTime", "closeTime", "firstId", "lastId", "count")
+
+
+def rest_ticker(symbol: str, state: SymbolState | None, mini: bool) -> dict[str, Any]:
+    """The REST ``ticker/24hr`` object of ``symbol`` (zeros and ids -1 without trades)."""
+    if state is not None and state.aggs:
+        now = state.aggs[-1].time
+        window, before = state.window(now - stats.DAY_MS, now)
+        event = stats.ticker(symbol, now, window, before, state.current_book().best())
+        row = {rest: event[ws] for rest, ws in _FULL}
+    else:
+        zero = "0.00000000"
+        row = {rest: zero for rest, _ in _FULL}
+        row.update(symbol=symbol, priceChangePercent="0.000", openTime=0, closeTime=0,
+                   firstId=-1, lastId=-1, count=0)
+    return {k: row[k] for k in _MINI} if mini else row
+
+
+def kline_rows(state: SymbolState, interval: str, start: int | None, end: int | None,
+               limit: int) -> list[list[Any]]:
+    """REST kline rows of ``state``'s trades: oldest first from ``start``, else the most recent
+    ``limit`` up to ``end``; empty buckets between trades are flat at the previous close."""
+    first_t, last_t = state.agg_times[0], state.agg_times[-1]
+    lo = max(start if start is not None else first_t, first_t)
+    hi = min(end if end is not None else last_t, last_t)
+    if lo > hi:
+        return []
+    buckets: list[tuple[int, int]] = []
+    if start is not None:
+        b = stats.bucket_bounds(lo, interval)
+        while b[0] <= hi and len(buckets) < limit:
+            buckets.append(b)
+            b = stats.bucket_bounds(b[1] + 1, interval)
+    else:
+        b = stats.bucket_bounds(hi, interval)
+        while b[1] >= lo and len(buckets) < limit:
+            buckets.append(b)
+            b = stats.bucket_bounds(b[0] - 1, interval)
+        buckets.reverse()
+    rows = []
+    prev = state.window(-1, buckets[0][0] - 1)[0]
+    close = prev[-1].p if prev else state.aggs[0].p
+    for b in buckets:
+        row = stats.kline_row(b, state.bucket(b), close)
+        close = row[4]
+        rows.append(row)
+    return rows

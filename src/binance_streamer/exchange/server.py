@@ -1,0 +1,168 @@
+"""`LocalExchange`: one asyncio server, one port, Binance's WebSocket market streams and REST
+market-data API over a shared timeline of replayed and synthetic market data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from aiohttp import web
+
+from binance_streamer.exchange.connection import Connection
+from binance_streamer.exchange.exchange_info import ExchangeInfo
+from binance_streamer.exchange.faults import Faults
+from binance_streamer.exchange.history import History
+from binance_streamer.exchange.hub import Hub
+from binance_streamer.exchange.limits import Limits
+from binance_streamer.exchange.market import Market
+from binance_streamer.exchange.rest import RestApi
+from binance_streamer.exchange.sources import ReplaySource, load_source
+from binance_streamer.exchange.synthetic import SyntheticSymbol
+from binance_streamer.exchange.timeline import register_sources, run_replay, run_synthetic
+from binance_streamer.exchange.wsserver import WsEndpoint
+
+__all__ = ["BUNDLED_SESSIONS", "LocalExchange", "serve"]
+
+_DATA = Path(__file__).parent / "data"
+BUNDLED_SESSIONS: tuple[Path, ...] = tuple(sorted(_DATA.glob("*.session.jsonl.gz")))
+
+StartMode = Literal["first-subscribe", "manual"]
+
+
+class LocalExchange:
+    """A Binance-compatible local exchange; use as ``async with LocalExchange(...) as ex``.
+
+    ``replay``: JSONL frame files and session captures, published on one timeline whose clock
+    starts at the first subscription (``start="first-subscribe"``) or at `start`.
+    ``synthetic``: symbols of the seeded synthetic market (``rate`` steps per second), whose
+    clock starts with the server (or at `start` when ``start="manual"``). ``speed`` is the
+    replay pace factor, None for as fast as subscribers read. ``port=0`` picks a free port.
+    """
+
+    def __init__(self, replay: Sequence[str | Path] = (), synthetic: Sequence[str] = (),
+                 rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
+                 seed: int = 0, host: str = "127.0.0.1", port: int = 0,
+                 limits: Limits | None = None, start: StartMode = "first-subscribe") -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive or None")
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.limits = limits or Limits()
+        self.host, self.port = host, port
+        self.speed, self.rate, self.loop, self.seed = speed, rate, loop, seed
+        self.start_mode = start
+        self.sources: list[ReplaySource] = [load_source(p) for p in replay]
+        self.history = History()
+        self.hub = Hub()
+        self.market = Market(self.hub, self.history)
+        register_sources(self.market, self.sources)
+        self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
+        self.faults = Faults(self.hub, _wall_ms)
+        self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min)
+        self._ws = WsEndpoint(self.hub, self.limits, self.faults)
+        self._rest = RestApi(self.market, self.info, self.limits, self.faults, _wall_ms)
+        self._runner: web.AppRunner | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._owned: list[asyncio.Task[None]] = []
+        self._started = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalExchange:
+        app = web.Application()
+        app.router.add_routes(self._rest.routes())
+        for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
+            app.router.add_get(path, self._ws.handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.create_server((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        group = self._group = asyncio.TaskGroup()
+        await group.__aenter__()
+        if self.synthetic:
+            self._owned.append(group.create_task(self._run_synthetic()))
+        if self.sources:
+            self._owned.append(group.create_task(self._run_replay()))
+        else:
+            self._finished.set()
+        if self.start_mode == "first-subscribe":
+            self._owned.append(group.create_task(self._start_on_subscribe()))
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        for conn in list(self.hub.connections):
+            conn.request_close(1001, "Server shutdown")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in self._owned:
+            task.cancel()
+        if self._group is not None:
+            await self._group.__aexit__(None, None, None)
+
+    async def start(self) -> None:
+        """Start the timeline now (needed with ``start="manual"``; harmless otherwise)."""
+        self._started.set()
+
+    async def _start_on_subscribe(self) -> None:
+        await self.hub.first_subscribe.wait()
+        self._started.set()
+
+    async def _run_synthetic(self) -> None:
+        if self.start_mode == "manual":
+            await self._started.wait()
+        await run_synthetic(self.market, self.synthetic, self.rate)
+
+    async def _run_replay(self) -> None:
+        await self._started.wait()
+        await run_replay(self.market, self.sources, self.speed, self.loop)
+        self._finished.set()
+
+    # -- queries ------------------------------------------------------------------------------
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port``; clients append ``/ws/...`` or ``/stream?streams=...``."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port``; clients append ``/api/v3/...``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The open connections."""
+        return list(self.hub.connections)
+
+    async def finished(self) -> None:
+        """Return once a non-looping replay has published everything."""
+        await self._finished.wait()
+
+    async def wait_subscribed(self, n: int) -> None:
+        """Return once ``n`` streams are subscribed, counted over all connections."""
+        await self.hub.wait_subscribed(n)
+
+    def __repr__(self) -> str:
+        return (f"<LocalExchange {self.ws_url} replay={len(self.sources)} "
+                f"synthetic={[s.symbol for s in self.synthetic]} {self.hub!r}>")
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def serve(**kwargs: object) -> None:
+    """Run a `LocalExchange` until cancelled, printing its URLs once ready (for the CLI)."""
+    async with LocalExchange(**kwargs) as ex:  # type: ignore[arg-type]
+        print(ex.ws_url, ex.rest_url, flush=True)
+        await asyncio.Event().wait()
