@@ -12,7 +12,7 @@ import pytest
 
 from binance_streamer import Recorder, RecorderConfig, UnknownSymbolError
 from binance_streamer.exchange import LocalExchange
-from binance_streamer.exchange.sources import bundled_session
+from binance_streamer.samples import bundled_session
 from tests.conftest import TIMEOUT
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]

@@ -175,9 +175,10 @@ class WsEndpoint:
 
     def _incoming(self, conn: Connection, msg: WSMessage) -> None:
         if msg.type is WSMsgType.PING:
-            conn.send_raw(frame(msg.data, OP_PONG))
+            conn.send_raw(frame(bytes(msg.data), OP_PONG))
         elif msg.type is WSMsgType.PONG:
-            if msg.data in conn.pings:
+            print("PONG", msg)
+            if bytes(msg.data) in conn.pings:
                 conn.pings.clear()
                 conn.pong_deadline = None
         else:
