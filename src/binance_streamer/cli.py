@@ -149,9 +149,10 @@ def _status_line(recorder: Recorder, rate: float) -> str:
 
 def _print_summary(stats: RecorderStats, db: str) -> None:
     elapsed = time.monotonic() - stats.started
-    table = Table(title=f"Recorded into {db} in {elapsed:.1f}s", show_edge=False)
+    Console().print(f"Recorded into {db} in {elapsed:.1f}s")
+    table = Table(show_edge=False)
     table.add_column("table")
-    table.add_column("rows stored", justify="right")
+    table.add_column("rows written", justify="right")
     for name, n in sorted(stats.stored.items()):
         table.add_row(name, f"{n:,}")
     Console().print(table)
@@ -314,7 +315,7 @@ def demo(db: str, speed: float | None) -> None:
             return await task
     stats = asyncio.run(run())
     _print_summary(stats, db)
-    click.echo(f"\nLast tickers (binance-streamer query --db {db} --stream ticker --limit 3):")
+    click.echo(f"\nFirst tickers (binance-streamer query --db {db} --stream ticker --limit 3):")
     conn = sqlite3.connect(db)
     try:
         result = read_rows(conn, "ticker", "BTCUSDT", limit=3)

@@ -50,6 +50,7 @@ class Connection:
         self.pending_bytes = 0
         self.closed = False
         self.close_request: tuple[int | None, str] | None = None
+        self.linger = True
         self.on_close_request: Callable[[], None] = lambda: None
         self.stalled_until = 0.0
         self.pings: set[bytes] = set()
@@ -113,9 +114,13 @@ class Connection:
         """Queue a text frame with ``obj`` as compact JSON."""
         self.send_raw(frame(encode(obj)))
 
-    def request_close(self, code: int | None, reason: str) -> None:
-        """Ask the owner to close: with a close frame ``code``, or abruptly when None."""
+    def request_close(self, code: int | None, reason: str, *, linger: bool = True) -> None:
+        """Ask the owner to close: with a close frame ``code``, or abruptly when None.
+
+        With ``linger`` the server waits (briefly) for the client's closing handshake.
+        """
         if self.close_request is None:
+            self.linger = linger
             self.close_request = (code, reason)
             self.closed = True
             self._below.set()

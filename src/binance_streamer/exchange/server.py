@@ -101,7 +101,7 @@ class LocalExchange:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         for conn in list(self.hub.connections):
-            conn.request_close(1001, "Server shutdown")
+            conn.request_close(1001, "Server shutdown", linger=False)
         if self._runner is not None:
             await self._runner.cleanup()
         for task in self._owned:

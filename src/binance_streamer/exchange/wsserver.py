@@ -19,7 +19,7 @@ from aiohttp import WSMessage, WSMsgType, web
 
 from binance_streamer.exchange.connection import Connection
 from binance_streamer.exchange.control import handle_control, is_valid_stream
-from binance_streamer.exchange.frames import OP_PING, OP_PONG, frame
+from binance_streamer.exchange.frames import OP_PING, OP_PONG, close_frame, frame
 from binance_streamer.exchange.limits import Limits
 
 if TYPE_CHECKING:
@@ -150,6 +150,10 @@ class WsEndpoint:
         if code is None or ws.closed:
             conn.transport.abort()
             return
+        if not conn.linger:
+            conn.transport.write(close_frame(code, reason))
+            conn.transport.close()
+            return
         try:
             await ws.close(code=code, message=reason.encode())
         except (TimeoutError, ConnectionError):
@@ -177,7 +181,6 @@ class WsEndpoint:
         if msg.type is WSMsgType.PING:
             conn.send_raw(frame(bytes(msg.data), OP_PONG))
         elif msg.type is WSMsgType.PONG:
-            print("PONG", msg)
             if bytes(msg.data) in conn.pings:
                 conn.pings.clear()
                 conn.pong_deadline = None
