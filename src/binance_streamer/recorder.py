@@ -66,7 +66,8 @@ class RecorderStats:
     messages: Counter[str] = field(default_factory=Counter)  # by stream kind
     stored: Counter[str] = field(default_factory=Counter)  # new rows by table
     quarantined: int = 0
-    gaps: int = 0
+    gaps: int = 0  # holes in id-sequenced streams (trade, aggTrade, kline, depth)
+    stale: int = 0  # silences of streams without sequence numbers
     gaps_filled: int = 0
     rows_backfilled: int = 0
     batches: int = 0
@@ -101,7 +102,7 @@ class Recorder:
         self._batch = Batch()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writer: Writer | None = None
-        self._backfiller: Backfiller | None = None
+        self.backfiller: Backfiller | None = None
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
@@ -138,7 +139,7 @@ class Recorder:
             sink = await asyncio.to_thread(self._sink_factory)
             self._writer = Writer(sink, self._loop, self._on_written, self._on_fatal)
             self._writer.start()
-            self._backfiller = Backfiller(rest, self._submit_rows, self._on_filled)
+            self.backfiller = Backfiller(rest, self._submit_rows, self._on_filled)
             if self.config.backfill:
                 await self._resume_from(sink)
             try:
@@ -178,8 +179,8 @@ class Recorder:
         async with asyncio.TaskGroup() as tasks:
             for conn in self.connections:
                 tasks.create_task(conn.run(), name=f"connection-{conn.index}")
-            assert self._backfiller is not None
-            backfill = tasks.create_task(self._backfiller.run(), name="backfill")
+            assert self.backfiller is not None
+            backfill = tasks.create_task(self.backfiller.run(), name="backfill")
             watchdog = tasks.create_task(self._watch_staleness(), name="staleness")
             self.ready.set()
             with contextlib.suppress(TimeoutError):
@@ -187,7 +188,7 @@ class Recorder:
             for conn in self.connections:
                 conn.stop()
             watchdog.cancel()
-            await self._backfiller.drain(timeout=5.0)
+            await self.backfiller.drain(timeout=5.0)
             backfill.cancel()
 
     async def _shutdown(self) -> None:
@@ -251,8 +252,8 @@ class Recorder:
             if type(action) is GapDetected:
                 gap = True
                 self._gap(action, received_ns)
-            elif type(action) is NeedSnapshot and not gap and self._backfiller is not None:
-                self._backfiller.request(action)  # initial snapshot of a diff-depth stream
+            elif type(action) is NeedSnapshot and not gap and self.backfiller is not None:
+                self.backfiller.request(action)  # initial snapshot of a diff-depth stream
 
     def _gap(self, gap: GapDetected, detected_ns: int) -> None:
         self.stats.gaps += 1
@@ -260,8 +261,8 @@ class Recorder:
                     gap.last_missing, gap.cause)
         self._batch.gaps.append(
             (gap.stream, gap.first_missing, gap.last_missing, gap.cause, detected_ns))
-        if self.config.backfill and self._backfiller is not None:
-            self._backfiller.request(gap)
+        if self.config.backfill and self.backfiller is not None:
+            self.backfiller.request(gap)
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
@@ -319,7 +320,7 @@ class Recorder:
             await asyncio.sleep(1.0)
             for gap in self.sequencer.stale(time.time_ns() // 1_000_000):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
-                self.stats.gaps += 1
+                self.stats.stale += 1
                 self._batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
                                          gap.cause, time.time_ns()))
 

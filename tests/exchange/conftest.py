@@ -64,6 +64,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def connect(http: aiohttp.ClientSession) -> Callable[..., Any]:
     async def _connect(url: str, **kwargs: Any) -> Client:
-        ws = await http.ws_connect(url, autoping=True, **kwargs)
+        ws = await http.ws_connect(url, **kwargs)
         return Client(ws)
     return _connect

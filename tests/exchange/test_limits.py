@@ -71,14 +71,14 @@ async def test_connection_lifetime(connect: Any) -> None:
 async def test_connection_attempts_per_window(connect: Any, http: Any) -> None:
     """Connection attempts past the per-IP budget are refused with 429."""
     async with LocalExchange(limits=Limits(connect_attempts=2)) as ex:
-        await connect(ex.ws_url + "/ws")
-        await connect(ex.ws_url + "/ws")
+        kept = [await connect(ex.ws_url + "/ws"), await connect(ex.ws_url + "/ws")]
         try:
             await connect(ex.ws_url + "/ws")
         except aiohttp.WSServerHandshakeError as exc:
             assert exc.status == 429
         else:
             raise AssertionError("third connection attempt was accepted")
+        assert len(kept) == len(ex.connections) == 2
 
 
 async def test_too_many_streams(connect: Any, http: Any) -> None:
@@ -96,9 +96,10 @@ async def test_wait_subscribed_counts_streams_over_connections(connect: Any) -> 
     """wait_subscribed returns once the streams of all connections add up."""
     async with LocalExchange() as ex:
         waiter = asyncio.ensure_future(ex.wait_subscribed(3))
-        await connect(ex.ws_url + "/ws/a@trade/b@trade")
+        first = await connect(ex.ws_url + "/ws/a@trade/b@trade")
         assert not waiter.done()
-        await connect(ex.ws_url + "/stream?streams=c@trade")
+        second = await connect(ex.ws_url + "/stream?streams=c@trade")
         async with asyncio.timeout(TIMEOUT):
             await waiter
         assert "streams=2" in repr(ex.connections[0])
+        assert not first.ws.closed and not second.ws.closed

@@ -64,6 +64,7 @@ class Backfiller:
         self._idle = asyncio.Event()
         self._idle.set()
         self.failures = 0
+        self.rate_limited = 0
 
     def __repr__(self) -> str:
         return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
@@ -97,6 +98,7 @@ class Backfiller:
                     continue
                 rows = await self._fill(gap)
             except RateLimited as exc:
+                self.rate_limited += 1
                 log.warning("backfill rate limited (HTTP %d); waiting %.0fs", exc.status,
                             exc.retry_after)
                 await asyncio.sleep(exc.retry_after)

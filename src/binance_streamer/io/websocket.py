@@ -60,6 +60,7 @@ class _Listener(WSListener):
             self.first_data.set()
         elif kind is WSMsgType.CLOSE:
             self.close_code = frame.get_close_code().value
+            self.owner.close_codes.append(self.close_code)
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
@@ -93,6 +94,7 @@ class StreamConnection:
         self.rollovers = 0
         self.last_frame = time.monotonic()
         self.last_error = ""
+        self.close_codes: list[int] = []  # close codes the server sent, oldest first
 
     def __repr__(self) -> str:
         state = "open" if self._transport is not None else "closed"
