@@ -7,7 +7,9 @@ streams: over the recorded range, every id is stored exactly once.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,39 @@ async def test_fifty_connections_reconnect_at_once_without_a_1008(db_path: Path)
     assert len(recorder.connections) == 50
     assert all(c.reconnects == 1 for c in recorder.connections)
     assert not [code for c in recorder.connections for code in c.close_codes if code == 1008]
+
+
+async def wait_for_rows(db: Path, table: str, n: int) -> None:
+    """Poll another process's database until ``table`` holds ``n`` rows (no event crosses
+    the process boundary, so this one wait polls)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if db.exists():
+                try:
+                    with sqlite3.connect(db) as conn:
+                        if conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] >= n:
+                            return
+                except sqlite3.OperationalError:
+                    pass  # schema not created yet
+            await asyncio.sleep(0.05)
+
+
+async def test_a_killed_recorder_resumes_without_a_hole(db_path: Path) -> None:
+    """After SIGKILL mid-stream, a restart backfills from the last stored id to the first live one."""
+    async with LocalExchange(synthetic=SYMBOLS, rate=200) as ex:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "binance_streamer.cli", "record", *SYMBOLS,
+            "--streams", "aggTrade,trade", "--db", str(db_path), "--ws-url", ex.ws_url,
+            "--rest-url", ex.rest_url, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        await wait_for_rows(db_path, "agg_trade", 200)
+        proc.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), TIMEOUT) == -signal.SIGKILL
+        killed_at = {s: stored_ids(db_path, "agg_trade", "agg_id", s)[-1] for s in SYMBOLS}
+        ex.faults.refuse_connections(0.5)  # trades go on while the recorder is down
+        recorder = make_recorder(ex, db_path)
+        stats = await run_with(ex, recorder, lambda: None)
+    assert stats.gaps >= len(SYMBOLS) and stats.gaps_filled == stats.gaps
+    assert_complete(db_path, ex)
+    for symbol, last in killed_at.items():
+        assert stored_ids(db_path, "agg_trade", "agg_id", symbol)[-1] > last + 50

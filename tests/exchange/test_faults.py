@@ -57,17 +57,20 @@ async def test_skip_makes_an_id_gap_that_rest_fills(connect: Any, http: Any) -> 
 
 
 async def test_stall_keeps_the_socket_open_and_sends_nothing(connect: Any) -> None:
-    """During a stall nothing arrives; afterwards the queued events follow in order."""
+    """A stall is a silent pause of the stall's length; the queued events then follow in order."""
     async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:
         client = await connect(ex.ws_url + "/ws/btcusdt@trade")
         last = await client.recv()
+        loop = asyncio.get_running_loop()
         ex.faults.stall(0.4)
-        await client.recv()  # at most what was already in flight
-        with pytest.raises(TimeoutError):
-            while True:
-                last = await client.recv(timeout=0.25)
-        resumed = await client.recv()
-    assert resumed["t"] == last["t"] + 1
+        arrivals = [(loop.time(), last["t"])]
+        async with asyncio.timeout(TIMEOUT):
+            while arrivals[-1][0] - arrivals[0][0] < 0.6:
+                msg = await client.recv()
+                arrivals.append((loop.time(), msg["t"]))
+    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert max(g[0] for g in gaps) >= 0.3
+    assert {g[1] for g in gaps} == {1}
 
 
 async def test_malformed_and_truncated_frames(connect: Any) -> None:
@@ -76,9 +79,7 @@ async def test_malformed_and_truncated_frames(connect: Any) -> None:
         client = await connect(ex.ws_url + "/ws/btcusdt@trade")
         await client.recv()
         ex.faults.malformed()
-        bad = await client.until(lambda m: True) if False else None
         texts = [m.data for m in await raw_messages(client, 3)]
-        assert bad is None
         broken = [t for t in texts if not _is_json(t)]
         assert broken and broken[0].startswith('{"e":"trade"')
         ex.faults.truncated()

@@ -92,10 +92,11 @@ class Connection:
                 self.skip[key] = left - 1
                 return True
         if self.corrupt_next is not None:
-            whole = event.frame(self.fmt)[2:]
+            whole = event.text(self.fmt)
             broken = whole[: max(1, len(whole) // 2)]
+            full = frame(whole)
             self.send_raw(frame(broken) if self.corrupt_next == "malformed" else
-                          frame(whole)[: 2 + len(broken)])
+                          full[: len(full) - len(whole) + len(broken)])
             if self.corrupt_next == "truncated":
                 self.request_close(None, "")
             self.corrupt_next = None

@@ -107,12 +107,16 @@ class Event:
         cached = self._frames[fmt]
         if cached is not None:
             return cached
+        built = frame(self.text(fmt))
+        self._frames[fmt] = built
+        return built
+
+    def text(self, fmt: int) -> bytes:
+        """The JSON text sent in format ``fmt`` (not cached)."""
         data = self.data if not fmt & FMT_MICROS else encode(to_micros(self.payload))
         if fmt & FMT_COMBINED:
             data = b'{"stream":' + encode(self.stream) + b',"data":' + data + b"}"
-        built = frame(data)
-        self._frames[fmt] = built
-        return built
+        return data
 
     def __repr__(self) -> str:
         return f"<Event {self.stream} {self.data[:60]!r}>"

@@ -1,0 +1,82 @@
+"""``binance-streamer record`` end to end, in a subprocess, against the local exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from binance_streamer.exchange import LocalExchange
+from tests.conftest import TIMEOUT
+
+
+async def cli(*args: str, stop_after_rows: Path | None = None) -> tuple[int, str, str]:
+    """Run the command; with ``stop_after_rows`` send SIGTERM once that database has tickers."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "binance_streamer.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    if stop_after_rows is not None:
+        from tests.test_reliability import wait_for_rows
+        await wait_for_rows(stop_after_rows, "ticker", 3)
+        proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_record_with_duration_exits_0_and_summarises(db_path: Path) -> None:
+    """--duration stops the recorder by itself: exit 0, a summary, tickers in the database."""
+    async with LocalExchange(synthetic=["BTCUSDT", "ETHUSDT"], rate=20) as ex:
+        code, out, err = await cli("record", "BTCUSDT", "ETHUSDT", "--streams", "ticker,aggTrade",
+                                   "--duration", "2", "--db", str(db_path),
+                                   "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
+    assert code == 0, err
+    assert "Recorded into" in out and "agg_trade" in out and "ticker" in out
+    with sqlite3.connect(db_path) as conn:
+        symbols = {r[0] for r in conn.execute("SELECT symbol FROM market_data")}
+    assert symbols == {"BTCUSDT", "ETHUSDT"}
+
+
+async def test_sigterm_flushes_everything_received(db_path: Path) -> None:
+    """SIGTERM stops cleanly: exit 0, and every ticker counted in the summary is in the file."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        code, out, _ = await cli("record", "BTCUSDT", "--db", str(db_path), "--ws-url", ex.ws_url,
+                                 "--rest-url", ex.rest_url, stop_after_rows=db_path)
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.strip().startswith("ticker"))
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ticker").fetchone()[0] == int(
+            line.split()[-1].replace(",", ""))
+
+
+async def test_unknown_symbol_exits_2_naming_it(db_path: Path) -> None:
+    """A symbol exchangeInfo does not list is named in the error; exit code 2."""
+    async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
+        code, _, err = await cli("record", "BTCUSDT", "DOGEXYZ", "--db", str(db_path),
+                                 "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
+    assert code == 2 and "DOGEXYZ" in err and "BTCUSDT" not in err.split("DOGEXYZ")[1]
+
+
+async def test_malformed_stream_name_exits_2() -> None:
+    """A bad --streams item is rejected before anything connects, with the known types listed."""
+    code, _, err = await cli("record", "--streams", "ticker,kline_7m")
+    assert code == 2 and "kline_7m" in err and "bookTicker" in err
+
+
+async def test_unwritable_database_path_exits_1(tmp_path: Path) -> None:
+    """A database path that cannot be created is a clear storage error, exit code 1."""
+    (tmp_path / "file").write_text("not a directory")
+    async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
+        code, _, err = await cli("record", "BTCUSDT", "--db", str(tmp_path / "file" / "x.db"),
+                                 "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
+    assert code == 1 and "cannot open database" in err
+
+
+async def test_unreachable_exchange_is_retried_then_reported() -> None:
+    """An address nobody listens on is retried with a message per attempt, then exit code 1."""
+    code, _, err = await cli("record", "BTCUSDT", "--ws-url", "ws://127.0.0.1:9",
+                             "--rest-url", "http://127.0.0.1:9")
+    assert code == 1
+    assert err.count("retrying in") == 4 and "cannot reach http://127.0.0.1:9" in err

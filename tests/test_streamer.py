@@ -1,0 +1,37 @@
+"""The tutorial's API, ``BinanceStreamer``, works as the tutorial shows, against the local exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from binance_streamer import BinanceStreamer
+from binance_streamer.exchange import LocalExchange
+from binance_streamer.samples import bundled_session
+from tests.conftest import TIMEOUT
+
+
+async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path) -> None:
+    """start_stream() records @ticker; get_market_data() answers (id, symbol, price, timestamp)
+    rows from another thread while streaming; stop() ends it with everything stored."""
+    async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=8) as ex:
+        streamer = BinanceStreamer(["BTCUSDT", "ETHUSDT"], db_path, rest_url=ex.rest_url)
+        assert streamer.ws_url == "wss://stream.binance.com:9443/ws"
+        assert streamer.get_market_data() == []  # the database exists before streaming
+        streamer.ws_url = f"{ex.ws_url}/ws"  # the only change from the tutorial
+        thread = threading.Thread(target=streamer.start_stream, daemon=True)
+        thread.start()
+        async with asyncio.timeout(TIMEOUT):
+            while len(streamer.get_market_data("BTCUSDT")) < 3:  # read while streaming
+                await asyncio.sleep(0.05)
+        streamer.stop()
+        await asyncio.to_thread(thread.join, TIMEOUT)
+        assert not thread.is_alive()
+    rows = streamer.get_market_data()
+    sent = {(e["s"], float(e["c"]), e["E"]) for s in ("btcusdt@ticker", "ethusdt@ticker")
+            for e in ex.history.events(s)}
+    assert {(sym, price, ts) for _, sym, price, ts in rows} <= sent
+    btc = streamer.get_market_data("BTCUSDT")
+    assert btc and all(r[1] == "BTCUSDT" for r in btc)
+    assert isinstance(btc[0][0], int) and isinstance(btc[0][2], float)
