@@ -59,5 +59,5 @@ def test_every_command_has_help_a_newcomer_can_read() -> None:
         assert result.exit_code == 0, name
         assert command.help and len(command.help.split()) >= 8, name
         for param in command.params:
-            if param.name != "help" and not param.__class__.__name__ == "Argument":
+            if param.name != "help" and param.__class__.__name__ != "Argument":
                 assert getattr(param, "help", None), (name, param.name)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from binance_streamer import Recorder, RecorderConfig, UnknownSymbolError
+from binance_streamer.cli import main
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
 from tests.conftest import TIMEOUT
@@ -43,7 +45,7 @@ async def record_until_complete(ex: LocalExchange, recorder: Recorder, streams: 
 
 
 async def test_every_replayed_message_is_stored_once_with_every_field(db_path: Path) -> None:
-    """A replayed real session lands in the database: each aggTrade once, fields equal to the source."""
+    """A replayed real session is stored: each aggTrade once, every field equal to the source."""
     async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=None) as ex:
         recorder = Recorder(config(ex, db_path))
         names = recorder.config.stream_names
@@ -69,7 +71,7 @@ async def test_every_replayed_message_is_stored_once_with_every_field(db_path: P
 
 
 async def test_unknown_symbols_are_named_before_connecting(db_path: Path) -> None:
-    """Symbols exchangeInfo does not list raise UnknownSymbolError naming each, and nothing connects."""
+    """Symbols exchangeInfo does not list raise UnknownSymbolError naming each; nothing connects."""
     async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
         recorder = Recorder(config(ex, db_path, symbols=["BTCUSDT", "NOPEUSDT", "FAKEBTC"]))
         with pytest.raises(UnknownSymbolError, match="NOPEUSDT, FAKEBTC"):
@@ -94,3 +96,48 @@ async def test_synthetic_streams_of_every_kind_are_recorded(db_path: Path) -> No
     trade_ids = [r[0] for r in rows(db_path, "SELECT trade_id FROM trade WHERE symbol='BTCUSDT' "
                                     "ORDER BY trade_id")]
     assert trade_ids == list(range(trade_ids[0], trade_ids[0] + len(trade_ids)))
+
+
+async def test_raw_archive_keeps_every_frame_verbatim(db_path: Path) -> None:
+    """With raw=True each received frame is also stored byte for byte, beside its decoded row."""
+    async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=None) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["DOTUSDT"], streams=["aggTrade"],
+                                   raw=True))
+        await record_until_complete(ex, recorder, ["dotusdt@aggTrade"])
+    frames = [json.loads(r[0]) for r in rows(db_path, "SELECT frame FROM raw_frame ORDER BY id")]
+    assert [f["data"] for f in frames] == ex.history.events("dotusdt@aggTrade")
+    assert {f["stream"] for f in frames} == {"dotusdt@aggTrade"}
+
+
+async def test_records_into_postgresql(db_path: Path, pg_url: str) -> None:
+    """A postgresql:// database receives the same rows as SQLite would, and query reads them."""
+    async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=None) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["ETHUSDT"], streams=["aggTrade"],
+                                   database=pg_url))
+        await record_until_complete(ex, recorder, ["ethusdt@aggTrade"])
+    out = CliRunner().invoke(main, ["query", "ETHUSDT", "--stream", "aggTrade", "--format",
+                                    "jsonl", "--db", pg_url])
+    stored = [json.loads(line)["agg_id"] for line in out.output.splitlines()]
+    assert stored == [e["a"] for e in ex.history.events("ethusdt@aggTrade")]
+
+
+async def test_a_fatal_storage_error_stops_cleanly_keeping_what_was_stored(db_path: Path) -> None:
+    """When the disk fills up mid-recording, run() raises StorageFatal and earlier rows stay."""
+    from binance_streamer.errors import StorageFatal
+    from binance_streamer.storage.sqlite import SqliteSink
+
+    def small_disk() -> SqliteSink:
+        sink = SqliteSink(db_path)
+        pages = sink._conn.execute("PRAGMA page_count").fetchone()[0]
+        sink._conn.execute(f"PRAGMA max_page_count={pages + 40}")
+        return sink
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=500) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["BTCUSDT"], streams=["depth@100ms",
+                                                                              "aggTrade"]),
+                            sink_factory=small_disk)
+        with pytest.raises(StorageFatal, match="full"):
+            await asyncio.wait_for(recorder.run(), TIMEOUT)
+    assert recorder.stats.stored["agg_trade"] > 0
+    stored = recorder.stats.stored["agg_trade"]
+    assert rows(db_path, "SELECT COUNT(*) FROM agg_trade") == [(stored,)]

@@ -226,7 +226,7 @@ async def wait_for_rows(db: Path, table: str, n: int) -> None:
 
 
 async def test_a_killed_recorder_resumes_without_a_hole(db_path: Path) -> None:
-    """After SIGKILL mid-stream, a restart backfills from the last stored id to the first live one."""
+    """After SIGKILL mid-stream, a restart backfills from the last stored id to the first live."""
     async with LocalExchange(synthetic=SYMBOLS, rate=200) as ex:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "binance_streamer.cli", "record", *SYMBOLS,

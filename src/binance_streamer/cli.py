@@ -25,6 +25,7 @@ from binance_streamer.core.streams import InvalidStreamName, kind_names, parse_s
 from binance_streamer.errors import ConfigError, StorageFatal, StreamerError
 from binance_streamer.io.rest import BINANCE_REST_URL
 from binance_streamer.recorder import BINANCE_WS_URL, Recorder, RecorderConfig, RecorderStats
+from binance_streamer.storage.postgres import is_postgres_url
 from binance_streamer.storage.query import read_rows, table_for
 
 __all__ = ["main"]
@@ -62,7 +63,7 @@ def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> 
               help="Comma-separated stream types recorded for every symbol, e.g. "
                    "ticker,aggTrade,kline_1m,depth@100ms. Add !miniTicker@arr for all symbols.")
 @click.option("--db", "db", default="binance_data.db", show_default=True,
-              type=click.Path(dir_okay=False), help="SQLite database file (created if missing).")
+              help="SQLite database file (created if missing), or a postgresql:// URL.")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds (exit 0).")
 @click.option("--ws-url", default=BINANCE_WS_URL, show_default=True,
               help="WebSocket base URL of a Binance-compatible exchange.")
@@ -190,11 +191,12 @@ def _parse_time(value: str | None) -> int | None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--db", default="binance_data.db", show_default=True,
-              type=click.Path(dir_okay=False), help="SQLite database to read.")
+              help="SQLite database file, or a postgresql:// URL.")
 def query(symbol: str | None, kind: str, since: str | None, until: str | None,
           limit: int | None, fmt: str, db: str) -> None:
     """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
-    if not Path(db).exists():
+    postgres = is_postgres_url(db)
+    if not postgres and not Path(db).exists():
         err.print(f"[red]error:[/red] no database at {db}")
         sys.exit(2)
     try:
@@ -203,12 +205,21 @@ def query(symbol: str | None, kind: str, since: str | None, until: str | None,
         known = ", ".join(kind_names())
         err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {known}")
         sys.exit(2)
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = _connect_read_only(db)
     try:
-        result = read_rows(conn, table, symbol, _parse_time(since), _parse_time(until), limit)
+        result = read_rows(conn, table, symbol, _parse_time(since), _parse_time(until), limit,
+                           mark="%s" if postgres else "?")
     finally:
         conn.close()
     _emit(result.columns, result.rows, fmt)
+
+
+def _connect_read_only(db: str) -> Any:
+    if is_postgres_url(db):
+        import psycopg
+
+        return psycopg.connect(db)
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 
 
 def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
