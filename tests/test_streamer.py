@@ -1,4 +1,4 @@
-"""The tutorial's API, ``BinanceStreamer``, works as the tutorial shows against the local exchange."""
+"""The tutorial's API, ``BinanceStreamer``, works as the tutorial shows on the local exchange."""
 
 from __future__ import annotations
 
