@@ -160,7 +160,7 @@ def _print_summary(stats: RecorderStats, db: str) -> None:
     Console().print(
         f"messages received {stats.total_messages:,}, gaps {stats.gaps} "
         f"(filled {stats.gaps_filled}, {stats.rows_backfilled:,} rows over REST), "
-        f"quarantined {stats.quarantined}"
+        f"silences {stats.stale}, quarantined {stats.quarantined}"
     )
 
 

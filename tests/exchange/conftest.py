@@ -33,9 +33,9 @@ class Client:
         async with asyncio.timeout(TIMEOUT):
             while True:
                 msg = await self.recv()
-                if isinstance(msg, dict) and "id" in msg and ("result" in msg or "error" in msg):
-                    if msg["id"] == req_id:
-                        return msg
+                is_reply = isinstance(msg, dict) and ("result" in msg or "error" in msg)
+                if is_reply and msg.get("id") == req_id:
+                    return msg
 
     async def until(self, pred: Callable[[Any], bool]) -> Any:
         """The first message satisfying ``pred``."""

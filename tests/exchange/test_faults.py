@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -68,7 +69,7 @@ async def test_stall_keeps_the_socket_open_and_sends_nothing(connect: Any) -> No
             while arrivals[-1][0] - arrivals[0][0] < 0.6:
                 msg = await client.recv()
                 arrivals.append((loop.time(), msg["t"]))
-    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(arrivals)]
     assert max(g[0] for g in gaps) >= 0.3
     assert {g[1] for g in gaps} == {1}
 

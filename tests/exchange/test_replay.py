@@ -41,7 +41,7 @@ async def drain(client: Any, ex: LocalExchange) -> list[Any]:
 
 
 async def test_max_speed_replay_delivers_the_recording_exactly(connect: Any) -> None:
-    """At speed max, a combined subscriber receives every recorded aggTrade byte-for-byte in order."""
+    """At speed max, a combined subscriber receives every recorded event, in order."""
     async with LocalExchange(replay=[APRIL_4], speed=None) as ex:
         client = await connect(ex.ws_url + "/stream?streams=btcusdt@aggTrade/ethusdt@depth@100ms")
         got = await drain(client, ex)

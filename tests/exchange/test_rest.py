@@ -54,7 +54,7 @@ async def test_agg_trades_match_what_was_streamed(http: Any, connect: Any) -> No
         assert body == [r for r in rows if r["T"] >= start][:1000]
         body = (await get(http, base + f"&endTime={start}&limit=2"))[1]
         assert body == [r for r in rows if r["T"] <= start][-2:]
-        status, body, headers = await get(http, base + "&limit=1")
+        _status, body, headers = await get(http, base + "&limit=1")
         assert headers["X-MBX-USED-WEIGHT-1M"] == "20"  # 5 requests x weight 4
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from binance_streamer.exchange import LocalExchange
@@ -32,8 +33,8 @@ async def test_sequences_are_contiguous(connect: Any) -> None:
     trades, aggs, depth = got["btcusdt@trade"], got["btcusdt@aggTrade"], got["btcusdt@depth@100ms"]
     assert [t["t"] for t in trades] == list(range(trades[0]["t"], trades[0]["t"] + len(trades)))
     assert [a["a"] for a in aggs] == list(range(aggs[0]["a"], aggs[0]["a"] + len(aggs)))
-    assert all(b["f"] == a["l"] + 1 for a, b in zip(aggs, aggs[1:], strict=False))
-    assert all(b["U"] == a["u"] + 1 for a, b in zip(depth, depth[1:], strict=False))
+    assert all(b["f"] == a["l"] + 1 for a, b in itertools.pairwise(aggs))
+    assert all(b["U"] == a["u"] + 1 for a, b in itertools.pairwise(depth))
     assert all(t["e"] == "trade" and t["s"] == "BTCUSDT" for t in trades)
     assert set(got["btcusdt@bookTicker"][0]) == {"u", "s", "b", "B", "a", "A"}
 
