@@ -6,10 +6,10 @@ shared timeline of replayed recordings and a deterministic synthetic market, wit
 """
 
 from binance_streamer.exchange.connection import Connection
-from binance_streamer.exchange.faults import Faults
+from binance_streamer.exchange.faults import Faults, FaultStep, parse_script
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.limits import Limits
-from binance_streamer.exchange.server import BUNDLED_SESSIONS, LocalExchange, serve
+from binance_streamer.exchange.server import BUNDLED_SESSIONS, LocalExchange, parse_speed, serve
 
-__all__ = ["BUNDLED_SESSIONS", "Connection", "Faults", "History", "Limits", "LocalExchange",
-           "serve"]
+__all__ = ["BUNDLED_SESSIONS", "Connection", "FaultStep", "Faults", "History", "Limits",
+           "LocalExchange", "parse_script", "parse_speed", "serve"]

@@ -37,7 +37,7 @@ class Connection:
     """A client connection. ``sent`` counts data frames queued (events, not control replies)."""
 
     def __init__(self, transport: Transport, drain: Callable[[], Any], peer: str, path: str,
-                 *, combined: bool, micros: bool) -> None:
+                 *, combined: bool, micros: bool, max_pending: int = 512 << 20) -> None:
         self.id = next(_ids)
         self.transport = transport
         self._drain = drain
@@ -49,6 +49,7 @@ class Connection:
         self.sent = 0
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        self.max_pending = max_pending
         self.closed = False
         self.close_request: tuple[int | None, str] | None = None
         self.linger = True
@@ -83,6 +84,8 @@ class Connection:
         self.sent += 1
         if self.drop_at is not None and self.sent >= self.drop_at:
             self.request_close(self.drop_code, "")
+        elif self.pending_bytes > self.max_pending and self.stalled_until == 0.0:
+            self.request_close(1008, "Client too slow")  # would otherwise grow without bound
         if not self._wake.is_set():
             self._wake.set()
 
@@ -136,6 +139,7 @@ class Connection:
             self._wake.clear()
             while self.stalled_until > time.monotonic():
                 await asyncio.sleep(self.stalled_until - time.monotonic())
+            self.stalled_until = 0.0
             if not await self.flush():
                 return
 

@@ -13,10 +13,15 @@ open - to the next connection that opens. REST faults apply to the next ``times`
 - ``rest_error(status, times=1, retry_after=None)``: 429/418/5xx answers
 - ``rest_slow(seconds, times=1)``: delay REST answers
 - ``server_shutdown(close_after_s=None)``: send ``serverShutdown`` to every connection
+
+From the command line, a fault script item is ``SECONDS:NAME[=ARG,...]`` (seconds after the
+server started; numeric arguments), e.g. ``10:stall=5``, ``30:drop_now=1001``, ``5:skip=3``,
+``60:server_shutdown=1``, ``20:rest_error=429,3``; see `parse_script`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +33,34 @@ if TYPE_CHECKING:
     from binance_streamer.exchange.connection import Connection
     from binance_streamer.exchange.hub import Hub
 
-__all__ = ["Faults", "RestFault"]
+__all__ = ["SCRIPTABLE", "FaultStep", "Faults", "RestFault", "parse_script"]
+
+SCRIPTABLE = ("drop_after", "drop_now", "stall", "skip", "malformed", "truncated",
+              "refuse_connections", "rest_error", "rest_slow", "server_shutdown")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultStep:
+    """One scripted fault: call ``Faults.<name>(*args)`` ``at_s`` seconds after start."""
+
+    at_s: float
+    name: str
+    args: tuple[float, ...]
+
+
+def parse_script(spec: str) -> FaultStep:
+    """Parse ``SECONDS:NAME[=ARG,...]``; raises ValueError with a readable message."""
+    when, sep, rest = spec.partition(":")
+    name, _, arg_text = rest.partition("=")
+    if not sep or name not in SCRIPTABLE:
+        raise ValueError(f"bad fault {spec!r}: expected SECONDS:NAME[=ARG,...] with NAME one of "
+                         + ", ".join(SCRIPTABLE))
+    try:
+        at_s = float(when)
+        args = tuple(float(a) if "." in a else int(a) for a in arg_text.split(",") if a)
+    except ValueError:
+        raise ValueError(f"bad fault {spec!r}: time and arguments must be numbers") from None
+    return FaultStep(at_s, name, args)
 
 _Action = Callable[["Connection"], None]
 
@@ -136,14 +168,19 @@ class Faults:
         event = Event("!serverShutdown", {"e": "serverShutdown", "E": self._clock_ms()})
         self._hub.broadcast(event)
         if close_after_s is not None:
-            import asyncio
-
             conns = list(self._hub.connections)
 
             def close_all() -> None:
                 for conn in conns:
                     conn.request_close(1001, "Server shutdown")
             asyncio.get_running_loop().call_later(close_after_s, close_all)
+
+    async def run_script(self, steps: list[FaultStep]) -> None:
+        """Apply scripted faults at their times (seconds from now)."""
+        start = asyncio.get_running_loop().time()
+        for step in sorted(steps, key=lambda s: s.at_s):
+            await asyncio.sleep(max(0.0, start + step.at_s - asyncio.get_running_loop().time()))
+            getattr(self, step.name)(*step.args)
 
     def __repr__(self) -> str:
         return (f"<Faults next={len(self._next)} rest={len(self.rest)} "

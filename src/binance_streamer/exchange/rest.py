@@ -145,6 +145,8 @@ class RestApi:
                 body = handler(req)
             except RestError as exc:
                 return self._json({"code": exc.code, "msg": exc.msg}, exc.status, ip)
+            if req.headers.get("X-MBX-TIME-UNIT", "").upper() == "MICROSECOND":
+                body = _micros(body)
             return self._json(body, 200, ip)
         return serve
 
@@ -267,9 +269,15 @@ class RestApi:
         if interval not in KLINE_INTERVAL_MS:
             raise RestError(-1120, "Invalid interval.")
         limit = _limit(req, 500, 1000)
-        if state is None or not state.aggs:
+        if state is None:
             return []
-        return kline_rows(state, interval, _int(req, "startTime"), _int(req, "endTime"), limit)
+        start, end = _int(req, "startTime"), _int(req, "endTime")
+        stream = f"{state.symbol.lower()}@kline_{interval}"
+        if stream in state.recorded:
+            return recorded_kline_rows(self.market.history.events(stream), start, end, limit)
+        if not state.aggs:
+            return []
+        return kline_rows(state, interval, start, end, limit)
 
     _uiKlines = _klines
 
@@ -299,6 +307,21 @@ class RestApi:
         return rest_ticker(symbol, state, mini)
 
 
+_TIME_KEYS = frozenset({"T", "time", "serverTime", "openTime", "closeTime"})
+
+
+def _micros(body: Any) -> Any:
+    """``body`` with its times in microseconds (header ``X-MBX-TIME-UNIT: MICROSECOND``)."""
+    if isinstance(body, dict):
+        return {k: v * 1000 if k in _TIME_KEYS and isinstance(v, int) else
+                _micros(v) if k != "symbols" else v for k, v in body.items()}
+    if isinstance(body, list) and body and isinstance(body[0], list):
+        return [[r[0] * 1000, *r[1:6], r[6] * 1000, *r[7:]] for r in body]  # kline rows
+    if isinstance(body, list):
+        return [_micros(v) for v in body]
+    return body
+
+
 _FULL = (("symbol", "s"), ("priceChange", "p"), ("priceChangePercent", "P"),
          ("weightedAvgPrice", "w"), ("prevClosePrice", "x"), ("lastPrice", "c"),
          ("lastQty", "Q"), ("bidPrice", "b"), ("bidQty", "B"), ("askPrice", "a"),
@@ -322,6 +345,19 @@ def rest_ticker(symbol: str, state: SymbolState | None, mini: bool) -> dict[str,
         row.update(symbol=symbol, priceChangePercent="0.000", openTime=0, closeTime=0,
                    firstId=-1, lastId=-1, count=0)
     return {k: row[k] for k in _MINI} if mini else row
+
+
+def recorded_kline_rows(events: list[Any], start: int | None, end: int | None, limit: int
+                        ) -> list[list[Any]]:
+    """REST kline rows from replayed kline events: the latest update of each candle."""
+    latest: dict[int, dict[str, Any]] = {}
+    for event in events:
+        latest[event["k"]["t"]] = event["k"]
+    ks = [k for t, k in sorted(latest.items())
+          if (start is None or t >= start) and (end is None or t <= end)]
+    ks = ks[:limit] if start is not None else ks[-limit:]
+    return [[k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"], k["V"],
+             k["Q"], "0"] for k in ks]
 
 
 def kline_rows(state: SymbolState, interval: str, start: int | None, end: int | None,

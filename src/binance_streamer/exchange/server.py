@@ -16,7 +16,7 @@ from aiohttp import web
 
 from binance_streamer.exchange.connection import Connection
 from binance_streamer.exchange.exchange_info import ExchangeInfo
-from binance_streamer.exchange.faults import Faults
+from binance_streamer.exchange.faults import Faults, parse_script
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
 from binance_streamer.exchange.limits import Limits
@@ -27,7 +27,7 @@ from binance_streamer.exchange.synthetic import SyntheticSymbol
 from binance_streamer.exchange.timeline import register_sources, run_replay, run_synthetic
 from binance_streamer.exchange.wsserver import WsEndpoint
 
-__all__ = ["BUNDLED_SESSIONS", "LocalExchange", "serve"]
+__all__ = ["BUNDLED_SESSIONS", "LocalExchange", "parse_speed", "serve"]
 
 _DATA = Path(__file__).parent / "data"
 BUNDLED_SESSIONS: tuple[Path, ...] = tuple(sorted(_DATA.glob("*.session.jsonl.gz")))
@@ -48,7 +48,8 @@ class LocalExchange:
     def __init__(self, replay: Sequence[str | Path] = (), synthetic: Sequence[str] = (),
                  rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
                  seed: int = 0, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits | None = None, start: StartMode = "first-subscribe") -> None:
+                 limits: Limits | None = None, start: StartMode = "first-subscribe",
+                 faults: Sequence[str] = ()) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -64,6 +65,7 @@ class LocalExchange:
         register_sources(self.market, self.sources)
         self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
         self.faults = Faults(self.hub, _wall_ms)
+        self._script = [parse_script(spec) for spec in faults]
         self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min)
         self._ws = WsEndpoint(self.hub, self.limits, self.faults)
         self._rest = RestApi(self.market, self.info, self.limits, self.faults, _wall_ms)
@@ -96,6 +98,8 @@ class LocalExchange:
             self._finished.set()
         if self.start_mode == "first-subscribe":
             self._owned.append(group.create_task(self._start_on_subscribe()))
+        if self._script:
+            self._owned.append(group.create_task(self.faults.run_script(self._script)))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -161,8 +165,24 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def serve(**kwargs: object) -> None:
-    """Run a `LocalExchange` until cancelled, printing its URLs once ready (for the CLI)."""
-    async with LocalExchange(**kwargs) as ex:  # type: ignore[arg-type]
+def parse_speed(text: str) -> float | None:
+    """``--speed`` values: a positive factor, or ``max`` (as fast as possible, None)."""
+    if text.lower() == "max":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise ValueError("speed must be positive or 'max'")
+    return value
+
+
+async def serve(replay: Sequence[str | Path] = (), synthetic: Sequence[str] = (),
+                rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
+                seed: int = 0, host: str = "127.0.0.1", port: int = 9443,
+                limits: Limits | None = None, faults: Sequence[str] = ()) -> None:
+    """Run a `LocalExchange` until cancelled, printing ``ws_url rest_url`` once ready (for the
+    ``binance-streamer replay`` command)."""
+    async with LocalExchange(replay=replay, synthetic=synthetic, rate=rate, speed=speed,
+                             loop=loop, seed=seed, host=host, port=port, limits=limits,
+                             faults=faults) as ex:
         print(ex.ws_url, ex.rest_url, flush=True)
         await asyncio.Event().wait()

@@ -118,7 +118,8 @@ class WsEndpoint:
         await ws.prepare(request)
         assert request.transport is not None
         conn = Connection(request.transport, request.protocol._drain_helper, ip,
-                          request.rel_url.raw_path_qs, combined=combined, micros=micros)
+                          request.rel_url.raw_path_qs, combined=combined, micros=micros,
+                          max_pending=self.limits.max_pending_bytes)
         for name in streams:
             conn.state.subscriptions[name] = None
         await self._serve(ws, conn, streams)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import picows
 from picows import WSListener, WSMsgType, WSTransport
 
-from binance_streamer.core.backoff import ReconnectPolicy
+from binance_streamer.core.backoff import ReconnectPolicy, retry_after_s
 from binance_streamer.core.planning import AttemptLimiter
 
 __all__ = ["ConnectionSettings", "FrameHandler", "StreamConnection"]
@@ -149,14 +149,13 @@ class StreamConnection:
                 self._on_event(self, "disconnected")
 
     async def _connect_with_retry(self) -> WSTransport | None:
-        retry_after: float | None = None
         while not self._stopping.is_set():
             await self._wait_for_attempt_slot()
             try:
                 transport, _ = await self._open()
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = self._policy.next_delay(retry_after)
+                delay = self._policy.next_delay(_retry_after(exc))
                 log.warning("connection #%d to %s failed (%s); retrying in %.1fs",
                             self.index, self.url, self.last_error, delay)
                 self._on_event(self, "connect_failed")
@@ -242,3 +241,18 @@ class StreamConnection:
         old.disconnect()
         self._on_event(self, "rolled_over")
         return new
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """``Retry-After`` of a handshake refused with HTTP 429 or 418 (picows keeps the raw head)."""
+    head = getattr(exc, "raw_header", None)
+    if not isinstance(head, bytes) or not head.startswith(b"HTTP/"):
+        return None
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split()
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    if status not in (418, 429):
+        return None
+    header = next((v for n, _, v in (ln.partition(":") for ln in lines)
+                   if n.strip().lower() == "retry-after"), None)
+    return retry_after_s(status, header)

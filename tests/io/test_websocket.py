@@ -1,0 +1,74 @@
+"""The supervised WebSocket connection against the local exchange."""
+
+from __future__ import annotations
+
+import asyncio
+
+from binance_streamer.core.backoff import ReconnectPolicy
+from binance_streamer.core.planning import AttemptLimiter, combined_url
+from binance_streamer.exchange import Limits, LocalExchange
+from binance_streamer.io.websocket import ConnectionSettings, StreamConnection, _retry_after
+from tests.conftest import TIMEOUT
+
+
+class RecordingPolicy(ReconnectPolicy):
+    """A reconnect policy that remembers each Retry-After it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(delays=lambda: iter(lambda: 0.0, None))
+        self.retry_afters: list[float | None] = []
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        self.retry_afters.append(retry_after)
+        return super().next_delay(retry_after)
+
+
+async def test_a_refused_handshake_honours_retry_after() -> None:
+    """Over the connection-attempt limit the server answers 429 Retry-After: 60; the next
+    delay is at least that."""
+    policy = RecordingPolicy()
+    failed = asyncio.Event()
+    async with LocalExchange(synthetic=["BTCUSDT"], limits=Limits(connect_attempts=0)) as ex:
+        conn = StreamConnection(
+            0, combined_url(ex.ws_url, ["btcusdt@trade"]), lambda *a: None, AttemptLimiter(),
+            ConnectionSettings(policy=lambda: policy),
+            on_event=lambda c, e: failed.set() if e == "connect_failed" else None)
+        task = asyncio.create_task(conn.run())
+        await asyncio.wait_for(failed.wait(), TIMEOUT)
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert policy.retry_afters[0] == 60.0
+    assert "429" in conn.last_error
+
+
+async def test_frames_arrive_with_receive_times_in_order() -> None:
+    """Each text frame is handed over once, in order, with an integer ns receive time."""
+    got: list[tuple[int, int, bytes]] = []
+    enough = asyncio.Event()
+    def on_frame(index: int, ns: int, payload: bytes) -> None:
+        got.append((index, ns, payload))
+        if len(got) >= 20:
+            enough.set()
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:
+        conn = StreamConnection(3, combined_url(ex.ws_url, ["btcusdt@aggTrade"]), on_frame,
+                                AttemptLimiter())
+        task = asyncio.create_task(conn.run())
+        await asyncio.wait_for(enough.wait(), TIMEOUT)
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert {g[0] for g in got} == {3}
+    times = [g[1] for g in got]
+    assert times == sorted(times) and all(isinstance(t, int) and t > 10**18 for t in times)
+    assert all(g[2].startswith(b'{"stream":"btcusdt@aggTrade"') for g in got)
+    assert "frames=" in repr(conn)
+
+
+def test_retry_after_is_read_from_refused_handshakes() -> None:
+    """429/418 heads give their Retry-After (418 without one: 2 minutes); others give None."""
+    class Refused(Exception):
+        def __init__(self, head: bytes) -> None:
+            self.raw_header = head
+    assert _retry_after(Refused(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7")) == 7.0
+    assert _retry_after(Refused(b"HTTP/1.1 418 I'm a teapot\r\nX: y")) == 120.0
+    assert _retry_after(Refused(b"HTTP/1.1 503 Unavailable\r\nRetry-After: 7")) is None
+    assert _retry_after(OSError("refused")) is None
