@@ -47,5 +47,5 @@ async def test_errors_are_translated_at_the_edge() -> None:
 async def test_an_unreachable_server_is_reported_with_its_url() -> None:
     """No listener: Unreachable names the URL."""
     async with RestClient("http://127.0.0.1:9") as rest:
-        with pytest.raises(Unreachable, match="127.0.0.1:9"):
+        with pytest.raises(Unreachable, match=r"127\.0\.0\.1:9"):
             await rest.get("ping")
