@@ -244,3 +244,27 @@ async def test_a_killed_recorder_resumes_without_a_hole(db_path: Path) -> None:
     assert_complete(db_path, ex)
     for symbol, last in killed_at.items():
         assert stored_ids(db_path, "agg_trade", "agg_id", symbol)[-1] > last + 50
+
+
+async def test_missed_klines_are_filled_from_rest(db_path: Path) -> None:
+    """Candles missed while disconnected come back over REST: open times stay on the 1 s grid."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        recorder = make_recorder(ex, db_path, symbols=["BTCUSDT"], streams=["kline_1s"])
+        task = asyncio.create_task(recorder.run())
+        await recorder.wait_until(lambda s: s.stored["kline"] >= 2, TIMEOUT)
+        ex.faults.refuse_connections(2.5)
+        ex.faults.drop_now()
+        await recorder.wait_until(lambda s: s.gaps >= 1 and s.gaps_filled == s.gaps, TIMEOUT)
+        recorder.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    with sqlite3.connect(db_path) as conn:
+        opens = [r[0] for r in conn.execute("SELECT open_time FROM kline ORDER BY open_time")]
+        sources = {r[0] for r in conn.execute("SELECT source FROM kline")}
+        gaps = conn.execute("SELECT first_missing, last_missing, rows_filled FROM gaps "
+                            "WHERE cause NOT LIKE 'stale%'").fetchall()
+        rest = [r[0] for r in conn.execute(
+            "SELECT open_time FROM kline WHERE source = 'rest' ORDER BY open_time")]
+    assert opens == list(range(opens[0], opens[-1] + 1000, 1000))
+    assert sources == {"ws", "rest"}
+    assert rest == [t for lo, hi, _ in gaps for t in range(lo, hi + 1, 1000)]
+    assert sum(n for _, _, n in gaps) == len(rest)
