@@ -227,12 +227,15 @@ class StreamConnection:
 
     async def _replace(self, old: WSTransport) -> WSTransport | None:
         """Open a new connection, wait for its first data, then close ``old``."""
+        new: WSTransport | None = None
         try:
             await self._wait_for_attempt_slot()
             new, listener = await self._open()
             await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
-        except Exception as exc:
+        except Exception as exc:  # any failure falls back to a plain reconnect
             log.warning("rollover of connection #%d failed: %s", self.index, exc)
+            if new is not None:
+                new.disconnect()
             old.disconnect()
             return None
         self.rollovers += 1
