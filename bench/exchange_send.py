@@ -15,6 +15,7 @@ import asyncio
 import multiprocessing as mp
 import time
 from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import msgspec
@@ -34,7 +35,7 @@ def payload(i: int) -> dict[str, Any]:
 
 # -- counting client (separate process) ---------------------------------------------------------
 
-class _Counter(picows.WSListener):  # type: ignore[misc]
+class _Counter(picows.WSListener):
     def __init__(self, total: int, done: asyncio.Future[float]) -> None:
         self.total, self.done, self.count, self.first = total, done, 0, 0.0
 
@@ -60,7 +61,7 @@ def _client(url: str, total: int, pipe: Pipe) -> None:
     asyncio.run(_count(url, total, pipe))
 
 
-def start_client(url: str, total: int) -> tuple[mp.Process, Pipe]:
+def start_client(url: str, total: int) -> tuple[BaseProcess, Pipe]:
     ours, theirs = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_client, args=(url, total, theirs))
     proc.start()

@@ -254,6 +254,19 @@ def _parse_speed(_ctx: click.Context, _param: click.Parameter, value: str) -> fl
     return speed
 
 
+def _parse_faults(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    from binance_streamer.exchange.faults import parse_script
+
+    for spec in value:
+        try:
+            parse_script(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9443, show_default=True, type=click.IntRange(0, 65535),
@@ -269,8 +282,12 @@ def _parse_speed(_ctx: click.Context, _param: click.Parameter, value: str) -> fl
               help="Replay pace: a factor of the recorded pace, or 'max' for as fast as possible.")
 @click.option("--loop", is_flag=True, help="Start the replay over when it ends.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic market.")
+@click.option("--fault", "faults", multiple=True, metavar="SECONDS:NAME[=ARG,...]",
+              callback=_parse_faults,
+              help="Inject a fault SECONDS after start, e.g. 10:stall=5, 30:drop_now=1001, "
+                   "20:skip=3, 40:rest_error=429, 50:server_shutdown. Repeatable.")
 def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ...], rate: float,
-           speed: float | None, loop: bool, seed: int) -> None:
+           speed: float | None, loop: bool, seed: int, faults: tuple[str, ...]) -> None:
     """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
 
     It replays real recordings (the bundled sample when neither --data nor --synthetic is given)
@@ -283,7 +300,8 @@ def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ..
     files = list(data) or ([] if synthetic else bundled_sessions())
     async def serve() -> None:
         async with LocalExchange(replay=files, synthetic=list(synthetic), rate=rate, speed=speed,
-                                 loop=loop, seed=seed, host=host, port=port) as ex:
+                                 loop=loop, seed=seed, host=host, port=port, faults=faults,
+                                 history_limit=1_000_000) as ex:
             click.echo(f"WebSocket: {ex.ws_url}  (e.g. {ex.ws_url}/ws/btcusdt@ticker)")
             click.echo(f"REST:      {ex.rest_url}  (e.g. {ex.rest_url}/api/v3/exchangeInfo)")
             click.echo("Ready. Ctrl-C stops.", err=True)

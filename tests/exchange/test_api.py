@@ -120,3 +120,9 @@ async def test_recorded_klines_and_microsecond_rest(connect: Any, http: Any) -> 
     assert rows[-1] == [last["t"], last["o"], last["h"], last["l"], last["c"], last["v"],
                         last["T"], last["q"], last["n"], last["V"], last["Q"], "0"]
     assert micro[-1][0] == last["t"] * 1000 and micro[-1][6] == last["T"] * 1000
+
+
+def test_a_symbol_cannot_be_both_replayed_and_synthetic() -> None:
+    """Mixing a replayed symbol with a synthetic one of the same name is refused."""
+    with pytest.raises(ValueError, match="BTCUSDT"):
+        LocalExchange(replay=[APRIL_4], synthetic=["btcusdt"])

@@ -43,6 +43,16 @@ async def test_drop_with_close_code_for_the_next_connection(connect: Any) -> Non
     assert msgs[3].type is aiohttp.WSMsgType.CLOSE and msgs[3].data == 1011
 
 
+async def test_drop_in_seconds_with_a_code(connect: Any) -> None:
+    """``drop_in`` closes the connection with the code after the delay."""
+    async with LocalExchange() as ex:
+        client = await connect(ex.ws_url + "/ws")
+        while not ex.connections:
+            await asyncio.sleep(0.01)
+        ex.faults.drop_in(0.1, code=4001)
+        assert (await client.closed()).data == 4001
+
+
 async def test_skip_makes_an_id_gap_that_rest_fills(connect: Any, http: Any) -> None:
     """Skipped aggTrades leave a gap of exactly n ids, and REST aggTrades returns them."""
     async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:

@@ -63,7 +63,7 @@ async def test_raw_path_with_two_streams_gets_bare_payloads(connect: Any) -> Non
 
 async def test_replay_clock_starts_at_first_subscription(connect: Any) -> None:
     """Nothing is published before the first client subscribes, so it sees the first event."""
-    async with LocalExchange(replay=[APRIL_4], speed=1.0) as ex:
+    async with LocalExchange(replay=[APRIL_4], speed=10.0) as ex:
         await asyncio.sleep(0.2)  # the server idles; nothing may be published meanwhile
         assert ex.history.streams() == []
         client = await connect(ex.ws_url + "/ws/btcusdt@aggTrade")
@@ -101,3 +101,29 @@ async def test_derived_ticker_has_binance_fields_and_recorded_prices(connect: An
     assert float(last["b"]) < float(last["a"])
     assert [m["E"] - got[0]["E"] for m in got[:3]] == [0, 1000, 2000]
     assert last["C"] - last["O"] == 86_400_000
+
+
+async def test_late_subscriber_joins_the_shared_timeline(connect: Any) -> None:
+    """A client connecting later gets events from then on, not the recording from its start."""
+    async with LocalExchange(replay=[APRIL_4], speed=20.0) as ex:
+        early = await connect(ex.ws_url + "/ws/btcusdt@aggTrade")
+        for _ in range(200):
+            await early.recv()
+        late = await connect(ex.ws_url + "/ws/btcusdt@aggTrade")
+        joined = [await late.recv() for _ in range(50)]
+        history = ex.history.events("btcusdt@aggTrade")
+    start = history.index(joined[0])
+    assert start >= 200
+    assert joined == history[start:start + 50]
+
+
+async def test_replayed_frames_are_byte_identical_to_the_recording(connect: Any) -> None:
+    """On /stream, each replayed frame is exactly the recorded frame text."""
+    with gzip.open(APRIL_4, "rt") as fh:
+        raw = [json.loads(line)["raw"] for line in fh if '"kind":"ws"' in line]
+    wanted = [r for r in raw if r.startswith('{"stream":"dotusdt@aggTrade"')]
+    async with LocalExchange(replay=[APRIL_4], speed=None) as ex:
+        client = await connect(ex.ws_url + "/stream?streams=dotusdt@aggTrade")
+        async with asyncio.timeout(TIMEOUT):
+            got = [(await client.ws.receive()).data for _ in wanted]
+    assert got == wanted

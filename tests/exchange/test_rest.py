@@ -108,3 +108,18 @@ async def test_weight_limit_429_then_418(http: Any) -> None:
         status, body, headers = await get(http, url)
         assert status == 418 and "banned" in body["msg"] and int(headers["Retry-After"]) > 0
         assert (await get(http, ex.rest_url + "/api/v3/ping"))[0] == 418
+
+
+async def test_replayed_depth_snapshot_is_the_recorded_one_and_bridges(http: Any,
+                                                                      connect: Any) -> None:
+    """Early in a replay, REST depth is the recorded snapshot, and the recorded diffs bridge it."""
+    async with LocalExchange(replay=[APRIL_4], speed=10.0) as ex:
+        client = await connect(ex.ws_url + "/ws/btcusdt@depth@100ms")
+        first = await client.recv()
+        _, snap, _ = await get(http, ex.rest_url + "/api/v3/depth?symbol=BTCUSDT&limit=1000")
+        assert snap["lastUpdateId"] == 9893033066 and snap["lastUpdateId"] >= first["U"]
+        event = first
+        while event["u"] <= snap["lastUpdateId"]:
+            event = await client.recv()
+        assert event["U"] <= snap["lastUpdateId"] + 1 <= event["u"]
+        assert len(snap["bids"]) == 1000 and snap["bids"][0] == ["58001.03000000", "1.60107400"]

@@ -12,7 +12,8 @@ from .conftest import TIMEOUT
 
 STREAMS = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@depth@100ms", "btcusdt@bookTicker",
            "btcusdt@kline_1s", "btcusdt@ticker", "btcusdt@miniTicker", "btcusdt@depth5",
-           "btcusdt@avgPrice", "btcusdt@ticker_1h", "!miniTicker@arr"]
+           "btcusdt@avgPrice", "btcusdt@ticker_1h", "!miniTicker@arr", "btcusdt@blockTrade",
+           "btcusdt@referencePrice", "!ticker_4h@arr", "btcusdt@kline_1m@+08:00"]
 
 
 async def collect(ex: LocalExchange, connect: Any, seconds: float) -> dict[str, list[Any]]:
@@ -37,6 +38,10 @@ async def test_sequences_are_contiguous(connect: Any) -> None:
     assert all(b["U"] == a["u"] + 1 for a, b in itertools.pairwise(depth))
     assert all(t["e"] == "trade" and t["s"] == "BTCUSDT" for t in trades)
     assert set(got["btcusdt@bookTicker"][0]) == {"u", "s", "b", "B", "a", "A"}
+    blocks = [b["t"] for b in ex.history.events("btcusdt@blockTrade")]
+    assert blocks == list(range(blocks[0], blocks[0] + len(blocks)))
+    assert list(ex.history.events("btcusdt@blockTrade")[0]) == ["e", "E", "s", "t", "p", "q",
+                                                                "T", "m"]
 
 
 async def test_periodic_streams_have_binance_shapes(connect: Any) -> None:
@@ -52,6 +57,11 @@ async def test_periodic_streams_have_binance_shapes(connect: Any) -> None:
     assert got["btcusdt@avgPrice"][-1]["i"] == "5m"
     assert got["btcusdt@ticker_1h"][-1]["e"] == "1hTicker"
     assert {m["s"] for m in got["!miniTicker@arr"][-1]} == {"BTCUSDT", "ETHUSDT"}
+    assert {m["e"] for m in got["!ticker_4h@arr"][-1]} == {"4hTicker"}
+    ref = got["btcusdt@referencePrice"][-1]
+    assert list(ref) == ["e", "s", "r", "t"] and ref["r"] is not None
+    k8 = got["btcusdt@kline_1m@+08:00"][-1]["k"]
+    assert k8["i"] == "1m" and k8["t"] % 60_000 == 0
 
 
 async def test_same_seed_same_market(connect: Any) -> None:

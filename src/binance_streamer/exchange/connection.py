@@ -45,7 +45,7 @@ class Connection:
         self.path = path
         self.state = SessionState(combined=combined)
         self.micros = micros
-        self.opened = time.monotonic()
+        self.opened = self.last_write = time.monotonic()
         self.sent = 0
         self.pending: list[bytes] = []
         self.pending_bytes = 0
@@ -102,7 +102,7 @@ class Connection:
             self.send_raw(frame(broken) if self.corrupt_next == "malformed" else
                           full[: len(full) - len(whole) + len(broken)])
             if self.corrupt_next == "truncated":
-                self.request_close(None, "")
+                self.request_close(None, "truncated")
             self.corrupt_next = None
             return True
         return False
@@ -152,6 +152,7 @@ class Connection:
             if self.transport.is_closing():
                 return False
             self.transport.write(data)
+            self.last_write = time.monotonic()
         self._below.set()
         if self.transport.get_write_buffer_size() > _HIGH_WATER:
             try:
@@ -175,6 +176,8 @@ class Connection:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         kind = "combined" if self.state.combined else "raw"
+        now = time.monotonic()
         return (f"<Connection #{self.id} {state} {self.peer} {self.path!r} {kind} "
                 f"streams={len(self.state.subscriptions)} sent={self.sent} "
-                f"queued={self.pending_bytes}B age={time.monotonic() - self.opened:.1f}s>")
+                f"queued={self.pending_bytes}B last_write={now - self.last_write:.1f}s "
+                f"age={now - self.opened:.1f}s>")

@@ -4,7 +4,7 @@ Connection faults apply to the given connection, or to every open connection, or
 open - to the next connection that opens. REST faults apply to the next ``times`` REST requests.
 
 - ``drop_after(n, code=None)``: close after ``n`` more data messages (abruptly, or with ``code``)
-- ``drop_now(code=None, reason="")``: close now
+- ``drop_now(code=None, reason="")``: close now; ``drop_in(seconds, code=None)``: close later
 - ``stall(seconds)``: keep the socket open and send nothing (data is queued and sent later)
 - ``skip(n, stream=None)``: do not send the next ``n`` events (of ``stream``): an id gap
 - ``malformed()`` / ``truncated()``: the next data frame is cut JSON / a cut WebSocket frame
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCRIPTABLE", "FaultStep", "Faults", "RestFault", "parse_script"]
 
-SCRIPTABLE = ("drop_after", "drop_now", "stall", "skip", "malformed", "truncated",
+SCRIPTABLE = ("drop_after", "drop_now", "drop_in", "stall", "skip", "malformed", "truncated",
               "refuse_connections", "rest_error", "rest_slow", "server_shutdown")
 
 
@@ -110,6 +110,13 @@ class Faults:
                  conn: Connection | None = None) -> None:
         """Close now: abruptly (None) or with close ``code`` and ``reason``."""
         self._apply(lambda c: c.request_close(code, reason), conn)
+
+    def drop_in(self, seconds: float, code: int | None = None, conn: Connection | None = None
+                ) -> None:
+        """Close ``seconds`` from now: abruptly (None) or with close ``code``."""
+        def act(c: Connection) -> None:
+            asyncio.get_running_loop().call_later(seconds, c.request_close, code, "")
+        self._apply(act, conn)
 
     def stall(self, seconds: float, conn: Connection | None = None) -> None:
         """Send nothing for ``seconds`` while keeping the socket open."""

@@ -7,14 +7,27 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["History"]
+__all__ = ["History", "trim"]
+
+
+def trim(items: list[Any], limit: int | None) -> int:
+    """Drop the oldest items once ``items`` exceeds ``limit`` by 10 %; returns how many."""
+    if limit is None or len(items) <= limit + limit // 10:
+        return 0
+    excess = len(items) - limit
+    del items[:excess]
+    return excess
 
 
 class History:
-    """Published payloads per stream name (bare payloads, as sent on ``/ws``, times in ms)."""
+    """Published payloads per stream name (bare payloads, as sent on ``/ws``, times in ms).
 
-    def __init__(self) -> None:
+    With ``limit``, only about the newest ``limit`` events per stream are kept (long runs).
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
         self._by_stream: dict[str, list[Any]] = {}
+        self.limit = limit
 
     def add(self, stream: str, payload: Any) -> None:
         """Append one published payload to ``stream``'s history."""
@@ -23,6 +36,8 @@ class History:
             self._by_stream[stream] = [payload]
         else:
             lst.append(payload)
+            if self.limit is not None:
+                trim(lst, self.limit)
 
     def events(self, stream: str) -> list[Any]:
         """All payloads published on ``stream`` so far, oldest first (a copy)."""

@@ -17,7 +17,7 @@ from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamN
 from binance_streamer.exchange import stats
 from binance_streamer.exchange.book import OrderBook
 from binance_streamer.exchange.frames import Event
-from binance_streamer.exchange.history import History
+from binance_streamer.exchange.history import History, trim
 from binance_streamer.exchange.hub import Hub
 
 __all__ = ["Market", "SymbolState"]
@@ -30,8 +30,9 @@ _FIVE_MIN = 300_000
 class SymbolState:
     """One symbol's history: aggregate trades (sorted by time), trades and its order book."""
 
-    def __init__(self, symbol: str, *, synthetic: bool) -> None:
+    def __init__(self, symbol: str, *, synthetic: bool, limit: int | None = None) -> None:
         self.symbol = symbol
+        self.limit = limit
         self.synthetic = synthetic
         self.aggs: list[stats.AggRec] = []
         self.agg_times: list[int] = []
@@ -57,6 +58,8 @@ class SymbolState:
         self.aggs.append(rec)
         self.agg_times.append(rec.time)
         self.changed = True
+        if trim(self.aggs, self.limit):
+            del self.agg_times[: len(self.agg_times) - len(self.aggs)]
 
     def add_trade(self, payload: dict[str, Any]) -> None:
         """Record one published trade as a REST ``trades`` row."""
@@ -66,6 +69,7 @@ class SymbolState:
         self.trades.append({"id": payload["t"], "price": payload["p"], "qty": payload["q"],
                             "quoteQty": quote, "time": payload["T"],
                             "isBuyerMaker": payload["m"], "isBestMatch": True})
+        trim(self.trades, self.limit)
 
     def window(self, start_ms: int, end_ms: int) -> tuple[list[stats.AggRec], stats.AggRec | None]:
         """Aggregate trades with ``start_ms < T <= end_ms`` and the one before them."""
@@ -91,13 +95,14 @@ class Market:
         self.history = history
         self.symbols: dict[str, SymbolState] = {}
         self._parsed: dict[str, StreamName | None] = {}
-        self.on_publish: Callable[[Event], None] | None = None
+        self._arr_seen: dict[str, dict[str, int]] = {}
 
     def symbol(self, symbol: str, *, synthetic: bool = False) -> SymbolState:
         """The state of ``symbol`` (upper case), created on first use."""
         state = self.symbols.get(symbol)
         if state is None:
-            state = self.symbols[symbol] = SymbolState(symbol, synthetic=synthetic)
+            state = self.symbols[symbol] = SymbolState(symbol, synthetic=synthetic,
+                                                       limit=self.history.limit)
         return state
 
     def publish(self, stream: str, payload: Any) -> None:
@@ -144,8 +149,39 @@ class Market:
                 payload = self._derive(parsed, state, clock(state))
                 if payload is not None:
                     self.publish(name, payload)
-        if step_ms % 1000 == 0 and "!miniTicker@arr" in self.hub.active:
-            self._all_mini(clock, synthetic)
+        if step_ms % 1000 == 0:
+            if "!miniTicker@arr" in self.hub.active:
+                self._all_mini(clock, synthetic)
+            self._extras(clock, synthetic)
+
+    def _extras(self, clock: Callable[[SymbolState], int], synthetic: bool) -> None:
+        """Streams core.streams does not parse: ``!ticker_<w>@arr`` and ``@referencePrice``."""
+        for name in sorted(self.hub.active):
+            if name.startswith("!ticker_") and name.endswith("@arr"):
+                self._window_arr(name, name[8:10], clock, synthetic)
+            elif name.endswith("@referencePrice"):
+                state = self.symbols.get(name.partition("@")[0].upper())
+                if state is not None and state.synthetic == synthetic:
+                    # web-socket-streams.md "Reference Price Streams": r is null when unknown
+                    price = state.aggs[-1].p if state.aggs else None
+                    self.publish(name, {"e": "referencePrice", "s": state.symbol, "r": price,
+                                        "t": clock(state)})
+
+    def _window_arr(self, name: str, window: str, clock: Callable[[SymbolState], int],
+                    synthetic: bool) -> None:
+        """``!ticker_<w>@arr``: window tickers of the symbols that traded since the last one."""
+        seen = self._arr_seen.setdefault(name, {})
+        arr = []
+        for state in self.symbols.values():
+            if state.synthetic != synthetic or seen.get(state.symbol) == len(state.aggs):
+                continue
+            seen[state.symbol] = len(state.aggs)
+            now = clock(state)
+            trades, _ = state.window(now - stats.WINDOW_MS[window], now)
+            if trades:
+                arr.append(stats.window_ticker(state.symbol, now, window, trades))
+        if arr:
+            self.publish(name, arr)
 
     def _all_mini(self, clock: Callable[[SymbolState], int], synthetic: bool) -> None:
         arr = []

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -229,12 +230,14 @@ class RestApi:
             return []
         recs = state.aggs
         from_id, start, end = _int(req, "fromId"), _int(req, "startTime"), _int(req, "endTime")
-        if from_id is not None:
-            chosen = [r for r in recs if r.agg_id >= from_id][:limit]
+        if from_id is not None:  # ids are increasing: bisect instead of scanning
+            first = bisect_left(recs, from_id, key=lambda r: r.agg_id)
+            chosen = recs[first:first + limit]
         elif start is not None or end is not None:
-            lo, hi = start if start is not None else 0, end if end is not None else 2**62
-            inside = [r for r in recs if lo <= r.time <= hi]
-            chosen = inside[:limit] if start is not None else inside[-limit:]
+            lo = bisect_left(state.agg_times, start) if start is not None else 0
+            hi = bisect_right(state.agg_times, end) if end is not None else len(recs)
+            chosen = recs[lo:min(hi, lo + limit)] if start is not None else recs[
+                max(lo, hi - limit):hi]
         else:
             chosen = recs[-limit:]
         return [r.rest_row() for r in chosen]
@@ -252,7 +255,8 @@ class RestApi:
         from_id = _int(req, "fromId")
         if from_id is None:
             return state.trades[-limit:]
-        return [t for t in state.trades if t["id"] >= from_id][:limit]
+        first = bisect_left(state.trades, from_id, key=lambda t: t["id"])
+        return state.trades[first:first + limit]
 
     def _depth(self, req: web.Request) -> Any:
         state = self._symbol(req)
@@ -382,8 +386,8 @@ def kline_rows(state: SymbolState, interval: str, start: int | None, end: int | 
             b = stats.bucket_bounds(b[0] - 1, interval)
         buckets.reverse()
     rows = []
-    prev = state.window(-1, buckets[0][0] - 1)[0]
-    close = prev[-1].p if prev else state.aggs[0].p
+    before = bisect_left(state.agg_times, buckets[0][0])
+    close = state.aggs[before - 1].p if before else state.aggs[0].p
     for b in buckets:
         row = stats.kline_row(b, state.bucket(b), close)
         close = row[4]

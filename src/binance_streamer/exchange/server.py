@@ -43,13 +43,20 @@ class LocalExchange:
     ``synthetic``: symbols of the seeded synthetic market (``rate`` steps per second), whose
     clock starts with the server (or at `start` when ``start="manual"``). ``speed`` is the
     replay pace factor, None for as fast as subscribers read. ``port=0`` picks a free port.
+    ``faults``: scripted faults (``"SECONDS:NAME[=ARG,...]"``, see `parse_script`).
+    ``history_limit``: keep about this many newest events per stream (and trades per symbol
+    for REST); None keeps everything (tests), a bound suits long command-line runs.
+
+    Raises ValueError for bad arguments (including a symbol both replayed and synthetic) and
+    OSError from `__aenter__` when the port cannot be bound. Client mistakes never raise: they
+    get Binance's error replies.
     """
 
     def __init__(self, replay: Sequence[str | Path] = (), synthetic: Sequence[str] = (),
                  rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
                  seed: int = 0, host: str = "127.0.0.1", port: int = 0,
                  limits: Limits | None = None, start: StartMode = "first-subscribe",
-                 faults: Sequence[str] = ()) -> None:
+                 faults: Sequence[str] = (), history_limit: int | None = None) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -59,10 +66,13 @@ class LocalExchange:
         self.speed, self.rate, self.loop, self.seed = speed, rate, loop, seed
         self.start_mode = start
         self.sources: list[ReplaySource] = [load_source(p) for p in replay]
-        self.history = History()
+        self.history = History(history_limit)
         self.hub = Hub()
         self.market = Market(self.hub, self.history)
         register_sources(self.market, self.sources)
+        both = sorted({s.upper() for s in synthetic} & set(self.market.symbols))
+        if both:
+            raise ValueError(f"symbols both replayed and synthetic: {', '.join(both)}")
         self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
         self.faults = Faults(self.hub, _wall_ms)
         self._script = [parse_script(spec) for spec in faults]
@@ -85,9 +95,13 @@ class LocalExchange:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        sock = socket.create_server((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        try:
+            sock = socket.create_server((self.host, self.port))
+            self.port = sock.getsockname()[1]
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
         group = self._group = asyncio.TaskGroup()
         await group.__aenter__()
         if self.synthetic:
@@ -178,11 +192,12 @@ def parse_speed(text: str) -> float | None:
 async def serve(replay: Sequence[str | Path] = (), synthetic: Sequence[str] = (),
                 rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
                 seed: int = 0, host: str = "127.0.0.1", port: int = 9443,
-                limits: Limits | None = None, faults: Sequence[str] = ()) -> None:
+                limits: Limits | None = None, faults: Sequence[str] = (),
+                history_limit: int | None = 1_000_000) -> None:
     """Run a `LocalExchange` until cancelled, printing ``ws_url rest_url`` once ready (for the
     ``binance-streamer replay`` command)."""
     async with LocalExchange(replay=replay, synthetic=synthetic, rate=rate, speed=speed,
                              loop=loop, seed=seed, host=host, port=port, limits=limits,
-                             faults=faults) as ex:
+                             faults=faults, history_limit=history_limit) as ex:
         print(ex.ws_url, ex.rest_url, flush=True)
         await asyncio.Event().wait()

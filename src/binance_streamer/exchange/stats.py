@@ -46,7 +46,8 @@ class AggRec:
     ``first_id``/``last_id`` are Binance's ``f``/``l`` (trade ids); ``buyer_maker`` is ``m``.
     """
 
-    __slots__ = ("agg_id", "buyer_maker", "first_id", "last_id", "p", "price", "q", "qty", "time")
+    __slots__ = ("_price", "_qty", "agg_id", "buyer_maker", "first_id", "last_id", "p", "q",
+                 "time")
 
     def __init__(self, payload: dict[str, Any]) -> None:
         self.agg_id: int = payload["a"]
@@ -56,8 +57,22 @@ class AggRec:
         self.last_id: int = payload["l"]
         self.time: int = payload["T"]
         self.buyer_maker: bool = payload["m"]
-        self.price = Decimal(self.p)
-        self.qty = Decimal(self.q)
+        self._price: Decimal | None = None
+        self._qty: Decimal | None = None
+
+    @property
+    def price(self) -> Decimal:
+        """``p`` as a Decimal (parsed on first use: most trades are never aggregated)."""
+        if self._price is None:
+            self._price = Decimal(self.p)
+        return self._price
+
+    @property
+    def qty(self) -> Decimal:
+        """``q`` as a Decimal."""
+        if self._qty is None:
+            self._qty = Decimal(self.q)
+        return self._qty
 
     def rest_row(self) -> dict[str, Any]:
         """The REST ``/api/v3/aggTrades`` row."""

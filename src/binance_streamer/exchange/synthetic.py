@@ -46,6 +46,7 @@ class SyntheticSymbol:
         self.trade_id = rng.randrange(1_000_000, 500_000_000)
         self.agg_id = rng.randrange(1_000_000, 200_000_000)
         self.update_id = rng.randrange(1_000_000_000, 9_000_000_000)
+        self.block_id = rng.randrange(100, 10_000)
         self.bids: dict[int, Decimal] = {}
         self.asks: dict[int, Decimal] = {}
         self._diffs = {"@depth@100ms": _Diff(), "@depth": _Diff()}
@@ -98,6 +99,8 @@ class SyntheticSymbol:
                 self.mid = LEVELS + 2
             self._reshape()
         self._trade(now_ms, rng.random() < 0.5)
+        if rng.random() < 0.01:
+            self._block_trade(now_ms)
         level = self.mid - rng.randrange(1, LEVELS + 1)
         self._set(self.bids, True, level, self._qty())
         self._book_ticker()
@@ -121,6 +124,14 @@ class SyntheticSymbol:
             "q": fmt8(total), "f": first, "l": self.trade_id, "T": now_ms, "m": sell, "M": True})
         left = side[ticks] - total
         self._set(side, sell, ticks, left if left > 0 else self._qty())
+
+    def _block_trade(self, now_ms: int) -> None:
+        """A block trade (web-socket-streams.md "Block Trade Streams"): off-book, own ids."""
+        self.block_id += 1
+        self.market.publish(f"{self.lower}@blockTrade", {
+            "e": "blockTrade", "E": now_ms, "s": self.symbol, "t": self.block_id,
+            "p": self._price(self.mid), "q": fmt8(self._qty() * 100), "T": now_ms,
+            "m": self.rng.random() < 0.5})
 
     def _sync_book(self) -> None:
         """Copy the book into the symbol state (done lazily, when a snapshot is read)."""

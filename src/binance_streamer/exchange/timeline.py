@@ -20,6 +20,7 @@ from binance_streamer.exchange.synthetic import SyntheticSymbol
 __all__ = ["register_sources", "run_replay", "run_synthetic"]
 
 GRID_MS = 100
+MAX_BACKLOG_S = 1.0
 _BATCH = 512
 
 
@@ -53,6 +54,8 @@ async def run_replay(market: Market, sources: Sequence[ReplaySource], speed: flo
         await _replay_once(market, items, speed)
         if not loop:
             return
+        await market.hub.drained()
+        await asyncio.sleep(0)  # a short recording at max speed must not starve the loop
 
 
 async def _replay_once(market: Market, items: list[Recorded], speed: float | None) -> None:
@@ -93,11 +96,16 @@ def _wall_ms() -> int:
 
 
 async def run_synthetic(market: Market, symbols: Sequence[SyntheticSymbol], rate: float) -> None:
-    """Run the synthetic market forever: trade steps at ``rate``/s, the 100 ms grid."""
+    """Run the synthetic market forever: trade steps at ``rate``/s, the 100 ms grid.
+
+    Best effort: if the machine cannot generate ``rate`` steps per second, the steps that are
+    more than ``MAX_BACKLOG_S`` late are skipped (ids stay contiguous; only the rate drops).
+    """
     start = time.monotonic()
     period = 1.0 / rate
     steps = 0
     grid = 1
+    batch = max(1, 1000 // max(1, len(symbols)))  # steps per turn of the event loop (~20 ms)
 
     def clock(_: SymbolState) -> int:
         return _wall_ms()
@@ -110,8 +118,11 @@ async def run_synthetic(market: Market, symbols: Sequence[SyntheticSymbol], rate
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.monotonic()
+        if now - (start + steps * period) > MAX_BACKLOG_S:  # cannot keep up: drop the backlog
+            steps = int((now - start) / period)
+        grid = max(grid, int((now - start) * 1000 / GRID_MS) - 10)
         done = 0
-        while start + steps * period <= now and done < 10_000:
+        while start + steps * period <= now and done < batch:
             for sym in symbols:
                 sym.step(_wall_ms())
             steps += 1
@@ -121,5 +132,6 @@ async def run_synthetic(market: Market, symbols: Sequence[SyntheticSymbol], rate
                 sym.grid(_wall_ms(), grid * GRID_MS)
             market.periodic(clock, grid * GRID_MS, synthetic=True)
             grid += 1
-        if done >= 10_000:
+        if done >= batch:  # behind schedule: let subscribers drain and others run
             await market.hub.drained()
+            await asyncio.sleep(0)

@@ -111,7 +111,7 @@ class WsEndpoint:
         except BadTarget as exc:
             return web.json_response({"code": exc.code, "msg": exc.msg}, status=400)
         ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20,
-                                   timeout=2.0)
+                                   timeout=1.0)
         if not ws.can_prepare(request).ok:
             return web.json_response({"code": 2, "msg": "Invalid request: not a WebSocket"},
                                      status=400)
@@ -148,7 +148,10 @@ class WsEndpoint:
     async def _close(self, ws: web.WebSocketResponse, conn: Connection) -> None:
         code, reason = conn.close_request or (None, "")
         await conn.flush()
-        if code is None or ws.closed:
+        if ws.closed or reason == "truncated":
+            conn.transport.close()  # the closing handshake (or the cut frame) goes out first
+            return
+        if code is None:
             conn.transport.abort()
             return
         if not conn.linger:
