@@ -16,12 +16,14 @@ import msgspec
 from binance_streamer.core.events import (
     AggTrade,
     AvgPrice,
+    BlockTrade,
     BookTicker,
     Combined,
     DiffDepth,
     KlineEvent,
     MiniTicker,
     PartialDepth,
+    ReferencePrice,
     ServerShutdown,
     Ticker,
     Trade,
@@ -35,6 +37,9 @@ __all__ = ["ControlReply", "Decoded", "FrameDecoder", "Reject", "Route", "Shutdo
 _PREFIX = b'{"stream":"'
 _EVENT_TYPES: dict[StreamKind, Any] = {
     StreamKind.TRADE: Trade,
+    StreamKind.BLOCK_TRADE: BlockTrade,
+    StreamKind.REFERENCE_PRICE: ReferencePrice,
+    StreamKind.ALL_WINDOW_TICKERS: list[WindowTicker],
     StreamKind.AGG_TRADE: AggTrade,
     StreamKind.KLINE: KlineEvent,
     StreamKind.TICKER: Ticker,

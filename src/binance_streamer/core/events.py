@@ -15,6 +15,7 @@ from msgspec import Raw, Struct, field
 __all__ = [
     "AggTrade",
     "AvgPrice",
+    "BlockTrade",
     "BookTicker",
     "Combined",
     "DiffDepth",
@@ -23,6 +24,7 @@ __all__ = [
     "MarketEvent",
     "MiniTicker",
     "PartialDepth",
+    "ReferencePrice",
     "ServerShutdown",
     "Ticker",
     "Trade",
@@ -43,6 +45,18 @@ class Trade(Struct, frozen=True):
     trade_time: int = field(name="T")
     buyer_is_maker: bool = field(name="m")
     best_match: bool | None = field(name="M", default=None)
+
+
+class BlockTrade(Struct, frozen=True):
+    """``<symbol>@blockTrade`` (documented 2026-05-11)."""
+
+    event_time: int = field(name="E")
+    symbol: str = field(name="s")
+    block_trade_id: int = field(name="t")
+    price: str = field(name="p")
+    quantity: str = field(name="q")
+    trade_time: int = field(name="T")
+    buyer_is_maker: bool = field(name="m")
 
 
 class AggTrade(Struct, frozen=True):
@@ -172,6 +186,14 @@ class AvgPrice(Struct, frozen=True):
     last_trade_time: int = field(name="T")
 
 
+class ReferencePrice(Struct, frozen=True):
+    """``<symbol>@referencePrice`` (documented 2026-03-09); ``price`` is null when there is none."""
+
+    symbol: str = field(name="s")
+    price: str | None = field(name="r")
+    time: int = field(name="t")
+
+
 class PartialDepth(Struct, frozen=True):
     """``<symbol>@depth<5|10|20>[@100ms]``: no symbol, no event time; levels kept as raw JSON."""
 
@@ -205,8 +227,8 @@ class Combined(Struct, Generic[T], frozen=True):
 
 
 MarketEvent = (
-    Trade | AggTrade | KlineEvent | MiniTicker | Ticker | WindowTicker | BookTicker | AvgPrice
-    | PartialDepth | DiffDepth | list[MiniTicker]
+    Trade | BlockTrade | AggTrade | KlineEvent | MiniTicker | Ticker | WindowTicker | BookTicker
+    | AvgPrice | ReferencePrice | PartialDepth | DiffDepth | list[MiniTicker] | list[WindowTicker]
 )
 
 # Re-exported so callers can catch decoding failures without importing msgspec.

@@ -353,6 +353,10 @@ DEFAULT_CADENCE_MS: dict[StreamKind, int] = {
     StreamKind.AVG_PRICE: 1_000,
     StreamKind.ALL_MINI_TICKERS: 1_000,
     StreamKind.BOOK_TICKER: 10_000,
+    StreamKind.REFERENCE_PRICE: 1_000,
+    StreamKind.ALL_WINDOW_TICKERS: 1_000,
+    # Block trades are rare: hours may pass between two, so only a long silence is reported.
+    StreamKind.BLOCK_TRADE: 3_600_000,
 }
 
 _Tracker: TypeAlias = IdSequence | KlineGrid | DepthChain

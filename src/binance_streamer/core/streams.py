@@ -34,6 +34,7 @@ class StreamKind(StrEnum):
     """The kind of a stream: which payload shape it carries and which table stores it."""
 
     TRADE = "trade"
+    BLOCK_TRADE = "blockTrade"
     AGG_TRADE = "aggTrade"
     KLINE = "kline"
     MINI_TICKER = "miniTicker"
@@ -41,9 +42,11 @@ class StreamKind(StrEnum):
     WINDOW_TICKER = "windowTicker"  # ticker_<1h|4h|1d>
     BOOK_TICKER = "bookTicker"
     AVG_PRICE = "avgPrice"
+    REFERENCE_PRICE = "referencePrice"
     PARTIAL_DEPTH = "partialDepth"  # depth<5|10|20>[@100ms]
     DIFF_DEPTH = "depth"  # depth[@100ms]
     ALL_MINI_TICKERS = "allMiniTickers"  # !miniTicker@arr
+    ALL_WINDOW_TICKERS = "allWindowTickers"  # !ticker_<1h|4h|1d>@arr
 
 
 # Kline intervals, web-socket-streams.md "Kline/Candlestick Streams". 1M is a calendar month and
@@ -82,7 +85,11 @@ _SIMPLE: dict[str, StreamKind] = {
     "ticker": StreamKind.TICKER,
     "bookTicker": StreamKind.BOOK_TICKER,
     "avgPrice": StreamKind.AVG_PRICE,
+    # Added to the docs 2026-03-09 (referencePrice) and 2026-05-11 (blockTrade).
+    "referencePrice": StreamKind.REFERENCE_PRICE,
+    "blockTrade": StreamKind.BLOCK_TRADE,
 }
+_ALL_WINDOW = re.compile(r"^!ticker_(?P<window>1h|4h|1d)@arr$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +116,8 @@ def parse_stream(name: str) -> StreamName:
     """Parse a stream name exactly as Binance spells it, or raise `InvalidStreamName`."""
     if name == "!miniTicker@arr":
         return StreamName(name, StreamKind.ALL_MINI_TICKERS)
+    if m := _ALL_WINDOW.match(name):
+        return StreamName(name, StreamKind.ALL_WINDOW_TICKERS, interval=m["window"])
     symbol, sep, rest = name.partition("@")
     if not sep or not _SYMBOL.match(symbol):
         raise InvalidStreamName(f"invalid stream name {name!r}: expected <lowercase symbol>@<type>")
@@ -137,9 +146,10 @@ def _speed(suffix: str | None) -> int:
 def parse_stream_spec(spec: str) -> str:
     """Validate one ``--streams`` item (``ticker``, ``kline_1m``, ``depth20@100ms``) and return it.
 
-    The item is the part after ``@``; ``!miniTicker@arr`` is accepted as is.
+    The item is the part after ``@``; market-wide ``!...@arr`` streams are accepted as they are.
     """
-    if spec == "!miniTicker@arr":
+    if spec.startswith("!"):
+        parse_stream(spec)
         return spec
     parse_stream(f"btcusdt@{spec}")
     return spec
@@ -160,6 +170,7 @@ def streams_for(symbols: list[str], specs: list[str]) -> list[str]:
 def kind_names() -> list[str]:
     """The ``--streams`` spellings for help text."""
     return [
-        "trade", "aggTrade", "kline_<interval>", "miniTicker", "ticker", "ticker_<1h|4h|1d>",
-        "bookTicker", "avgPrice", "depth<5|10|20>[@100ms]", "depth[@100ms]", "!miniTicker@arr",
+        "trade", "aggTrade", "blockTrade", "kline_<interval>", "miniTicker", "ticker",
+        "ticker_<1h|4h|1d>", "bookTicker", "avgPrice", "referencePrice",
+        "depth<5|10|20>[@100ms]", "depth[@100ms]", "!miniTicker@arr", "!ticker_<1h|4h|1d>@arr",
     ]

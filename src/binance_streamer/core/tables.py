@@ -15,11 +15,13 @@ from typing import Any
 from binance_streamer.core.events import (
     AggTrade,
     AvgPrice,
+    BlockTrade,
     BookTicker,
     DiffDepth,
     KlineEvent,
     MiniTicker,
     PartialDepth,
+    ReferencePrice,
     Ticker,
     Trade,
     WindowTicker,
@@ -61,6 +63,12 @@ TRADE = TableSpec(
      ("trade_time", INT), ("buyer_is_maker", BOOL), ("best_match", BOOL), ("event_time", INT))
     + _TAIL,
     ("symbol", "trade_id"),
+)
+BLOCK_TRADE = TableSpec(
+    "block_trade",
+    (("symbol", TEXT), ("block_trade_id", INT), ("price", TEXT), ("quantity", TEXT),
+     ("trade_time", INT), ("buyer_is_maker", BOOL), ("event_time", INT)) + _TAIL,
+    ("symbol", "block_trade_id"),
 )
 AGG_TRADE = TableSpec(
     "agg_trade",
@@ -119,6 +127,11 @@ AVG_PRICE = TableSpec(
      ("last_trade_time", INT)) + _TAIL,
     ("symbol", "event_time"),
 )
+REFERENCE_PRICE = TableSpec(
+    "reference_price",
+    (("symbol", TEXT), ("time", INT), ("price", TEXT)) + _TAIL,
+    ("symbol", "time"),
+)
 PARTIAL_DEPTH = TableSpec(
     "partial_depth",
     (("symbol", TEXT), ("levels", INT), ("last_update_id", INT), ("bids", TEXT), ("asks", TEXT))
@@ -140,10 +153,11 @@ DEPTH_SNAPSHOT = TableSpec(
 
 TABLES: tuple[TableSpec, ...] = (
     TRADE, AGG_TRADE, KLINE, TICKER, WINDOW_TICKER, MINI_TICKER, BOOK_TICKER, AVG_PRICE,
-    PARTIAL_DEPTH, DIFF_DEPTH, DEPTH_SNAPSHOT,
+    PARTIAL_DEPTH, DIFF_DEPTH, DEPTH_SNAPSHOT, BLOCK_TRADE, REFERENCE_PRICE,
 )
 TABLE_FOR_KIND: dict[StreamKind, TableSpec] = {
     StreamKind.TRADE: TRADE,
+    StreamKind.BLOCK_TRADE: BLOCK_TRADE,
     StreamKind.AGG_TRADE: AGG_TRADE,
     StreamKind.KLINE: KLINE,
     StreamKind.TICKER: TICKER,
@@ -152,14 +166,25 @@ TABLE_FOR_KIND: dict[StreamKind, TableSpec] = {
     StreamKind.ALL_MINI_TICKERS: MINI_TICKER,
     StreamKind.BOOK_TICKER: BOOK_TICKER,
     StreamKind.AVG_PRICE: AVG_PRICE,
+    StreamKind.REFERENCE_PRICE: REFERENCE_PRICE,
     StreamKind.PARTIAL_DEPTH: PARTIAL_DEPTH,
     StreamKind.DIFF_DEPTH: DIFF_DEPTH,
+    StreamKind.ALL_WINDOW_TICKERS: WINDOW_TICKER,
 }
 
 
 def _trade(e: Trade, ns: int | None, src: str) -> list[Row]:
     return [(e.symbol, e.trade_id, e.price, e.quantity, e.trade_time, e.buyer_is_maker,
              e.best_match, e.event_time, ns, src)]
+
+
+def _block_trade(e: BlockTrade, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.block_trade_id, e.price, e.quantity, e.trade_time, e.buyer_is_maker,
+             e.event_time, ns, src)]
+
+
+def _reference_price(e: ReferencePrice, ns: int | None, src: str) -> list[Row]:
+    return [(e.symbol, e.time, e.price, ns, src)]
 
 
 def _agg_trade(e: AggTrade, ns: int | None, src: str) -> list[Row]:
@@ -181,6 +206,10 @@ def _ticker(e: Ticker, ns: int | None, src: str) -> list[Row]:
              e.last_quantity, e.best_bid_price, e.best_bid_quantity, e.best_ask_price,
              e.best_ask_quantity, e.open, e.high, e.low, e.base_volume, e.quote_volume,
              e.open_time, e.close_time, e.first_trade_id, e.last_trade_id, e.trade_count, ns, src)]
+
+
+def _all_window_tickers(es: list[WindowTicker], ns: int | None, src: str) -> list[Row]:
+    return [row for e in es for row in _window_ticker(e, ns, src)]
 
 
 def _window_ticker(e: WindowTicker, ns: int | None, src: str) -> list[Row]:
@@ -230,6 +259,9 @@ def row_builder(stream: StreamName) -> RowBuilder:
 
 _BUILDERS: dict[StreamKind, RowBuilder] = {
     StreamKind.TRADE: _trade,
+    StreamKind.BLOCK_TRADE: _block_trade,
+    StreamKind.REFERENCE_PRICE: _reference_price,
+    StreamKind.ALL_WINDOW_TICKERS: _all_window_tickers,
     StreamKind.AGG_TRADE: _agg_trade,
     StreamKind.KLINE: _kline,
     StreamKind.TICKER: _ticker,
