@@ -30,6 +30,9 @@ from binance_streamer.core.streams import (
         ("btcusdt@depth@100ms", StreamKind.DIFF_DEPTH),
         ("btcusdt@kline_1m@+08:00", StreamKind.KLINE),
         ("!miniTicker@arr", StreamKind.ALL_MINI_TICKERS),
+        ("!ticker_1d@arr", StreamKind.ALL_WINDOW_TICKERS),
+        ("btcusdt@blockTrade", StreamKind.BLOCK_TRADE),
+        ("btcusdt@referencePrice", StreamKind.REFERENCE_PRICE),
     ],
 )
 def test_documented_streams_parse_to_their_kind(name: str, kind: StreamKind) -> None:
