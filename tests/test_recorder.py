@@ -147,3 +147,26 @@ async def test_a_fatal_storage_error_stops_cleanly_keeping_what_was_stored(db_pa
     assert recorder.stats.stored["agg_trade"] > 0
     stored = recorder.stats.stored["agg_trade"]
     assert rows(db_path, "SELECT COUNT(*) FROM agg_trade") == [(stored,)]
+
+
+async def test_microsecond_time_unit_is_recorded_and_kept(db_path: Path) -> None:
+    """With microseconds=True exchange times are stored in µs (WebSocket and REST alike), and a
+    later millisecond recording into the same database is refused."""
+    from binance_streamer import ConfigError
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["BTCUSDT"],
+                                   streams=["aggTrade", "kline_1s"], microseconds=True))
+        task = asyncio.create_task(recorder.run())
+        await recorder.wait_until(
+            lambda s: s.stored["agg_trade"] >= 20 and s.stored["kline"] >= 3, TIMEOUT)
+        recorder.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        assert recorder.stats.gaps == 0  # the kline grid is checked in µs too
+        sent = {e["a"]: e["T"] for e in ex.history.events("btcusdt@aggTrade")}
+        stored = rows(db_path, "SELECT agg_id, trade_time, event_time FROM agg_trade")
+        assert all(t == sent[a] * 1000 and e > 10**15 for a, t, e in stored)
+        opens = [r[0] for r in rows(db_path, "SELECT open_time FROM kline")]
+        assert opens and all(t % 1_000_000 == 0 for t in opens)
+        with pytest.raises(ConfigError, match="microseconds"):
+            await Recorder(config(ex, db_path, symbols=["BTCUSDT"])).run()

@@ -73,9 +73,12 @@ def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> 
 @click.option("--streams-per-connection", default=200, show_default=True,
               type=click.IntRange(1, 1024), help="Streams per WebSocket connection.")
 @click.option("--no-backfill", is_flag=True, help="Record gaps but do not fill them over REST.")
+@click.option("--microseconds", is_flag=True,
+              help="Store exchange times in microseconds (Binance's timeUnit=MICROSECOND) "
+                   "instead of milliseconds. A database keeps the unit it started with.")
 def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
-           no_backfill: bool) -> None:
+           no_backfill: bool, microseconds: bool) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into a SQLite database.
 
     Symbols are checked against the exchange first. Ctrl-C or SIGTERM stops after writing
@@ -86,6 +89,7 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
         symbols=[s.upper() for s in symbols] or list(DEFAULT_SYMBOLS), streams=streams,
         database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
         max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
+        microseconds=microseconds,
     )
     stats = _run_recorder(config, duration)
     _print_summary(stats, db)

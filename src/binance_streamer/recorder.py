@@ -21,7 +21,7 @@ from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, 
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot, Sequencer
 from binance_streamer.core.streams import StreamKind, streams_for
-from binance_streamer.errors import RateLimited, StorageError, Unreachable
+from binance_streamer.errors import ConfigError, RateLimited, StorageError, Unreachable
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import BINANCE_REST_URL, RestClient
 from binance_streamer.io.websocket import ConnectionSettings, StreamConnection
@@ -48,6 +48,7 @@ class RecorderConfig:
     batch_age_s: float = 0.1
     max_pending_batches: int = 4
     raw: bool = False
+    microseconds: bool = False  # exchange times in µs (timeUnit=MICROSECOND) instead of ms
     validate_symbols: bool = True
     startup_attempts: int = 5  # REST validation tries before giving up
     backfill: bool = True
@@ -91,11 +92,11 @@ class Recorder:
         self, config: RecorderConfig, sink_factory: Callable[[], Sink] | None = None
     ) -> None:
         self.config = config
-        self._sink_factory = sink_factory or _sqlite_factory(config.database)
+        self._sink_factory = sink_factory or _sink_factory(config.database)
         self.stats = RecorderStats()
         self.connections: list[StreamConnection] = []
         self.decoder = FrameDecoder()
-        self.sequencer = Sequencer()
+        self.sequencer = Sequencer(time_scale=1000 if config.microseconds else 1)
         self.error: BaseException | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -133,10 +134,11 @@ class Recorder:
         """
         self._loop = asyncio.get_running_loop()
         names = self.config.stream_names
-        async with RestClient(self.config.rest_url) as rest:
+        async with RestClient(self.config.rest_url, microseconds=self.config.microseconds) as rest:
             if self.config.validate_symbols and self.config.symbols:
                 await self._validate(rest)
             sink = await asyncio.to_thread(self._sink_factory)
+            await asyncio.to_thread(_check_time_unit, sink, self.config.microseconds)
             self._writer = Writer(sink, self._loop, self._on_written, self._on_fatal)
             self._writer.start()
             self.backfiller = Backfiller(rest, self._submit_rows, self._on_filled)
@@ -167,9 +169,10 @@ class Recorder:
 
     async def _record(self, names: list[str], duration: float | None) -> None:
         limiter = AttemptLimiter()
+        time_unit = "MICROSECOND" if self.config.microseconds else None
         plans = plan_connections(names, self.config.max_streams_per_connection)
         self.connections = [
-            StreamConnection(p.index, combined_url(self.config.ws_url, p.streams),
+            StreamConnection(p.index, combined_url(self.config.ws_url, p.streams, time_unit),
                              self._on_frame, limiter, self.config.connection, self._on_event)
             for p in plans
         ]
@@ -325,7 +328,17 @@ class Recorder:
                                          gap.cause, time.time_ns()))
 
 
-def _sqlite_factory(database: str | Path) -> Callable[[], Sink]:
+def _check_time_unit(sink: Sink, microseconds: bool) -> None:
+    """A database keeps one time unit: refuse to mix µs rows into a ms database or back."""
+    unit = "microsecond" if microseconds else "millisecond"
+    stored = sink.meta("time_unit", unit)
+    if stored != unit:
+        sink.close()
+        raise ConfigError(f"this database holds exchange times in {stored}s; "
+                          f"record with{'out' if stored == 'millisecond' else ''} --microseconds")
+
+
+def _sink_factory(database: str | Path) -> Callable[[], Sink]:
     """Opens PostgreSQL for a ``postgresql://`` URL, else the SQLite file ``database``."""
     def open_sink() -> Sink:
         from binance_streamer.storage.postgres import PostgresSink, is_postgres_url

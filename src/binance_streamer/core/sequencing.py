@@ -389,8 +389,10 @@ class Sequencer:
         tolerance: float = 5.0,
         max_silence_ms: Mapping[StreamKind, int] | None = None,
         snapshot_on_start: bool = True,
+        time_scale: int = 1,
     ) -> None:
         self.tolerance = tolerance
+        self.time_scale = time_scale  # 1000 when exchange times are in µs (timeUnit=MICROSECOND)
         self._silence = dict(max_silence_ms or {})
         self._snapshot_on_start = snapshot_on_start
         self._trackers: dict[str, _Tracker] = {}
@@ -415,7 +417,7 @@ class Sequencer:
         elif kind is StreamKind.DIFF_DEPTH:
             self._trackers[name] = DepthChain(name, snapshot_on_start=self._snapshot_on_start)
         elif kind is StreamKind.KLINE:
-            interval = KLINE_INTERVAL_MS.get(parsed.interval, 0)
+            interval = KLINE_INTERVAL_MS.get(parsed.interval, 0) * self.time_scale
             self._trackers[name] = KlineGrid(name, interval)
             # Kline pushes: 1000 ms for 1s, 2000 ms for the others (binance-protocol.md 1.5).
             self._watch(name, kind, 1_000 if parsed.interval == "1s" else 2_000)

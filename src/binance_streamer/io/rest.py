@@ -25,9 +25,13 @@ _DEFAULT_BAN_S = 120.0
 class RestClient:
     """Calls ``<base>/api/v3/...``; use as ``async with RestClient(url) as rest``."""
 
-    def __init__(self, base_url: str = BINANCE_REST_URL, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str = BINANCE_REST_URL, timeout_s: float = 10.0, microseconds: bool = False
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # rest-api.md "General API Information": times in µs with this header.
+        self._headers = {"X-MBX-TIME-UNIT": "MICROSECOND"} if microseconds else {}
         self._session: aiohttp.ClientSession | None = None
         self.used_weight = 0
         self.weight_limit = 6000
@@ -37,7 +41,7 @@ class RestClient:
         return f"<RestClient {self.base_url} used_weight={self.used_weight}/{self.weight_limit}>"
 
     async def __aenter__(self) -> RestClient:
-        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -55,6 +55,10 @@ class Sink(Protocol):
         """Store ``batch`` in one transaction; raise StorageBusy or StorageFatal on failure."""
         ...
 
+    def meta(self, key: str, default: str) -> str:
+        """The stored value of ``key``, storing ``default`` first if there is none."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...

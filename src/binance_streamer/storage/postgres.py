@@ -95,6 +95,14 @@ class PostgresSink:
             raise StorageFatal(f"cannot write {_redact(self.url)}: {exc}") from exc
         return WriteResult(stored)
 
+    def meta(self, key: str, default: str) -> str:
+        """The stored value of ``key``, storing ``default`` first if there is none."""
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) "
+                               "ON CONFLICT DO NOTHING", (key, default))
+            row = self._conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return str(row[0])
+
     def last_ids(self, streams: list[str]) -> dict[str, int]:
         """The last stored id or kline open time of each id-sequenced stream."""
         from binance_streamer.storage.query import LAST_ID_SQL, last_id_params

@@ -57,11 +57,12 @@ def read_rows(
     until: int | None = None, limit: int | None = None, mark: str = "?",
 ) -> QueryResult:
     """Rows of ``table`` in time order, filtered by symbol and by time (``since``/``until`` in
-    epoch ms, compared with the table's time column, scaled when that column is in ns)."""
+    epoch ms, scaled to the table's time column: ns for receive times, µs for exchange times
+    in a database recorded with ``timeUnit=MICROSECOND``)."""
     where: list[str] = []
     params: list[Any] = []
     time_col = _TIME_COLUMN[table]
-    scale = 1_000_000 if time_col.endswith("_ns") else 1
+    scale = 1_000_000 if time_col.endswith("_ns") else _exchange_time_scale(conn, mark)
     since = None if since is None else since * scale
     until = None if until is None else until * scale
     if symbol and table in ("gaps", "quarantine"):
@@ -84,6 +85,11 @@ def read_rows(
         sql += f" LIMIT {int(limit)}"
     cur = conn.execute(sql, params)
     return QueryResult([d[0] for d in cur.description], list(cur.fetchall()))
+
+
+def _exchange_time_scale(conn: Any, mark: str) -> int:
+    row = conn.execute(f"SELECT value FROM meta WHERE key = {mark}", ("time_unit",)).fetchone()
+    return 1000 if row and row[0] == "microsecond" else 1
 
 
 def table_counts(conn: Any, tables: Sequence[str] | None = None) -> dict[str, int]:

@@ -101,6 +101,12 @@ class SqliteSink:
             stored["raw_frame"] = conn.executemany(_RAW, batch.raw_frames).rowcount
         return stored
 
+    def meta(self, key: str, default: str) -> str:
+        """The stored value of ``key``, storing ``default`` first if there is none."""
+        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (key, default))
+        return str(self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
     def last_ids(self, streams: list[str]) -> dict[str, int]:
         """See `last_ids`; called once before recording starts."""
         return last_ids(self._conn, streams)
