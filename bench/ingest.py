@@ -151,18 +151,20 @@ def run_naive(ws_url: str, symbols: list[str], seconds: float, db: str, pipe: Co
 
 
 def run_recorder(ws_url: str, rest_url: str, symbols: list[str], seconds: float, db: str,
-                 per_connection: int, pipe: Connection) -> None:
-    """Child process: binance-streamer's Recorder on ``<symbol>@ticker`` for every symbol."""
-    pipe.send(asyncio.run(_recorder(ws_url, rest_url, symbols, seconds, db, per_connection)))
+                 per_connection: int, tuning: dict[str, Any], pipe: Connection) -> None:
+    """Child process: binance-streamer's Recorder on ``<symbol>@ticker`` for every symbol;
+    ``tuning`` overrides RecorderConfig fields (batch_rows, batch_age_s, ...)."""
+    pipe.send(asyncio.run(_recorder(ws_url, rest_url, symbols, seconds, db, per_connection,
+                                    tuning)))
 
 
 async def _recorder(ws_url: str, rest_url: str, symbols: list[str], seconds: float, db: str,
-                    per_connection: int) -> Result:
+                    per_connection: int, tuning: dict[str, Any]) -> Result:
     from binance_streamer import Recorder, RecorderConfig
 
     recorder = Recorder(RecorderConfig(
         symbols=symbols, streams=["ticker"], database=db, ws_url=ws_url, rest_url=rest_url,
-        max_streams_per_connection=per_connection, backfill=False))
+        max_streams_per_connection=per_connection, backfill=False, **tuning))
     task = asyncio.create_task(recorder.run())
     stats = recorder.stats
     await recorder.wait_until(lambda s: s.total_stored > 0, timeout=30)
@@ -233,7 +235,18 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=50_000.0, help="msgs/s in total")
     parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
     parser.add_argument("--json", action="store_true", help="also print the raw results")
+    parser.add_argument("--batch-rows", type=int, help="override RecorderConfig.batch_rows")
+    parser.add_argument("--batch-age-ms", type=float, help="override RecorderConfig.batch_age_s")
+    parser.add_argument("--max-pending", type=int,
+                        help="override RecorderConfig.max_pending_batches")
     args = parser.parse_args()
+    tuning: dict[str, Any] = {}
+    if args.batch_rows is not None:
+        tuning["batch_rows"] = args.batch_rows
+    if args.batch_age_ms is not None:
+        tuning["batch_age_s"] = args.batch_age_ms / 1000
+    if args.max_pending is not None:
+        tuning["max_pending_batches"] = args.max_pending
     todo = SCENARIOS if args.scenario == "all" else (args.scenario,)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     three, many = real_symbols(3), real_symbols(200)
@@ -243,13 +256,17 @@ def main() -> None:
         if name == "naive":
             results[name] = scenario(three, None, run_naive, three, args.seconds, db)
         elif name == "three":
-            results[name] = scenario(three, None, run_recorder, three, args.seconds, db, 200)
+            results[name] = scenario(three, None, run_recorder, three, args.seconds, db, 200,
+                                     tuning)
         elif name == "wide":
-            results[name] = scenario(many, None, run_recorder, many, args.seconds, db, 100)
+            results[name] = scenario(many, None, run_recorder, many, args.seconds, db, 100,
+                                     tuning)
         else:
             results[name] = scenario(many, args.paced_rate, run_recorder, many, args.seconds,
-                                     db, 100)
+                                     db, 100, tuning)
     print_table(results, args.paced_rate, args.seconds)
+    if tuning:
+        print(f"recorder tuning: {tuning}")
     if args.json:
         print(json.dumps({k: asdict(v) for k, v in results.items()}, indent=1))
 

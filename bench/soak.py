@@ -1,13 +1,14 @@
 """Soak benchmark: the recorder against the local exchange's synthetic market under random faults.
 
 The local exchange (this process) publishes a synthetic market (aggTrade, trade, kline_1s,
-depth@100ms and ticker for a few symbols) while a fault chosen at random (seeded) from its
-catalogue hits it every few seconds: abrupt drops, close frames, drops after n messages, short and
-long stalls, skipped events, malformed and truncated frames, serverShutdown, refused reconnects,
-and HTTP 429 on the REST backfill a skip provokes. The recorder runs in a child process, so its
-memory is its own (sampled once a second from ``/proc``). At the end the database is compared with
-the exchange's history of the id-sequenced streams (aggTrade ``a``, trade ``t``): over the stored
-id range every published id must be stored exactly once, with its price and quantity.
+depth@100ms and ticker for a few symbols) while a fault drawn at random (seeded; every fault
+once per round of the catalogue, in a random order) hits it every few seconds: abrupt drops,
+close frames, drops after n messages, short and long stalls, skipped events, malformed and
+truncated frames, serverShutdown, refused reconnects, and HTTP 429 on the REST backfill that a
+skip provokes. The recorder runs in a child process, so its memory is its own (sampled once a
+second from ``/proc``). At the end the database is compared with the exchange's history of the
+id-sequenced streams (aggTrade ``a``, trade ``t``): over the stored id range every published id
+must be stored exactly once, with its price and quantity.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--seed 1] [--fault-every 4]
 
@@ -67,7 +68,7 @@ async def _record(ws_url: str, rest_url: str, symbols: list[str], db: str, per_c
     await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
     recorder.stop()
     stats = await task
-    backfiller = recorder._backfiller  # read-only look at the counters, for the report
+    backfiller = getattr(recorder, "backfiller", None)
     return {
         "messages": dict(stats.messages), "stored": dict(stats.stored),
         "gaps": stats.gaps, "gaps_filled": stats.gaps_filled,
@@ -204,10 +205,14 @@ async def soak(args: argparse.Namespace) -> int:
             await asyncio.wait_for(ex.wait_subscribed(n_streams), 60)
             await asyncio.sleep(args.warmup)
             catalogue = fault_catalogue(ex, rng, symbols)
+            bag: list[str] = []
             deadline = start + args.minutes * 60 - args.quiet
             while (wait := rng.uniform(0.5, 1.5) * args.fault_every) < deadline - time.monotonic():
                 await asyncio.sleep(wait)
-                name = rng.choice(sorted(catalogue))
+                if not bag:  # every fault once per round, in a random order
+                    bag = sorted(catalogue)
+                    rng.shuffle(bag)
+                name = bag.pop()
                 conns = ex.connections
                 target = rng.choice(conns) if conns and rng.random() < 0.7 else None
                 detail = catalogue[name](target)
