@@ -101,7 +101,7 @@ class Recorder:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._batch = Batch()
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._writer: Writer | None = None
         self.backfiller: Backfiller | None = None
         self._paused = False
@@ -231,10 +231,19 @@ class Recorder:
             batch.raw_frames.append((received_ns, connection, payload.decode("utf-8", "replace")))
         if not batch.first_received_ns:
             batch.first_received_ns = received_ns
-            assert self._loop is not None
-            self._flush_handle = self._loop.call_later(self.config.batch_age_s, self._flush)
-        if len(batch) >= self.config.batch_rows:
+            self._schedule_flush()
+        if batch.market_rows >= self.config.batch_rows:
             self._flush()
+
+    def _schedule_flush(self) -> None:
+        """Group commit: an idle writer gets the batch at the end of this loop iteration (every
+        frame already read joins it); a busy one gets it when it is done, or after
+        ``batch_age_s`` at the latest, or at ``batch_rows``."""
+        assert self._loop is not None and self._writer is not None
+        if self._writer.pending == 0:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        else:
+            self._flush_handle = self._loop.call_later(self.config.batch_age_s, self._flush)
 
     def _sequence(self, kind: StreamKind, stream: str, event: object, received_ns: int) -> None:
         seq = self.sequencer
@@ -243,6 +252,7 @@ class Recorder:
         elif kind is StreamKind.TRADE:
             actions = seq.observe_id(stream, event.trade_id)  # type: ignore[attr-defined]
         elif kind is StreamKind.KLINE:
+            seq.seen(stream, received_ns // 1_000_000)  # klines also have a silence watchdog
             actions = seq.observe_kline(stream, event.kline.open_time)  # type: ignore[attr-defined]
         elif kind is StreamKind.DIFF_DEPTH:
             actions = seq.observe_depth(
@@ -293,6 +303,8 @@ class Recorder:
             if len(self.stats.commit_latency_ns) < 100_000:
                 self.stats.commit_latency_ns.append(latency)
         assert self._writer is not None
+        if self._writer.pending == 0 and len(self._batch):
+            self._flush()  # group commit: the writer is idle, hand it what has accumulated
         if self._paused and self._writer.pending < self.config.max_pending_batches:
             self._paused = False
             for conn in self.connections:

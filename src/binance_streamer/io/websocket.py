@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class ConnectionSettings:
     lifetime_s: float = 23.5 * 3600  # roll over before Binance's 24 h disconnect
     first_data_timeout_s: float = 10.0  # a rollover's new connection must deliver by then
     handshake_timeout_s: float = 10.0
+    # A small kernel receive buffer keeps back-pressure tight: while reading is paused, at most
+    # this much more arrives (the default autotunes to tens of MB, ~75,000 frames).
+    receive_buffer_bytes: int = 512 * 1024
     policy: Callable[[], ReconnectPolicy] = field(default=ReconnectPolicy)
 
 
@@ -172,9 +176,20 @@ class StreamConnection:
             lambda: _Listener(self), self.url,
             websocket_handshake_timeout=self.settings.handshake_timeout_s,
             enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
+            socket_factory=self._socket,
         )
         assert isinstance(listener, _Listener)
         return transport, listener
+
+    async def _socket(self, url: picows.WSParsedURL) -> socket.socket:
+        """An unconnected TCP socket for ``url`` with a bounded receive buffer."""
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            url.host, url.port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, _ = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.receive_buffer_bytes)
+        sock.setblocking(False)
+        return sock
 
     def _adopt(self, transport: WSTransport) -> None:
         self._transport = transport

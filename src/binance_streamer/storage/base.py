@@ -23,6 +23,7 @@ class Batch:
     gaps: list[GapRow] = field(default_factory=list)
     gap_fills: list[GapFill] = field(default_factory=list)
     first_received_ns: int = 0
+    market_rows: int = 0  # rows in ``rows``, kept as they are added (read on every frame)
 
     def add(self, table: str, rows: list[Row]) -> None:
         """Append market rows for ``table``."""
@@ -31,10 +32,11 @@ class Batch:
             self.rows[table] = rows
         else:
             bucket.extend(rows)
+        self.market_rows += len(rows)
 
     def __len__(self) -> int:
-        return (sum(len(r) for r in self.rows.values()) + len(self.quarantine)
-                + len(self.raw_frames) + len(self.gaps) + len(self.gap_fills))
+        return (self.market_rows + len(self.quarantine) + len(self.raw_frames) + len(self.gaps)
+                + len(self.gap_fills))
 
     def __repr__(self) -> str:
         tables = " ".join(f"{t}={len(r)}" for t, r in self.rows.items())

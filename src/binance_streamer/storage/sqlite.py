@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
 from pathlib import Path
 
 from binance_streamer.core.tables import TABLES
@@ -58,6 +60,32 @@ def migrate(conn: sqlite3.Connection) -> int:
     return current
 
 
+class Checkpointer:
+    """Moves WAL pages into the database from its own thread and connection, so the writer's
+    COMMITs stay short (SQLite's automatic checkpoint would run inside them)."""
+
+    def __init__(self, path: str, interval_s: float = 1.0) -> None:
+        self._path = path
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, check_same_thread=False)
+        try:
+            while not self._stop.wait(self._interval_s):
+                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
 class SqliteSink:
     """Writes batches to one SQLite file; used by the writer thread only."""
 
@@ -69,6 +97,8 @@ class SqliteSink:
         except sqlite3.Error as exc:
             self._conn.close()
             raise _translate(exc, self.path) from exc
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(self.path)
 
     def __repr__(self) -> str:
         return f"<SqliteSink {self.path} schema=v{SCHEMA_VERSION}>"
@@ -112,7 +142,8 @@ class SqliteSink:
         return last_ids(self._conn, streams)
 
     def close(self) -> None:
-        """Close the connection (a WAL checkpoint happens on the last close)."""
+        """Stop checkpointing and close (the last close checkpoints the whole WAL)."""
+        self._checkpointer.close()
         self._conn.close()
 
 
