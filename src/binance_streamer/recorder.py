@@ -32,6 +32,9 @@ __all__ = ["BINANCE_WS_URL", "Recorder", "RecorderConfig", "RecorderStats"]
 
 log = logging.getLogger(__name__)
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
+# Kinds whose ids or open times are checked for gaps on every message.
+_SEQUENCED = frozenset(
+    {StreamKind.AGG_TRADE, StreamKind.TRADE, StreamKind.KLINE, StreamKind.DIFF_DEPTH})
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Recorder:
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
+        self._last_seen: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
@@ -215,9 +219,11 @@ class Recorder:
         if type(out) is Decoded:
             route = out.route
             batch.add(route.table.name, route.rows(out.event, received_ns, "ws"))
-            kind = route.stream.kind
-            self.stats.messages[kind] += 1
-            self._sequence(kind, route.stream.name, out.event, received_ns)
+            stream = route.stream
+            self.stats.messages[stream.kind] += 1
+            self._last_seen[stream.name] = received_ns  # read by the silence watchdog each second
+            if stream.kind in _SEQUENCED:
+                self._sequence(stream.kind, stream.name, out.event, received_ns)
         elif type(out) is Reject:
             self.stats.quarantined += 1
             batch.quarantine.append(
@@ -252,14 +258,10 @@ class Recorder:
         elif kind is StreamKind.TRADE:
             actions = seq.observe_id(stream, event.trade_id)  # type: ignore[attr-defined]
         elif kind is StreamKind.KLINE:
-            seq.seen(stream, received_ns // 1_000_000)  # klines also have a silence watchdog
             actions = seq.observe_kline(stream, event.kline.open_time)  # type: ignore[attr-defined]
-        elif kind is StreamKind.DIFF_DEPTH:
+        else:
             actions = seq.observe_depth(
                 stream, event.first_update_id, event.final_update_id)  # type: ignore[attr-defined]
-        else:
-            seq.seen(stream, received_ns // 1_000_000)
-            return
         gap = False
         for action in actions:
             if type(action) is GapDetected:
@@ -333,6 +335,9 @@ class Recorder:
     async def _watch_staleness(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            seen, self._last_seen = self._last_seen, {}
+            for stream, received_ns in seen.items():
+                self.sequencer.seen(stream, received_ns // 1_000_000)
             for gap in self.sequencer.stale(time.time_ns() // 1_000_000):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1

@@ -35,6 +35,7 @@ from binance_streamer.core.tables import TABLE_FOR_KIND, RowBuilder, TableSpec, 
 __all__ = ["ControlReply", "Decoded", "FrameDecoder", "Reject", "Route", "Shutdown"]
 
 _PREFIX = b'{"stream":"'
+_MAX_ROUTES = 100_000
 _EVENT_TYPES: dict[StreamKind, Any] = {
     StreamKind.TRADE: Trade,
     StreamKind.BLOCK_TRADE: BlockTrade,
@@ -104,6 +105,7 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
+        self._by_key: dict[bytes, Route] = {}  # the frame's first bytes up to the name's end
         self._generic = msgspec.json.Decoder()
 
     def __repr__(self) -> str:
@@ -127,18 +129,30 @@ class FrameDecoder:
         """Decode one frame; never raises."""
         if frame.startswith(_PREFIX):
             end = frame.find(b'"', len(_PREFIX))
-            name = frame[len(_PREFIX):end].decode("utf-8", "replace")
-            if name == "!serverShutdown":
-                return self._shutdown(frame)
-            try:
-                route = self.route(name)
-            except InvalidStreamName:
-                return Reject("unknown stream", frame, name)
-            try:
-                return Decoded(route, route.decoder.decode(frame).data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                return Reject(f"malformed {route.stream.kind} event: {exc}", frame, name)
+            route = self._by_key.get(frame[:end])
+            if route is None:
+                return self._first_of_stream(frame, end)
+            return self._typed(route, frame)  # the hot path: a stream seen before
         return self._other(frame)
+
+    @staticmethod
+    def _typed(route: Route, frame: bytes) -> Outcome:
+        try:
+            return Decoded(route, route.decoder.decode(frame).data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Reject(f"malformed {route.stream.kind} event: {exc}", frame, route.stream.name)
+
+    def _first_of_stream(self, frame: bytes, end: int) -> Outcome:
+        name = frame[len(_PREFIX):end].decode("utf-8", "replace")
+        if name == "!serverShutdown":
+            return self._shutdown(frame)
+        try:
+            route = self.route(name)
+        except InvalidStreamName:
+            return Reject("unknown stream", frame, name)
+        if len(self._by_key) < _MAX_ROUTES:  # a server inventing names cannot grow this forever
+            self._by_key[frame[:end]] = route
+        return self._typed(route, frame)
 
     def _other(self, frame: bytes) -> Outcome:
         try:
