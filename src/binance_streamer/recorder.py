@@ -111,6 +111,7 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
         self._last_seen: dict[str, int] = {}
+        self._seen_count: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
@@ -221,7 +222,9 @@ class Recorder:
             batch.add(route.table.name, route.rows(out.event, received_ns, "ws"))
             stream = route.stream
             self.stats.messages[stream.kind] += 1
-            self._last_seen[stream.name] = received_ns  # read by the silence watchdog each second
+            # Read by the silence watchdog each second.
+            self._last_seen[stream.name] = received_ns
+            self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
             if stream.kind in _SEQUENCED:
                 self._sequence(stream.kind, stream.name, out.event, received_ns)
         elif type(out) is Reject:
@@ -336,8 +339,9 @@ class Recorder:
         while True:
             await asyncio.sleep(1.0)
             seen, self._last_seen = self._last_seen, {}
+            counts, self._seen_count = self._seen_count, {}
             for stream, received_ns in seen.items():
-                self.sequencer.seen(stream, received_ns // 1_000_000)
+                self.sequencer.seen(stream, received_ns // 1_000_000, counts.get(stream, 1))
             for gap in self.sequencer.stale(time.time_ns() // 1_000_000):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1

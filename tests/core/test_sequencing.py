@@ -656,13 +656,29 @@ def test_add_with_time_starts_the_silence_clock() -> None:
     assert seq.stale(7_000) == [GapDetected("xrpxrp@miniTicker", 1_001, 7_000, CAUSE_SILENT)]
 
 
-def test_add_with_time_ignores_streams_without_a_watchdog() -> None:
-    """Adding an id stream at a time registers it without any silence watch."""
+def test_trade_streams_are_watched_at_their_own_rate() -> None:
+    """A busy trade stream is stale after the 10 s floor; a slow one only after 20 of its gaps."""
     seq = Sequencer()
     seq.add("btcusdt@trade", now_ms=0)
     seq.add("btcusdt@trade", now_ms=0)
     assert len(seq) == 1
-    assert seq.stale(10**9) == []
+    seq.seen("btcusdt@trade", 500, count=25)
+    seq.seen("btcusdt@trade", 1_000, count=25)  # 50 trades/s
+    assert seq.stale(11_000) == []
+    assert seq.stale(11_001) == [GapDetected("btcusdt@trade", 1_001, 11_001, CAUSE_STALE)]
+    seq.add("dentusdt@aggTrade", now_ms=0)
+    seq.seen("dentusdt@aggTrade", 60_000)
+    seq.seen("dentusdt@aggTrade", 120_000)  # one trade a minute: 20 minutes of silence allowed
+    assert [g.stream for g in seq.stale(120_000 + 1_200_000)] == []
+    assert [g.stream for g in seq.stale(120_000 + 1_200_001)] == ["dentusdt@aggTrade"]
+
+
+def test_a_trade_stream_silent_since_subscribe_is_reported_after_an_hour() -> None:
+    """With no rate known yet, a trade stream may stay silent for the one-hour ceiling."""
+    seq = Sequencer()
+    seq.add("xrpxrp@trade", now_ms=0)
+    assert seq.stale(3_600_000) == []
+    assert seq.stale(3_600_001) == [GapDetected("xrpxrp@trade", 1, 3_600_001, CAUSE_SILENT)]
 
 
 def test_seen_registers_an_unknown_stream() -> None:

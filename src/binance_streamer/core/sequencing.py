@@ -50,6 +50,7 @@ __all__ = [
     "KlineGrid",
     "NeedSnapshot",
     "Sequencer",
+    "RateWatch",
     "Staleness",
     "bridge_index",
 ]
@@ -324,8 +325,8 @@ class Staleness:
         self._last = now_ms
         self._reported = False
 
-    def seen(self, now_ms: int) -> None:
-        """Record a message received at ``now_ms``."""
+    def seen(self, now_ms: int, count: int = 1) -> None:
+        """Record ``count`` messages, the newest received at ``now_ms``."""
         if self._last is None or now_ms > self._last:
             self._last = now_ms
         self._ever = True
@@ -346,6 +347,33 @@ class Staleness:
 
 # Expected push cadence per kind (web-socket-streams.md; binance-protocol.md 1.5). Streams pushed
 # "real-time" only when something happens get a long default: a quiet symbol is not a fault.
+class RateWatch(Staleness):
+    """A silence watchdog for trade streams, whose bound follows the stream's recent rate.
+
+    Trades arrive when they happen, so no fixed cadence fits every symbol: a stream is stale
+    once silent for ``factor`` mean gaps between its messages (a moving average over the
+    reports `seen` receives), never less than ``floor_ms`` nor more than ``ceiling_ms``.
+    """
+
+    __slots__ = ("_rate", "ceiling_ms", "factor", "floor_ms")
+
+    def __init__(self, stream: str, factor: float = 20.0, floor_ms: int = 10_000,
+                 ceiling_ms: int = 3_600_000) -> None:
+        super().__init__(stream, ceiling_ms)
+        self.factor, self.floor_ms, self.ceiling_ms = factor, floor_ms, ceiling_ms
+        self._rate: float | None = None  # messages per ms, exponentially averaged
+
+    def seen(self, now_ms: int, count: int = 1) -> None:
+        """Record ``count`` messages, the newest received at ``now_ms``."""
+        last = self._last
+        if self._ever and last is not None and now_ms > last:
+            rate = count / (now_ms - last)
+            self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
+            bound = self.factor / self._rate
+            self.max_silence_ms = int(min(self.ceiling_ms, max(self.floor_ms, bound)))
+        super().seen(now_ms)
+
+
 DEFAULT_CADENCE_MS: dict[StreamKind, int] = {
     StreamKind.TICKER: 1_000,
     StreamKind.MINI_TICKER: 1_000,
@@ -414,6 +442,7 @@ class Sequencer:
         name, kind = parsed.name, parsed.kind
         if kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
             self._trackers[name] = IdSequence(name)
+            self._watchdogs[name] = RateWatch(name)
         elif kind is StreamKind.DIFF_DEPTH:
             self._trackers[name] = DepthChain(name, snapshot_on_start=self._snapshot_on_start)
         elif kind is StreamKind.KLINE:
@@ -463,14 +492,15 @@ class Sequencer:
         """`DepthChain.bridge_snapshot` for a diff depth stream."""
         return self._tracker(stream, DepthChain).bridge_snapshot(last_update_id, buffered)
 
-    def seen(self, stream: str, now_ms: int) -> None:
-        """Record that ``stream`` delivered a message at ``now_ms`` (feeds its watchdog, if any)."""
+    def seen(self, stream: str, now_ms: int, count: int = 1) -> None:
+        """Record that ``stream`` delivered ``count`` messages, the newest at ``now_ms`` (feeds
+        its watchdog, if any)."""
         dog = self._watchdogs.get(stream)
         if dog is None and stream not in self._trackers:
             self.add(stream)
             dog = self._watchdogs.get(stream)
         if dog is not None:
-            dog.seen(now_ms)
+            dog.seen(now_ms, count)
 
     def stale(self, now_ms: int) -> list[GapDetected]:
         """Every watched stream silent for too long, each reported once per silence."""
