@@ -49,8 +49,8 @@ __all__ = [
     "IdSequence",
     "KlineGrid",
     "NeedSnapshot",
-    "Sequencer",
     "RateWatch",
+    "Sequencer",
     "Staleness",
     "bridge_index",
 ]
