@@ -175,3 +175,24 @@ def test_a_full_disk_is_fatal(db_path: Path) -> None:
     with pytest.raises(StorageFatal, match="full"):
         sink.write(batch_of("binance_spot_depthUpdate_100ms.head600.jsonl"))
     assert sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM depth_update").fetchone() == (0,)
+
+
+def test_multi_row_inserts_respect_the_variable_limit(db_path: Path) -> None:
+    """With SQLite's default limit of 32,766 variables, 5,000 tickers are still stored at once."""
+    sink = SqliteSink(db_path)
+    sink._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+    [ticker] = batch_of("binance_spot_24hrTicker.singletons.jsonl").rows["ticker"]
+    rows = [(ticker[0], i, *ticker[2:]) for i in range(5_000)]
+    assert sink.write(Batch(rows={"ticker": rows})).stored == {"ticker": 5_000}
+    sink.close()
+
+
+def test_a_value_sqlite_cannot_bind_is_fatal_not_a_hang(db_path: Path) -> None:
+    """A row SQLite cannot take (an int beyond 64 bits) rolls back and raises; nothing half-stored."""
+    sink = SqliteSink(db_path)
+    good = batch_of("binance_spot_trade.singletons.jsonl").rows["trade"][0]
+    with pytest.raises(OverflowError):
+        sink.write(Batch(rows={"trade": [good, (good[0], 2**70, *good[2:])]}))
+    assert not sink._conn.in_transaction
+    assert sink.write(Batch(rows={"trade": [good]})).stored == {"trade": 1}
+    sink.close()

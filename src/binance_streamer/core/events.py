@@ -7,10 +7,10 @@ Optional fields default to ``None`` so that an absent key stays absent, never ``
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
-from msgspec import Raw, Struct, field
+from msgspec import Meta, Raw, Struct, field
 
 __all__ = [
     "AggTrade",
@@ -32,17 +32,19 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+# Ids and times are signed 64-bit in every database; a larger number is a malformed frame.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Trade(Struct, frozen=True):
     """``<symbol>@trade``."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
-    trade_id: int = field(name="t")
+    trade_id: Int64 = field(name="t")
     price: str = field(name="p")
     quantity: str = field(name="q")
-    trade_time: int = field(name="T")
+    trade_time: Int64 = field(name="T")
     buyer_is_maker: bool = field(name="m")
     best_match: bool | None = field(name="M", default=None)
 
@@ -50,26 +52,26 @@ class Trade(Struct, frozen=True):
 class BlockTrade(Struct, frozen=True):
     """``<symbol>@blockTrade`` (documented 2026-05-11)."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
-    block_trade_id: int = field(name="t")
+    block_trade_id: Int64 = field(name="t")
     price: str = field(name="p")
     quantity: str = field(name="q")
-    trade_time: int = field(name="T")
+    trade_time: Int64 = field(name="T")
     buyer_is_maker: bool = field(name="m")
 
 
 class AggTrade(Struct, frozen=True):
     """``<symbol>@aggTrade``; ``agg_id`` is Binance's contiguous aggregate id ``a``."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
-    agg_id: int = field(name="a")
+    agg_id: Int64 = field(name="a")
     price: str = field(name="p")
     quantity: str = field(name="q")
-    first_trade_id: int = field(name="f")
-    last_trade_id: int = field(name="l")
-    trade_time: int = field(name="T")
+    first_trade_id: Int64 = field(name="f")
+    last_trade_id: Int64 = field(name="l")
+    trade_time: Int64 = field(name="T")
     buyer_is_maker: bool = field(name="m")
     best_match: bool | None = field(name="M", default=None)
 
@@ -77,18 +79,18 @@ class AggTrade(Struct, frozen=True):
 class Kline(Struct, frozen=True):
     """The ``k`` object of a kline event."""
 
-    open_time: int = field(name="t")
-    close_time: int = field(name="T")
+    open_time: Int64 = field(name="t")
+    close_time: Int64 = field(name="T")
     symbol: str = field(name="s")
     interval: str = field(name="i")
-    first_trade_id: int = field(name="f")
-    last_trade_id: int = field(name="L")
+    first_trade_id: Int64 = field(name="f")
+    last_trade_id: Int64 = field(name="L")
     open: str = field(name="o")
     close: str = field(name="c")
     high: str = field(name="h")
     low: str = field(name="l")
     base_volume: str = field(name="v")
-    trade_count: int = field(name="n")
+    trade_count: Int64 = field(name="n")
     is_closed: bool = field(name="x")
     quote_volume: str = field(name="q")
     taker_buy_base_volume: str = field(name="V")
@@ -98,7 +100,7 @@ class Kline(Struct, frozen=True):
 class KlineEvent(Struct, frozen=True):
     """``<symbol>@kline_<interval>``."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
     kline: Kline = field(name="k")
 
@@ -106,7 +108,7 @@ class KlineEvent(Struct, frozen=True):
 class MiniTicker(Struct, frozen=True):
     """``<symbol>@miniTicker`` and each element of ``!miniTicker@arr`` (24 h rolling window)."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
     close: str = field(name="c")
     open: str = field(name="o")
@@ -119,7 +121,7 @@ class MiniTicker(Struct, frozen=True):
 class Ticker(Struct, frozen=True):
     """``<symbol>@ticker``: the 24 h rolling-window ticker, all 23 fields."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
     price_change: str = field(name="p")
     price_change_percent: str = field(name="P")
@@ -136,18 +138,18 @@ class Ticker(Struct, frozen=True):
     low: str = field(name="l")
     base_volume: str = field(name="v")
     quote_volume: str = field(name="q")
-    open_time: int = field(name="O")
-    close_time: int = field(name="C")
-    first_trade_id: int = field(name="F")
-    last_trade_id: int = field(name="L")
-    trade_count: int = field(name="n")
+    open_time: Int64 = field(name="O")
+    close_time: Int64 = field(name="C")
+    first_trade_id: Int64 = field(name="F")
+    last_trade_id: Int64 = field(name="L")
+    trade_count: Int64 = field(name="n")
 
 
 class WindowTicker(Struct, frozen=True):
     """``<symbol>@ticker_<1h|4h|1d>``; ``event_type`` is ``1hTicker``/``4hTicker``/``1dTicker``."""
 
     event_type: str = field(name="e")
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
     price_change: str = field(name="p")
     price_change_percent: str = field(name="P")
@@ -158,17 +160,17 @@ class WindowTicker(Struct, frozen=True):
     weighted_avg_price: str = field(name="w")
     base_volume: str = field(name="v")
     quote_volume: str = field(name="q")
-    open_time: int = field(name="O")
-    close_time: int = field(name="C")
-    first_trade_id: int = field(name="F")
-    last_trade_id: int = field(name="L")
-    trade_count: int = field(name="n")
+    open_time: Int64 = field(name="O")
+    close_time: Int64 = field(name="C")
+    first_trade_id: Int64 = field(name="F")
+    last_trade_id: Int64 = field(name="L")
+    trade_count: Int64 = field(name="n")
 
 
 class BookTicker(Struct, frozen=True):
     """``<symbol>@bookTicker``; it has no event time, so the receive time orders it."""
 
-    update_id: int = field(name="u")
+    update_id: Int64 = field(name="u")
     symbol: str = field(name="s")
     best_bid_price: str = field(name="b")
     best_bid_quantity: str = field(name="B")
@@ -179,11 +181,11 @@ class BookTicker(Struct, frozen=True):
 class AvgPrice(Struct, frozen=True):
     """``<symbol>@avgPrice``."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
     interval: str = field(name="i")
     price: str = field(name="w")
-    last_trade_time: int = field(name="T")
+    last_trade_time: Int64 = field(name="T")
 
 
 class ReferencePrice(Struct, frozen=True):
@@ -191,13 +193,13 @@ class ReferencePrice(Struct, frozen=True):
 
     symbol: str = field(name="s")
     price: str | None = field(name="r")
-    time: int = field(name="t")
+    time: Int64 = field(name="t")
 
 
 class PartialDepth(Struct, frozen=True):
     """``<symbol>@depth<5|10|20>[@100ms]``: no symbol, no event time; levels kept as raw JSON."""
 
-    last_update_id: int = field(name="lastUpdateId")
+    last_update_id: Int64 = field(name="lastUpdateId")
     bids: Raw
     asks: Raw
 
@@ -205,10 +207,10 @@ class PartialDepth(Struct, frozen=True):
 class DiffDepth(Struct, frozen=True):
     """``<symbol>@depth[@100ms]``: book updates from ``U`` (first) to ``u`` (final update id)."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
     symbol: str = field(name="s")
-    first_update_id: int = field(name="U")
-    final_update_id: int = field(name="u")
+    first_update_id: Int64 = field(name="U")
+    final_update_id: Int64 = field(name="u")
     bids: Raw = field(name="b")
     asks: Raw = field(name="a")
 
@@ -216,7 +218,7 @@ class DiffDepth(Struct, frozen=True):
 class ServerShutdown(Struct, frozen=True):
     """``serverShutdown``: the server is about to close the connection; reconnect now."""
 
-    event_time: int = field(name="E")
+    event_time: Int64 = field(name="E")
 
 
 class Combined(Struct, Generic[T], frozen=True):

@@ -91,7 +91,7 @@ class PostgresSink:
                             stored[name] = cur.rowcount
         except psycopg.errors.LockNotAvailable as exc:
             raise StorageBusy(str(exc)) from exc
-        except (psycopg.OperationalError, psycopg.errors.DiskFull) as exc:
+        except psycopg.Error as exc:
             raise StorageFatal(f"cannot write {_redact(self.url)}: {exc}") from exc
         return WriteResult(stored)
 
@@ -113,7 +113,8 @@ class PostgresSink:
                 spec = last_id_params(stream)
                 if spec is None:
                     continue
-                row = self._conn.execute(LAST_ID_SQL[spec[0]], spec[1]).fetchone()
+                row = self._conn.execute(
+                    LAST_ID_SQL[spec[0]].format(mark="%s"), spec[1]).fetchone()
                 if row and row[0] is not None:
                     found[stream] = int(row[0])
         return found

@@ -14,10 +14,13 @@ from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
 
 __all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_counts", "table_for"]
 
+# ``{mark}`` is the driver's placeholder. A kline resumes from its last *closed* candle, so one
+# stored mid-candle (at a crash or disconnect) is fetched again, complete.
 LAST_ID_SQL = {
-    StreamKind.AGG_TRADE: "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = %s",
-    StreamKind.TRADE: "SELECT MAX(trade_id) FROM trade WHERE symbol = %s",
-    StreamKind.KLINE: "SELECT MAX(open_time) FROM kline WHERE symbol = %s AND interval = %s",
+    StreamKind.AGG_TRADE: "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = {mark}",
+    StreamKind.TRADE: "SELECT MAX(trade_id) FROM trade WHERE symbol = {mark}",
+    StreamKind.KLINE: "SELECT MAX(open_time) FROM kline WHERE symbol = {mark} "
+                      "AND interval = {mark} AND is_closed",
 }
 # The time column --since/--until filter on, per table (book tickers have only a receive time).
 _TIME_COLUMN = {t.name: "event_time" for t in TABLES}

@@ -101,13 +101,15 @@ def migrations(current: int, dialect: Dialect) -> list[tuple[int, list[str]]]:
     return [(v, MIGRATIONS[v](dialect)) for v in range(current + 1, SCHEMA_VERSION + 1)]
 
 
-def insert_sql(t: TableSpec, dialect: Dialect) -> str:
-    """Parameterised idempotent insert for table ``t`` (upsert where the spec says so)."""
+def insert_sql(t: TableSpec, dialect: Dialect, rows: int = 1) -> str:
+    """Parameterised idempotent insert of ``rows`` rows into table ``t`` (an upsert where the
+    spec says so)."""
     cols = ", ".join(f'"{c}"' for c in t.column_names)
     mark = "?" if dialect == "sqlite" else "%s"
-    values = ", ".join(mark for _ in t.columns)
+    one_row = "(" + ", ".join(mark for _ in t.columns) + ")"
+    values = ", ".join([one_row] * rows)
     key = ", ".join(f'"{c}"' for c in t.key)
-    sql = f"INSERT INTO {t.name} ({cols}) VALUES ({values}) ON CONFLICT ({key}) DO "
+    sql = f"INSERT INTO {t.name} ({cols}) VALUES {values} ON CONFLICT ({key}) DO "
     if t.upsert_when is None:
         return sql + "NOTHING"
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in t.column_names if c not in t.key)

@@ -21,7 +21,8 @@ _SPECS = {t.name: t for t in TABLES}
 # as one sqlite3_step: Python's sqlite3 releases the GIL around each step, and re-taking it can
 # wait a whole switch interval (5 ms) while the event loop thread is busy, so executemany's step
 # per row would crawl (measured: 411 rows/s with a busy loop thread, 149,000 with 5,000-row
-# statements). Fixed sizes keep the prepared statements cached.
+# statements). Fixed sizes keep the prepared statements cached; sizes binding more variables
+# than the SQLite build allows (32,766 by default) are skipped.
 _CHUNKS = (4096, 1024, 256, 64, 16, 4, 1)
 _GAP_INSERT = (
     "INSERT INTO gaps (stream, first_missing, last_missing, cause, detected_ns) "
@@ -119,17 +120,20 @@ class SqliteSink:
             conn.execute("BEGIN IMMEDIATE")
             stored = self._write_rows(conn, batch)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _translate(exc, self.path) from exc
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, self.path) from exc
+            raise
         return WriteResult(stored)
 
     @staticmethod
     def _write_rows(conn: sqlite3.Connection, batch: Batch) -> dict[str, int]:
         stored: dict[str, int] = {}
+        max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         for table, rows in batch.rows.items():
-            stored[table] = _insert_rows(conn, table, rows)
+            stored[table] = _insert_rows(conn, table, rows, _chunk_sizes(table, max_vars))
         if batch.gaps:
             stored["gaps"] = conn.executemany(_GAP_INSERT, batch.gaps).rowcount
         if batch.gap_fills:
@@ -157,17 +161,22 @@ class SqliteSink:
 
 
 @functools.cache
+def _chunk_sizes(table: str, max_variables: int) -> tuple[int, ...]:
+    columns = len(_SPECS[table].columns)
+    return tuple(n for n in _CHUNKS if n * columns <= max_variables)
+
+
+@functools.cache
 def _multi_row_insert(table: str, rows: int) -> str:
-    spec = _SPECS[table]
-    head, _, tail = insert_sql(spec, "sqlite").partition(" VALUES ")
-    one_row, _, conflict = tail.partition(")")
-    return f"{head} VALUES {','.join([one_row + ')'] * rows)}{conflict}"
+    return insert_sql(_SPECS[table], "sqlite", rows)
 
 
-def _insert_rows(conn: sqlite3.Connection, table: str, rows: list[Row]) -> int:
+def _insert_rows(
+    conn: sqlite3.Connection, table: str, rows: list[Row], chunks: tuple[int, ...]
+) -> int:
     """Insert ``rows`` idempotently with few multi-row statements; the rows newly stored."""
     stored, start = 0, 0
-    for size in _CHUNKS:
+    for size in chunks:
         while len(rows) - start >= size:
             part = rows[start:start + size]
             params = list(itertools.chain.from_iterable(part))
@@ -194,7 +203,7 @@ def last_ids(conn: sqlite3.Connection, streams: list[str]) -> dict[str, int]:
         if spec is None:
             continue
         kind, params = spec
-        row = conn.execute(LAST_ID_SQL[kind].replace("%s", "?"), params).fetchone()
+        row = conn.execute(LAST_ID_SQL[kind].format(mark="?"), params).fetchone()
         if row and row[0] is not None:
             found[stream] = int(row[0])
     return found

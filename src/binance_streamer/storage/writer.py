@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from binance_streamer.core.backoff import full_jitter
-from binance_streamer.errors import StorageBusy, StorageError
+from binance_streamer.errors import StorageBusy, StorageError, StorageFatal
 from binance_streamer.storage.base import Batch, Sink, WriteResult
 
 __all__ = ["Writer"]
@@ -75,9 +75,11 @@ class Writer:
                 continue
             try:
                 result = self._write(item)
-            except StorageError as exc:
-                self.failed = exc
-                self._loop.call_soon_threadsafe(self._fatal, exc)
+            except Exception as exc:  # the writer must never die silently: stop the recording
+                error = exc if isinstance(exc, StorageError) else StorageFatal(
+                    f"cannot write {self.sink!r}: {type(exc).__name__}: {exc}")
+                self.failed = error
+                self._loop.call_soon_threadsafe(self._fatal, error)
             else:
                 self._loop.call_soon_threadsafe(self._written, item, result)
 
