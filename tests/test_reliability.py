@@ -266,5 +266,13 @@ async def test_missed_klines_are_filled_from_rest(db_path: Path) -> None:
             "SELECT open_time FROM kline WHERE source = 'rest' ORDER BY open_time")]
     assert opens == list(range(opens[0], opens[-1] + 1000, 1000))
     assert sources == {"ws", "rest"}
+    with sqlite3.connect(db_path) as conn:
+        candles = conn.execute("SELECT open_time, is_closed, trade_count, close, high, low "
+                               "FROM kline ORDER BY open_time").fetchall()
+    assert all(closed for _, closed, *_ in candles[:-2])  # only the newest may still be open
+    final = {e["k"]["t"]: e["k"] for e in ex.history.events("btcusdt@kline_1s") if e["k"]["x"]}
+    compared = [(t, n, c, h, lo) for t, _, n, c, h, lo in candles if t in final]
+    assert compared and compared == [
+        (t, final[t]["n"], final[t]["c"], final[t]["h"], final[t]["l"]) for t, *_ in compared]
     assert rest == [t for lo, hi, _ in gaps for t in range(lo, hi + 1, 1000)]
     assert sum(n for _, _, n in gaps) == len(rest)

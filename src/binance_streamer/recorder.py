@@ -261,7 +261,8 @@ class Recorder:
         elif kind is StreamKind.TRADE:
             actions = seq.observe_id(stream, event.trade_id)  # type: ignore[attr-defined]
         elif kind is StreamKind.KLINE:
-            actions = seq.observe_kline(stream, event.kline.open_time)  # type: ignore[attr-defined]
+            kline = event.kline  # type: ignore[attr-defined]
+            actions = seq.observe_kline(stream, kline.open_time, kline.is_closed)
         else:
             actions = seq.observe_depth(
                 stream, event.first_update_id, event.final_update_id)  # type: ignore[attr-defined]

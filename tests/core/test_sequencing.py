@@ -713,3 +713,17 @@ def test_sequencer_repr_counts_streams_gaps_and_snapshots() -> None:
     seq.observe_id("btcusdt@trade", 5)
     seq.observe_depth("btcusdt@depth", 1, 2)
     assert repr(seq) == "<Sequencer streams=3 gaps=1 snapshots_due=1>"
+
+
+def test_a_kline_left_unclosed_is_reported_missing() -> None:
+    """When the next candle starts but the previous one was never seen closed, the previous
+    one's open time is missing too (its final values must be fetched)."""
+    grid = KlineGrid("s@kline_1s", 1_000)
+    assert grid.observe(0, closed=False) == [Emit()]
+    assert grid.observe(0, closed=True) == [Emit()]
+    assert grid.observe(1_000, closed=False) == [Emit()]
+    assert grid.observe(2_000, closed=False) == [
+        GapDetected("s@kline_1s", 1_000, 1_000, CAUSE_KLINE), Emit()]
+    assert grid.observe(5_000, closed=True) == [
+        GapDetected("s@kline_1s", 2_000, 4_000, CAUSE_KLINE), Emit()]
+    assert grid.observe(6_000, closed=True) == [Emit()]

@@ -161,15 +161,18 @@ class KlineGrid:
 
     Updates of the current kline repeat its open time and are stored (the latest update wins in
     storage); an older open time is a `Duplicate`; skipping grid points reports the missing open
-    times. ``interval_ms`` 0 (the calendar month ``1M``) disables the grid check.
+    times. A kline whose closing update (``k.x``) never came, because the connection dropped
+    mid-candle, is reported missing too, so its final values are fetched. ``interval_ms`` 0 (the
+    calendar month ``1M``) disables the grid check.
     """
 
-    __slots__ = ("_last", "_resumed", "gaps", "interval_ms", "stream")
+    __slots__ = ("_closed", "_last", "_resumed", "gaps", "interval_ms", "stream")
 
     def __init__(self, stream: str, interval_ms: int) -> None:
         self.stream = stream
         self.interval_ms = max(interval_ms, 0)
         self._last: int | None = None
+        self._closed = True  # whether the kline at _last was seen closed
         self._resumed = False
         self.gaps = 0
 
@@ -182,26 +185,31 @@ class KlineGrid:
         """Take ``last_open_time`` (from storage, after a restart) as the newest open time seen."""
         if self._last is None or last_open_time > self._last:
             self._last = last_open_time
+            self._closed = True
             self._resumed = True
 
-    def observe(self, open_time: int) -> list[Action]:
-        """Classify the next kline update by its open time ``k.t``."""
+    def observe(self, open_time: int, closed: bool = True) -> list[Action]:
+        """Classify the next kline update by its open time ``k.t`` and closed flag ``k.x``."""
         last, step = self._last, self.interval_ms
         if last is not None and open_time < last:
             return [Duplicate(last)]
-        if last is None or open_time == last or step == 0 or open_time <= last + step:
-            # An off-grid time less than one interval ahead has no grid point to miss; it becomes
-            # the new baseline.
-            self._last = open_time
-            self._resumed = False
+        if last is None or open_time == last:
+            self._last, self._closed = open_time, closed or (open_time == last and self._closed)
             return [_EMIT]
-        # The last grid point strictly before open_time (open_time itself when on the grid).
-        last_missing = last + ((open_time - last - 1) // step) * step
+        unfinished = not self._closed  # its final values must be fetched
+        first_missing = last if unfinished else last + step
+        if step == 0 or open_time <= last + step:
+            # An off-grid time less than one interval ahead has no grid point to miss.
+            last_missing = last if unfinished else None
+        else:
+            # The last grid point strictly before open_time (open_time itself when on the grid).
+            last_missing = last + ((open_time - last - 1) // step) * step
         cause = CAUSE_RESUME if self._resumed else CAUSE_KLINE
-        self._last = open_time
-        self._resumed = False
+        self._last, self._closed, self._resumed = open_time, closed, False
+        if last_missing is None:
+            return [_EMIT]
         self.gaps += 1
-        return [GapDetected(self.stream, last + step, last_missing, cause), _EMIT]
+        return [GapDetected(self.stream, first_missing, last_missing, cause), _EMIT]
 
     def __repr__(self) -> str:
         return f"<KlineGrid {self.stream} every={self.interval_ms}ms last={self._last}>"
@@ -476,9 +484,9 @@ class Sequencer:
         """`IdSequence.observe` for an aggTrade or trade stream."""
         return self._tracker(stream, IdSequence).observe(id)
 
-    def observe_kline(self, stream: str, open_time: int) -> list[Action]:
+    def observe_kline(self, stream: str, open_time: int, closed: bool = True) -> list[Action]:
         """`KlineGrid.observe` for a kline stream."""
-        return self._tracker(stream, KlineGrid).observe(open_time)
+        return self._tracker(stream, KlineGrid).observe(open_time, closed)
 
     def observe_depth(
         self, stream: str, first_update_id: int, final_update_id: int

@@ -85,8 +85,10 @@ KLINE = TableSpec(
      ("is_closed", BOOL), ("quote_volume", TEXT), ("taker_buy_base_volume", TEXT),
      ("taker_buy_quote_volume", TEXT), ("event_time", INT)) + _TAIL,
     ("symbol", "interval", "open_time"),
-    # Binance sends several updates per open candle; the latest wins until the closing one.
-    upsert_when="NOT {t}.is_closed AND excluded.event_time >= {t}.event_time",
+    # Binance sends several updates per open candle; the latest wins until the closing one, and
+    # a closed candle fetched over REST (no event time) replaces an unfinished one.
+    upsert_when="NOT {t}.is_closed AND (excluded.is_closed OR {t}.event_time IS NULL "
+                "OR excluded.event_time >= {t}.event_time)",
 )
 _TICKER_STATS: tuple[Column, ...] = (
     ("open", TEXT), ("high", TEXT), ("low", TEXT), ("base_volume", TEXT), ("quote_volume", TEXT),
