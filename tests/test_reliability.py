@@ -276,3 +276,40 @@ async def test_missed_klines_are_filled_from_rest(db_path: Path) -> None:
         (t, final[t]["n"], final[t]["c"], final[t]["h"], final[t]["l"]) for t, *_ in compared]
     assert rest == [t for lo, hi, _ in gaps for t in range(lo, hi + 1, 1000)]
     assert sum(n for _, _, n in gaps) == len(rest)
+
+
+async def test_server_errors_during_backfill_are_retried(db_path: Path) -> None:
+    """HTTP 503 answers to the backfill are retried with back-off until the gap is filled."""
+    async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
+        recorder = make_recorder(ex, db_path, streams=["aggTrade"])
+        def inject() -> None:
+            ex.faults.rest_error(503, times=2)
+            ex.faults.skip(4, "btcusdt@aggTrade")
+        stats = await run_with(ex, recorder, inject)
+    assert stats.gaps == 1 and stats.rows_backfilled == 4
+    assert recorder.backfiller is not None and recorder.backfiller.failures == 0
+
+
+async def test_a_gap_left_unfilled_is_filled_by_the_next_run(db_path: Path) -> None:
+    """A gap the REST server could not fill before the stop is queued again at the next start."""
+    async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
+        first = make_recorder(ex, db_path, streams=["aggTrade"], backfill_drain_s=0.2)
+        task = asyncio.create_task(first.run())
+        await caught_up(first, ex, extra=10)
+        ex.faults.rest_error(500, times=10_000)
+        ex.faults.skip(6, "ethusdt@aggTrade")
+        await first.wait_until(lambda s: s.gaps == 1, TIMEOUT)
+        first.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        with sqlite3.connect(db_path) as conn:
+            unfilled = conn.execute("SELECT COUNT(*) FROM gaps WHERE filled_ns IS NULL")
+            assert unfilled.fetchone() == (1,)
+        ex.faults.rest.clear()
+        second = make_recorder(ex, db_path, streams=["aggTrade"])
+        await run_with(ex, second, lambda: None)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT rows_filled FROM gaps WHERE stream = 'ethusdt@aggTrade' "
+                            "AND cause NOT LIKE 'stale%' ORDER BY id LIMIT 1").fetchone() == (6,)
+    for symbol in SYMBOLS:
+        ids = stored_ids(db_path, "agg_trade", "agg_id", symbol)
+        assert ids == list(range(ids[0], ids[-1] + 1))

@@ -55,6 +55,7 @@ class RecorderConfig:
     validate_symbols: bool = True
     startup_attempts: int = 5  # REST validation tries before giving up
     backfill: bool = True
+    backfill_drain_s: float = 5.0  # on stop, how long queued gaps may still be filled
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
 
     @property
@@ -70,7 +71,7 @@ class RecorderStats:
     messages: Counter[str] = field(default_factory=Counter)  # by stream kind
     stored: Counter[str] = field(default_factory=Counter)  # new rows by table
     quarantined: int = 0
-    gaps: int = 0  # holes in id-sequenced streams (trade, aggTrade, kline, depth)
+    gaps: int = 0  # holes in id-sequenced streams this run handles, earlier runs' unfilled too
     stale: int = 0  # silences of streams without sequence numbers
     gaps_filled: int = 0
     rows_backfilled: int = 0
@@ -196,7 +197,7 @@ class Recorder:
             for conn in self.connections:
                 conn.stop()
             watchdog.cancel()
-            await self.backfiller.drain(timeout=5.0)
+            await self.backfiller.drain(timeout=self.config.backfill_drain_s)
             backfill.cancel()
 
     async def _shutdown(self) -> None:
@@ -205,12 +206,16 @@ class Recorder:
             await self._writer.close()
 
     async def _resume_from(self, sink: Sink) -> None:
-        """Seed sequencing with the last stored ids so the first live id reveals any hole."""
-        last_ids = getattr(sink, "last_ids", None)
-        if last_ids is None:
-            return
-        for stream, last in (await asyncio.to_thread(last_ids, self.config.stream_names)).items():
+        """Seed sequencing with the last stored ids, so the first live id reveals the hole since
+        the last run, and queue the gaps an earlier run left unfilled."""
+        names = self.config.stream_names
+        for stream, last in (await asyncio.to_thread(sink.last_ids, names)).items():
             self.sequencer.resume(stream, last)
+        assert self.backfiller is not None
+        for stream, first, last, cause in await asyncio.to_thread(sink.unfilled_gaps, names):
+            log.info("gap %s %d..%d from an earlier run: filling it", stream, first, last)
+            self.stats.gaps += 1
+            self.backfiller.request(GapDetected(stream, first, last, cause))
 
     # -- hot path --------------------------------------------------------------------------
 

@@ -188,7 +188,7 @@ def test_multi_row_inserts_respect_the_variable_limit(db_path: Path) -> None:
 
 
 def test_a_value_sqlite_cannot_bind_is_fatal_not_a_hang(db_path: Path) -> None:
-    """A row SQLite cannot take (an int beyond 64 bits) rolls back and raises; nothing half-stored."""
+    """A row SQLite cannot bind (an int beyond 64 bits) rolls the batch back and raises."""
     sink = SqliteSink(db_path)
     good = batch_of("binance_spot_trade.singletons.jsonl").rows["trade"][0]
     with pytest.raises(OverflowError):

@@ -15,10 +15,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from binance_streamer.core.backoff import Verdict, classify_http_status, full_jitter
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.streams import StreamKind, StreamName, parse_stream
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
-from binance_streamer.errors import ExchangeError, RateLimited
+from binance_streamer.errors import ExchangeError, RateLimited, Unreachable
 from binance_streamer.io.rest import RestClient
 
 __all__ = ["Backfiller", "agg_trade_rows", "kline_rows", "trade_rows"]
@@ -65,6 +66,9 @@ class Backfiller:
         self._idle.set()
         self.failures = 0
         self.rate_limited = 0
+        self.max_attempts = 5
+        self._attempts = 0  # of the gap at the head of the queue
+        self._delays = full_jitter(0.5, 30.0)
 
     def __repr__(self) -> str:
         return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
@@ -90,26 +94,44 @@ class Backfiller:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            gap = self._queue[0]
-            try:
-                if isinstance(gap, NeedSnapshot):
-                    await self._snapshot(parse_stream(gap.stream))
-                    self._queue.popleft()
-                    continue
-                rows = await self._fill(gap)
-            except RateLimited as exc:
-                self.rate_limited += 1
-                log.warning("backfill rate limited (HTTP %d); waiting %.0fs", exc.status,
-                            exc.retry_after)
-                await asyncio.sleep(exc.retry_after)
-                continue
-            except ExchangeError as exc:
-                self.failures += 1
-                log.warning("backfill for %s failed: %s", gap.stream, exc)
+            if await self._attempt(self._queue[0]):
                 self._queue.popleft()
-                continue
-            self._queue.popleft()
-            self._filled(gap, rows)
+                self._attempts = 0
+
+    async def _attempt(self, gap: GapDetected | NeedSnapshot) -> bool:
+        """Try ``gap`` once; True when done with it (filled, or given up on)."""
+        try:
+            if isinstance(gap, NeedSnapshot):
+                await self._snapshot(parse_stream(gap.stream))
+                return True
+            rows = await self._fill(gap)
+        except RateLimited as exc:
+            self.rate_limited += 1
+            log.warning("backfill rate limited (HTTP %d); waiting %.0fs", exc.status,
+                        exc.retry_after)
+            await asyncio.sleep(exc.retry_after)
+            return False
+        except ExchangeError as exc:
+            retry = isinstance(exc, Unreachable) or (
+                exc.status >= 400 and classify_http_status(exc.status) is Verdict.RETRY)
+            return await self._failed(gap, exc, retry)
+        except Exception as exc:  # a response of the wrong shape: never crash the recorder
+            return await self._failed(gap, exc, retry=False)
+        self._filled(gap, rows)
+        return True
+
+    async def _failed(self, gap: GapDetected | NeedSnapshot, exc: Exception, retry: bool) -> bool:
+        """Retry server errors and unreachable servers with back-off, a few times; the gap stays
+        unfilled in the database otherwise, and the next start queues it again."""
+        self._attempts += 1
+        if retry and self._attempts < self.max_attempts:
+            delay = next(self._delays)
+            log.warning("backfill for %s failed (%s); retrying in %.1fs", gap.stream, exc, delay)
+            await asyncio.sleep(delay)
+            return False
+        self.failures += 1
+        log.warning("backfill for %s gave up: %s", gap.stream, exc)
+        return True
 
     async def _fill(self, gap: GapDetected) -> int:
         stream = parse_stream(gap.stream)

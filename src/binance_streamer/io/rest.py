@@ -64,7 +64,10 @@ class RestClient:
                     raise ExchangeError(resp.status, _code(body), _message(body))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Unreachable(url, str(exc) or type(exc).__name__) from exc
-        return msgspec.json.decode(body)
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise ExchangeError(resp.status, None, f"{url} answered with invalid JSON") from exc
 
     def _track_weight(self, headers: Any) -> None:
         used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
@@ -74,7 +77,10 @@ class RestClient:
     async def trading_symbols(self) -> dict[str, str]:
         """Every listed symbol and its status (``TRADING``, ``HALT``, ``BREAK``...)."""
         info = await self.get("exchangeInfo")
-        return {s["symbol"]: s.get("status", "") for s in info["symbols"]}
+        try:
+            return {s["symbol"]: s.get("status", "") for s in info["symbols"]}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ExchangeError(200, None, f"unexpected exchangeInfo response: {exc!r}") from exc
 
     async def validate_symbols(self, symbols: list[str]) -> None:
         """Raise `UnknownSymbolError` naming every symbol that is unknown or not trading."""

@@ -178,7 +178,12 @@ class StreamConnection:
             enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
             socket_factory=self._socket,
         )
-        assert isinstance(listener, _Listener)
+        if not isinstance(listener, _Listener):  # picows gives None when the server aborts
+            transport.disconnect()
+            raise ConnectionError("the server closed the connection during the handshake")
+        if self._stopping.is_set():  # stop() came while connecting: nobody else will close it
+            transport.disconnect()
+            raise ConnectionError("stopped while connecting")
         return transport, listener
 
     async def _socket(self, url: picows.WSParsedURL) -> socket.socket:
@@ -238,7 +243,8 @@ class StreamConnection:
                 replacement = await self._replace(transport)
                 if replacement is None:
                     return
-                transport, opened = replacement, time.monotonic()
+                if replacement is not transport:
+                    transport, opened = replacement, time.monotonic()
 
     async def _replace(self, old: WSTransport) -> WSTransport | None:
         """Open a new connection, wait for its first data, then close ``old``."""
@@ -247,11 +253,13 @@ class StreamConnection:
             await self._wait_for_attempt_slot()
             new, listener = await self._open()
             await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
-        except Exception as exc:  # any failure falls back to a plain reconnect
+        except Exception as exc:  # keep the old connection; the next tick tries again
             log.warning("rollover of connection #%d failed: %s", self.index, exc)
             if new is not None:
                 new.disconnect()
-            old.disconnect()
+            return old if not old.is_disconnected else None
+        if self._stopping.is_set():
+            new.disconnect()
             return None
         self.rollovers += 1
         self._adopt(new)

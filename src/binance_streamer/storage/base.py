@@ -57,6 +57,14 @@ class Sink(Protocol):
         """Store ``batch`` in one transaction; raise StorageBusy or StorageFatal on failure."""
         ...
 
+    def last_ids(self, streams: list[str]) -> dict[str, int]:
+        """The last stored id (trade, aggTrade) or closed kline open time of each stream."""
+        ...
+
+    def unfilled_gaps(self, streams: list[str]) -> list[tuple[str, int, int, str]]:
+        """Gaps of ``streams`` recorded but not filled yet: (stream, first, last, cause)."""
+        ...
+
     def meta(self, key: str, default: str) -> str:
         """The stored value of ``key``, storing ``default`` first if there is none."""
         ...

@@ -119,6 +119,15 @@ class PostgresSink:
                     found[stream] = int(row[0])
         return found
 
+    def unfilled_gaps(self, streams: list[str]) -> list[tuple[str, int, int, str]]:
+        """Gaps of ``streams`` not filled yet (a stop or crash came first)."""
+        from binance_streamer.storage.query import UNFILLED_GAPS_SQL
+
+        wanted = set(streams)
+        with self._conn.transaction():
+            rows = self._conn.execute(UNFILLED_GAPS_SQL).fetchall()
+        return [tuple(r) for r in rows if r[0] in wanted]
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()

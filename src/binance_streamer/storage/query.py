@@ -12,7 +12,15 @@ from typing import Any
 from binance_streamer.core.streams import StreamKind, parse_stream
 from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
 
-__all__ = ["LAST_ID_SQL", "QueryResult", "last_id_params", "read_rows", "table_counts", "table_for"]
+__all__ = [
+    "LAST_ID_SQL",
+    "UNFILLED_GAPS_SQL",
+    "QueryResult",
+    "last_id_params",
+    "read_rows",
+    "table_counts",
+    "table_for",
+]
 
 # ``{mark}`` is the driver's placeholder. A kline resumes from its last *closed* candle, so one
 # stored mid-candle (at a crash or disconnect) is fetched again, complete.
@@ -27,6 +35,11 @@ _TIME_COLUMN = {t.name: "event_time" for t in TABLES}
 _TIME_COLUMN.update(kline="open_time", book_ticker="received_ns", partial_depth="received_ns",
                     depth_snapshot="received_ns", gaps="detected_ns", quarantine="received_ns",
                     raw_frame="received_ns")
+
+
+# Gaps a later backfill can still fill (silences have nothing to fetch).
+UNFILLED_GAPS_SQL = ("SELECT stream, first_missing, last_missing, cause FROM gaps "
+                     "WHERE filled_ns IS NULL AND cause NOT LIKE 'stale%' ORDER BY id")
 
 
 def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:

@@ -154,6 +154,13 @@ class SqliteSink:
         """See `last_ids`; called once before recording starts."""
         return last_ids(self._conn, streams)
 
+    def unfilled_gaps(self, streams: list[str]) -> list[tuple[str, int, int, str]]:
+        """Gaps of ``streams`` not filled yet (a stop or crash came first)."""
+        from binance_streamer.storage.query import UNFILLED_GAPS_SQL
+
+        wanted = set(streams)
+        return [r for r in self._conn.execute(UNFILLED_GAPS_SQL) if r[0] in wanted]
+
     def close(self) -> None:
         """Stop checkpointing and close (the last close checkpoints the whole WAL)."""
         self._checkpointer.close()
