@@ -37,8 +37,7 @@ async def record_until_complete(ex: LocalExchange, recorder: Recorder, streams: 
     task = asyncio.create_task(recorder.run())
     await asyncio.wait_for(ex.finished(), TIMEOUT)
     published = sum(ex.history.count(s) for s in streams)
-    await recorder.wait_until(lambda s: s.total_messages >= published and not len(recorder._batch)
-                              and recorder._writer is not None and not recorder._writer.pending,
+    await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
                               TIMEOUT)
     recorder.stop()
     await asyncio.wait_for(task, TIMEOUT)

@@ -79,8 +79,7 @@ async def caught_up(recorder: Recorder, ex: LocalExchange, extra: int = 20) -> N
     def done(s: RecorderStats) -> bool:
         seen = live_ids(recorder)
         return (all(seen.get(n, -1) >= t for n, t in targets.items())
-                and s.gaps_filled == s.gaps and recorder._writer is not None
-                and not recorder._writer.pending)
+                and s.gaps_filled == s.gaps and recorder.flushed)
     await recorder.wait_until(done, TIMEOUT)
 
 
@@ -141,7 +140,8 @@ async def test_skipped_messages_are_backfilled_exactly(db_path: Path) -> None:
 async def test_rollover_before_the_lifetime_ends_loses_nothing(db_path: Path) -> None:
     """With a 1 s lifetime the connection is replaced repeatedly, overlap deduplicated, no gap."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
-        recorder = make_recorder(ex, db_path, connection=fast_settings(lifetime_s=1.0))
+        recorder = make_recorder(
+            ex, db_path, connection=fast_settings(lifetime_s=1.0, stall_timeout_s=10.0))
         task = asyncio.create_task(recorder.run())
         await asyncio.wait_for(recorder.ready.wait(), TIMEOUT)
         await recorder.wait_until(lambda s: recorder.connections[0].rollovers >= 3, TIMEOUT)
@@ -196,7 +196,7 @@ async def test_fifty_connections_reconnect_at_once_without_a_1008(db_path: Path)
         recorder = Recorder(RecorderConfig(
             symbols=symbols, streams=["aggTrade", "trade"], database=db_path,
             ws_url=ex.ws_url, rest_url=ex.rest_url, max_streams_per_connection=1,
-            connection=fast_settings()))
+            connection=fast_settings(stall_timeout_s=10.0)))
         task = asyncio.create_task(recorder.run())
         await asyncio.wait_for(ex.wait_subscribed(50), TIMEOUT)
         ex.faults.drop_now()

@@ -13,6 +13,7 @@ from binance_streamer.errors import (
     Unreachable,
 )
 from binance_streamer.recorder import BINANCE_WS_URL, Recorder, RecorderConfig, RecorderStats
+from binance_streamer.storage.query import QueryResult, query
 from binance_streamer.streamer import BinanceStreamer
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ExchangeError",
     "InvalidStreamName",
+    "QueryResult",
     "RateLimited",
     "Recorder",
     "RecorderConfig",
@@ -33,6 +35,7 @@ __all__ = [
     "UnknownSymbolError",
     "Unreachable",
     "parse_stream",
+    "query",
     "streams_for",
 ]
 __version__ = "0.1.0"

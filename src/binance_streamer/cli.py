@@ -11,9 +11,9 @@ import signal
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,8 +25,8 @@ from binance_streamer.core.streams import InvalidStreamName, kind_names, parse_s
 from binance_streamer.errors import ConfigError, StorageFatal, StreamerError
 from binance_streamer.io.rest import BINANCE_REST_URL
 from binance_streamer.recorder import BINANCE_WS_URL, Recorder, RecorderConfig, RecorderStats
-from binance_streamer.storage.postgres import is_postgres_url
-from binance_streamer.storage.query import read_rows, table_for
+from binance_streamer.storage.query import query as read_query
+from binance_streamer.storage.query import read_rows
 
 __all__ = ["main"]
 
@@ -79,7 +79,7 @@ def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> 
 def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
            no_backfill: bool, microseconds: bool) -> None:
-    """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into a SQLite database.
+    """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
     Symbols are checked against the exchange first. Ctrl-C or SIGTERM stops after writing
     everything received; a summary follows. Exit codes: 0 done, 1 storage or network failure,
@@ -124,32 +124,42 @@ async def _record_with_status(recorder: Recorder, duration: float | None) -> Rec
     return await task
 
 
+class _StatusLine:
+    """The live status: connections, msgs/s by stream kind since the last call, rows stored."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._then = time.monotonic()
+        self._counts: Counter[str] = Counter()
+
+    def __call__(self) -> str:
+        stats, now = self.recorder.stats, time.monotonic()
+        elapsed = max(now - self._then, 1e-9)
+        rates = {k: (n - self._counts[k]) / elapsed for k, n in stats.messages.items()}
+        self._then, self._counts = now, Counter(stats.messages)
+        conns = self.recorder.connections
+        kinds = " ".join(f"{k} {r:,.0f}/s" for k, r in sorted(rates.items()))
+        return (f"connections {sum(c.is_open for c in conns)}/{len(conns)} | "
+                f"{kinds or 'waiting for data'} | stored {stats.total_stored:,} | "
+                f"gaps {stats.gaps} (filled {stats.gaps_filled}) | "
+                f"quarantined {stats.quarantined}")
+
+
 @contextlib.contextmanager
 def _status_display(recorder: Recorder) -> Iterator[Callable[[], None]]:
-    last = {"t": time.monotonic(), "n": 0, "logged": time.monotonic()}
-    def rate() -> float:
-        now, n = time.monotonic(), recorder.stats.total_messages
-        r = (n - last["n"]) / max(now - last["t"], 1e-9)
-        last.update(t=now, n=n)
-        return r
+    """On a terminal a live line, refreshed each second; otherwise a log line every 10 s."""
+    line = _StatusLine(recorder)
     if err.is_terminal:
         with Live(console=err, refresh_per_second=4, transient=True) as live:
-            yield lambda: live.update(_status_line(recorder, rate()))
+            yield lambda: live.update(line())
         return
+    logged = time.monotonic()
     def plain() -> None:
-        if time.monotonic() - last["logged"] >= 10:
-            last["logged"] = time.monotonic()
-            err.print(_status_line(recorder, rate()), soft_wrap=True)
+        nonlocal logged
+        if time.monotonic() - logged >= 10:
+            logged = time.monotonic()
+            err.print(line(), soft_wrap=True)
     yield plain
-
-
-def _status_line(recorder: Recorder, rate: float) -> str:
-    s = recorder.stats
-    open_ = sum(c.is_open for c in recorder.connections)
-    kinds = " ".join(f"{k}={v}" for k, v in sorted(s.messages.items()))
-    return (f"connections {open_}/{len(recorder.connections)} | {rate:,.0f} msg/s | "
-            f"{kinds or 'waiting for data'} | stored {s.total_stored:,} | gaps {s.gaps} "
-            f"(filled {s.gaps_filled}) | quarantined {s.quarantined}")
 
 
 def _print_summary(stats: RecorderStats, db: str) -> None:
@@ -199,31 +209,16 @@ def _parse_time(value: str | None) -> int | None:
 def query(symbol: str | None, kind: str, since: str | None, until: str | None,
           limit: int | None, fmt: str, db: str) -> None:
     """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
-    postgres = is_postgres_url(db)
-    if not postgres and not Path(db).exists():
-        err.print(f"[red]error:[/red] no database at {db}")
-        sys.exit(2)
     try:
-        table = table_for(kind)
+        result = read_query(db, kind, symbol, _parse_time(since), _parse_time(until), limit)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
     except (InvalidStreamName, KeyError):
         known = ", ".join(kind_names())
         err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {known}")
         sys.exit(2)
-    conn = _connect_read_only(db)
-    try:
-        result = read_rows(conn, table, symbol, _parse_time(since), _parse_time(until), limit,
-                           mark="%s" if postgres else "?")
-    finally:
-        conn.close()
     _emit(result.columns, result.rows, fmt)
-
-
-def _connect_read_only(db: str) -> Any:
-    if is_postgres_url(db):
-        import psycopg
-
-        return psycopg.connect(db)
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
 
 
 def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:

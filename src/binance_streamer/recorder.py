@@ -119,6 +119,11 @@ class Recorder:
                 f"connections={sum(c.is_open for c in self.connections)}/{len(self.connections)} "
                 f"messages={self.stats.total_messages} stored={self.stats.total_stored}>")
 
+    @property
+    def flushed(self) -> bool:
+        """True when every message received so far is committed (nothing waits for the disk)."""
+        return not len(self._batch) and self._writer is not None and not self._writer.pending
+
     async def wait_until(self, done: Callable[[RecorderStats], bool], timeout: float) -> None:
         """Wait until ``done(stats)`` holds, re-checked after every committed batch."""
         async with asyncio.timeout(timeout):
@@ -353,6 +358,7 @@ class Recorder:
                 self.stats.stale += 1
                 self._batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
                                          gap.cause, time.time_ns()))
+                self._flush()
 
 
 def _check_time_unit(sink: Sink, microseconds: bool) -> None:

@@ -122,7 +122,8 @@ class FrameDecoder:
                 Combined[event_type]  # type: ignore[valid-type]
             )
             route = Route(stream, decoder, TABLE_FOR_KIND[stream.kind], row_builder(stream))
-            self._routes[name] = route
+            if len(self._routes) < _MAX_ROUTES:  # a server inventing names cannot grow this
+                self._routes[name] = route
         return route
 
     def decode(self, frame: bytes) -> Outcome:

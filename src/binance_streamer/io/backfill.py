@@ -40,10 +40,11 @@ def trade_rows(symbol: str, items: list[dict[str, Any]]) -> list[Row]:
              i.get("isBestMatch"), None, None, "rest") for i in items]
 
 
-def kline_rows(symbol: str, interval: str, items: list[list[Any]], now_ms: int) -> list[Row]:
-    """REST kline arrays -> ``kline`` rows; a kline is closed once its close time has passed."""
+def kline_rows(symbol: str, interval: str, items: list[list[Any]], now: int) -> list[Row]:
+    """REST kline arrays -> ``kline`` rows; a kline is closed once its close time has passed
+    (``now`` in the unit of the kline times)."""
     return [(symbol, interval, k[0], k[6], None, None, k[1], k[4], k[2], k[3], k[5], k[8],
-             k[6] < now_ms, k[7], k[9], k[10], None, None, "rest") for k in items]
+             k[6] < now, k[7], k[9], k[10], None, None, "rest") for k in items]
 
 
 class Backfiller:
@@ -178,8 +179,8 @@ class Backfiller:
             items = await self._rest.klines(symbol, stream.interval, start, gap.last_missing)
             if not items:
                 break
-            self._submit(KLINE.name, kline_rows(symbol, stream.interval, items,
-                                                time.time_ns() // 1_000_000))
+            now = time.time_ns() // (1_000 if self._rest.microseconds else 1_000_000)
+            self._submit(KLINE.name, kline_rows(symbol, stream.interval, items, now))
             total += len(items)
             start = items[-1][0] + 1
         return total

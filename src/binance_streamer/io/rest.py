@@ -31,6 +31,7 @@ class RestClient:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         # rest-api.md "General API Information": times in µs with this header.
+        self.microseconds = microseconds
         self._headers = {"X-MBX-TIME-UNIT": "MICROSECOND"} if microseconds else {}
         self._session: aiohttp.ClientSession | None = None
         self.used_weight = 0

@@ -5,8 +5,10 @@ Works on any DB-API connection (sqlite3 or psycopg); ``mark`` is the parameter p
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from binance_streamer.core.streams import StreamKind, parse_stream
@@ -17,6 +19,7 @@ __all__ = [
     "UNFILLED_GAPS_SQL",
     "QueryResult",
     "last_id_params",
+    "query",
     "read_rows",
     "table_counts",
     "table_for",
@@ -112,3 +115,28 @@ def table_counts(conn: Any, tables: Sequence[str] | None = None) -> dict[str, in
     """Row count per table (all market tables by default, bookkeeping included)."""
     names = list(tables) if tables else [t.name for t in TABLES] + ["gaps", "quarantine"]
     return {n: int(conn.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0]) for n in names}
+
+
+def query(
+    database: str | Path, kind: str = "ticker", symbol: str | None = None,
+    since: int | None = None, until: int | None = None, limit: int | None = None,
+) -> QueryResult:
+    """Recorded rows of one stream kind (or bookkeeping table) from a SQLite file or a
+    ``postgresql://`` URL, oldest first; ``since``/``until`` in epoch ms.
+
+    Raises `FileNotFoundError` for a missing SQLite file and `InvalidStreamName` or
+    `KeyError` for an unknown kind.
+    """
+    table = table_for(kind)
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(database) as pg:
+            return read_rows(pg, table, symbol, since, until, limit, mark="%s")
+    if not Path(database).exists():
+        raise FileNotFoundError(f"no database at {database}")
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return read_rows(conn, table, symbol, since, until, limit)
+    finally:
+        conn.close()
