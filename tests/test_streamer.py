@@ -6,7 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from binance_streamer import BinanceStreamer
+from binance_streamer import BinanceStreamer, RecorderStats, StreamKind
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
 from tests.conftest import TIMEOUT
@@ -20,7 +20,9 @@ async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path)
         assert streamer.ws_url == "wss://stream.binance.com:9443/ws"
         assert streamer.get_market_data() == []  # the database exists before streaming
         streamer.ws_url = f"{ex.ws_url}/ws"  # the only change from the tutorial
-        thread = threading.Thread(target=streamer.start_stream, daemon=True)
+        results: list[RecorderStats] = []
+        thread = threading.Thread(target=lambda: results.append(streamer.start_stream()),
+                                  daemon=True)
         thread.start()
         async with asyncio.timeout(TIMEOUT):
             while len(streamer.get_market_data("BTCUSDT")) < 3:  # read while streaming
@@ -29,6 +31,8 @@ async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path)
         await asyncio.to_thread(thread.join, TIMEOUT)
         assert not thread.is_alive()
     rows = streamer.get_market_data()
+    [stats] = results
+    assert len(rows) == stats.messages[StreamKind.TICKER]  # stop() kept every ticker received
     sent = {(e["s"], float(e["c"]), e["E"]) for s in ("btcusdt@ticker", "ethusdt@ticker")
             for e in ex.history.events(s)}
     assert {(sym, price, ts) for _, sym, price, ts in rows} <= sent
