@@ -15,6 +15,7 @@ from binance_streamer import Recorder, RecorderConfig, UnknownSymbolError
 from binance_streamer.cli import main
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
+from tests.core.test_decoding import KEYS, KLINE_KEYS
 from tests.conftest import TIMEOUT
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
@@ -62,9 +63,17 @@ async def test_every_replayed_message_is_stored_once_with_every_field(db_path: P
         sent_depth = ex.history.events(f"{symbol.lower()}@depth@100ms")
         assert depth == [(e["U"], e["u"], json.dumps(e["b"], separators=(",", ":")))
                          for e in sent_depth]
-        tickers = rows(db_path, "SELECT event_time, last_price FROM ticker WHERE symbol = ? "
+        columns = list(KEYS["ticker"])
+        tickers = rows(db_path, f"SELECT {', '.join(columns)} FROM ticker WHERE symbol = ? "
                        "ORDER BY event_time", symbol)
-        assert tickers == [(e["E"], e["c"]) for e in ex.history.events(f"{symbol.lower()}@ticker")]
+        assert tickers == [tuple(e[KEYS["ticker"][c]] for c in columns)
+                           for e in ex.history.events(f"{symbol.lower()}@ticker")]
+        latest = {e["k"]["t"]: e for e in ex.history.events(f"{symbol.lower()}@kline_1m")}
+        columns = list(KLINE_KEYS)
+        klines = rows(db_path, f"SELECT {', '.join(columns)}, event_time FROM kline "
+                      "WHERE symbol = ? ORDER BY open_time", symbol)
+        assert klines == [(*(e["k"][KLINE_KEYS[c]] for c in columns), e["E"])
+                          for _, e in sorted(latest.items())]
     assert rows(db_path, "SELECT COUNT(*) FROM quarantine") == [(0,)]
     assert rows(db_path, "SELECT stream FROM gaps WHERE cause NOT LIKE 'stale%'") == []
 
