@@ -60,6 +60,7 @@ class RecorderConfig:
 
     @property
     def stream_names(self) -> list[str]:
+        """Every stream recorded: each symbol x each stream type, market-wide ones once."""
         return streams_for(self.symbols, self.streams)
 
 
@@ -81,10 +82,12 @@ class RecorderStats:
 
     @property
     def total_messages(self) -> int:
+        """Market messages decoded, all kinds."""
         return sum(self.messages.values())
 
     @property
     def total_stored(self) -> int:
+        """Market rows written (new or, for klines, updated), bookkeeping tables excluded."""
         skip = ("raw_frame", "quarantine", "gaps")
         return sum(v for k, v in self.stored.items() if k not in skip)
 

@@ -13,13 +13,14 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from binance_streamer.core.backoff import retry_after_s
 from binance_streamer.errors import ExchangeError, RateLimited, UnknownSymbolError, Unreachable
 
 __all__ = ["BINANCE_REST_URL", "RestClient"]
 
 BINANCE_REST_URL = "https://api.binance.com"
-# A 418 without Retry-After: wait 2 minutes, the shortest documented ban (rest-api.md "LIMITS").
-_DEFAULT_BAN_S = 120.0
+# A 429 without a usable Retry-After (a 418 gets the 2-minute ban fallback of retry_after_s).
+_DEFAULT_WAIT_S = 60.0
 
 
 class RestClient:
@@ -60,7 +61,9 @@ class RestClient:
                 body = await resp.read()
                 self._track_weight(resp.headers)
                 if resp.status in (418, 429):
-                    raise RateLimited(resp.status, _retry_after(resp.headers), _message(body))
+                    wait = retry_after_s(resp.status, resp.headers.get("Retry-After"))
+                    raise RateLimited(resp.status, wait if wait is not None else _DEFAULT_WAIT_S,
+                                      _message(body))
                 if resp.status != 200:
                     raise ExchangeError(resp.status, _code(body), _message(body))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -127,14 +130,6 @@ class RestClient:
 
 def _param(v: Any) -> str:
     return json.dumps(v, separators=(",", ":")) if isinstance(v, list) else str(v)
-
-
-def _retry_after(headers: Any) -> float:
-    value = headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else _DEFAULT_BAN_S
-    except ValueError:
-        return _DEFAULT_BAN_S
 
 
 def _decode_error(body: bytes) -> dict[str, Any]:

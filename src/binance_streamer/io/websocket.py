@@ -108,6 +108,7 @@ class StreamConnection:
 
     @property
     def is_open(self) -> bool:
+        """True while a WebSocket is connected."""
         return self._transport is not None
 
     def deliver(self, payload: bytes) -> None:
