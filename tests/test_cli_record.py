@@ -80,3 +80,27 @@ async def test_unreachable_exchange_is_retried_then_reported() -> None:
                              "--rest-url", "http://127.0.0.1:9")
     assert code == 1
     assert err.count("retrying in") == 4 and "cannot reach http://127.0.0.1:9" in err
+
+
+async def test_replay_command_serves_until_interrupted() -> None:
+    """`replay` prints its URLs once ready, serves Binance REST and streams, and stops on SIGINT."""
+    import json
+
+    import aiohttp
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "binance_streamer.cli", "replay", "--port", "0",
+        "--synthetic", "BTCUSDT", "--rate", "50",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    ws_line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+    rest_line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
+    ws_url, rest_url = ws_line.split()[1], rest_line.split()[1]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rest_url}/api/v3/exchangeInfo?symbol=BTCUSDT") as resp:
+            assert [s["symbol"] for s in (await resp.json())["symbols"]] == ["BTCUSDT"]
+        async with http.ws_connect(f"{ws_url}/ws/btcusdt@trade") as ws:
+            trade = json.loads((await asyncio.wait_for(ws.receive(), TIMEOUT)).data)
+    assert trade["e"] == "trade" and trade["s"] == "BTCUSDT"
+    proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
