@@ -104,3 +104,13 @@ async def test_replay_command_serves_until_interrupted() -> None:
     assert trade["e"] == "trade" and trade["s"] == "BTCUSDT"
     proc.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(proc.wait(), TIMEOUT) == 0
+
+
+async def test_demo_records_the_bundled_session(tmp_path: Path) -> None:
+    """`demo` replays the bundled real session into a database and shows its first tickers."""
+    db = tmp_path / "demo.db"
+    code, out, err = await cli("demo", "--speed", "max", "--db", str(db))
+    assert code == 0, err
+    assert "First tickers" in out and "58001.04000000" in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM agg_trade").fetchone() == (1910,)
