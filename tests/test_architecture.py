@@ -61,3 +61,16 @@ def test_every_command_has_help_a_newcomer_can_read() -> None:
         for param in command.params:
             if param.name != "help" and param.__class__.__name__ != "Argument":
                 assert getattr(param, "help", None), (name, param.name)
+
+
+def test_ruff_and_mypy_are_clean() -> None:
+    """The whole tree passes ruff, and src/ passes mypy --strict."""
+    import subprocess
+
+    root = SRC.parent.parent
+    bin_dir = Path(sys.executable).parent
+    ruff = subprocess.run([bin_dir / "ruff", "check", "--quiet", "."], cwd=root,
+                          capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    mypy = subprocess.run([bin_dir / "mypy"], cwd=root, capture_output=True, text=True)
+    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
