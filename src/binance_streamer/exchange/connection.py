@@ -45,6 +45,7 @@ class Connection:
         self.path = path
         self.state = SessionState(combined=combined)
         self.micros = micros
+        self._micros_bit = FMT_MICROS if micros else 0
         self.opened = self.last_write = time.monotonic()
         self.sent = 0
         self.pending: list[bytes] = []
@@ -70,7 +71,7 @@ class Connection:
     @property
     def fmt(self) -> int:
         """The output format bits for `Event.frame`."""
-        return (FMT_COMBINED if self.state.combined else 0) | (FMT_MICROS if self.micros else 0)
+        return (FMT_COMBINED if self.state.combined else 0) | self._micros_bit
 
     def deliver(self, event: Event) -> None:
         """Queue ``event``'s frame for this connection (applying armed faults)."""
@@ -78,7 +79,8 @@ class Connection:
             return
         if self.faulty and self._fault(event):
             return
-        data = event.frame(self.fmt)
+        # `fmt`, inlined: this runs once per event and connection
+        data = event.frame((FMT_COMBINED if self.state.combined else 0) | self._micros_bit)
         self.pending.append(data)
         self.pending_bytes += len(data)
         self.sent += 1

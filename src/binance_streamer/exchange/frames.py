@@ -8,6 +8,7 @@ millisecond or microsecond times (``timeUnit=MICROSECOND``).
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgspec
@@ -51,15 +52,19 @@ _TIME_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+_header7 = struct.Struct(">BB").pack
+_header16 = struct.Struct(">BBH").pack
+_header64 = struct.Struct(">BBQ").pack
+
+
 def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
     """One final, unmasked frame carrying ``payload`` (RFC 6455 section 5.2)."""
     n = len(payload)
-    first = bytes((0x80 | opcode,))
     if n < 126:
-        return first + bytes((n,)) + payload
+        return _header7(0x80 | opcode, n) + payload
     if n < 65536:
-        return first + b"\x7e" + n.to_bytes(2, "big") + payload
-    return first + b"\x7f" + n.to_bytes(8, "big") + payload
+        return _header16(0x80 | opcode, 126, n) + payload
+    return _header64(0x80 | opcode, 127, n) + payload
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
@@ -107,7 +112,7 @@ class Event:
         cached = self._frames[fmt]
         if cached is not None:
             return cached
-        built = frame(self.text(fmt))
+        built = frame(self.text(fmt) if fmt else self.data)
         self._frames[fmt] = built
         return built
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["History", "trim"]
+__all__ = ["History", "trim", "trim_appended"]
 
 
 def trim(items: list[Any], limit: int | None) -> int:
@@ -15,6 +15,24 @@ def trim(items: list[Any], limit: int | None) -> int:
     if limit is None or len(items) <= limit + limit // 10:
         return 0
     excess = len(items) - limit
+    del items[:excess]
+    return excess
+
+
+def trim_appended(items: list[Any], added: int, limit: int | None) -> int:
+    """Trim ``items`` after ``added`` items were appended at once, leaving exactly what calling
+    `trim` after each single append would have left; returns how many were dropped.
+
+    ``items`` must have satisfied `trim`'s bound before the append.
+    """
+    if limit is None or added <= 0:
+        return 0
+    high = limit + limit // 10
+    if len(items) <= high:
+        return 0
+    # The first trim happens at high + 1 items; every (high + 1 - limit) appends repeat it.
+    keep = limit + (len(items) - high - 1) % (high + 1 - limit)
+    excess = len(items) - keep
     del items[:excess]
     return excess
 

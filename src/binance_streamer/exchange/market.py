@@ -17,7 +17,7 @@ from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamN
 from binance_streamer.exchange import stats
 from binance_streamer.exchange.book import OrderBook
 from binance_streamer.exchange.frames import Event
-from binance_streamer.exchange.history import History, trim
+from binance_streamer.exchange.history import History, trim_appended
 from binance_streamer.exchange.hub import Hub
 
 __all__ = ["Market", "SymbolState"]
@@ -28,15 +28,24 @@ _FIVE_MIN = 300_000
 
 
 class SymbolState:
-    """One symbol's history: aggregate trades (sorted by time), trades and its order book."""
+    """One symbol's history: aggregate trades (sorted by time), trades and its order book.
+
+    Publishing only appends the payload (`add_agg`, `add_trade`); the REST records
+    (`aggs`, `agg_times`, `trades`) are built from the new payloads when next read, so the hot
+    path allocates nothing per event and REST-only state costs nothing until REST asks.
+    """
 
     def __init__(self, symbol: str, *, synthetic: bool, limit: int | None = None) -> None:
         self.symbol = symbol
         self.limit = limit
         self.synthetic = synthetic
-        self.aggs: list[stats.AggRec] = []
-        self.agg_times: list[int] = []
-        self.trades: list[dict[str, Any]] = []
+        self._aggs: list[stats.AggRec] = []
+        self._agg_times: list[int] = []
+        self._new_aggs: list[dict[str, Any]] = []
+        self._last_agg_id: int | None = None
+        self._trades: list[dict[str, Any]] = []
+        self._new_trades: list[dict[str, Any]] = []
+        self._last_trade_id: int | None = None
         self.book = OrderBook()
         self.recorded: set[str] = set()
         self.kline_open: dict[str, tuple[int, int]] = {}
@@ -52,24 +61,59 @@ class SymbolState:
 
     def add_agg(self, payload: dict[str, Any]) -> None:
         """Record one published aggregate trade (ids at or below the last one are ignored)."""
-        if self.aggs and payload["a"] <= self.aggs[-1].agg_id:
+        agg_id = payload["a"]
+        if self._last_agg_id is not None and agg_id <= self._last_agg_id:
             return
-        rec = stats.AggRec(payload)
-        self.aggs.append(rec)
-        self.agg_times.append(rec.time)
+        self._last_agg_id = agg_id
+        self._new_aggs.append(payload)
         self.changed = True
-        if trim(self.aggs, self.limit):
-            del self.agg_times[: len(self.agg_times) - len(self.aggs)]
+        if self.limit is not None and len(self._new_aggs) > self.limit:
+            self._absorb_aggs()  # keep memory bounded when nobody reads
 
     def add_trade(self, payload: dict[str, Any]) -> None:
-        """Record one published trade as a REST ``trades`` row."""
-        if self.trades and payload["t"] <= self.trades[-1]["id"]:
+        """Record one published trade (ids at or below the last one are ignored)."""
+        trade_id = payload["t"]
+        if self._last_trade_id is not None and trade_id <= self._last_trade_id:
             return
-        quote = stats.fmt8(Decimal(payload["p"]) * Decimal(payload["q"]))
-        self.trades.append({"id": payload["t"], "price": payload["p"], "qty": payload["q"],
-                            "quoteQty": quote, "time": payload["T"],
-                            "isBuyerMaker": payload["m"], "isBestMatch": True})
-        trim(self.trades, self.limit)
+        self._last_trade_id = trade_id
+        self._new_trades.append(payload)
+        if self.limit is not None and len(self._new_trades) > self.limit:
+            self._absorb_trades()
+
+    @property
+    def aggs(self) -> list[stats.AggRec]:
+        """The aggregate trades as REST records, oldest first."""
+        if self._new_aggs:
+            self._absorb_aggs()
+        return self._aggs
+
+    @property
+    def agg_times(self) -> list[int]:
+        """The trade time ``T`` of each of `aggs`."""
+        if self._new_aggs:
+            self._absorb_aggs()
+        return self._agg_times
+
+    @property
+    def trades(self) -> list[dict[str, Any]]:
+        """The trades as REST ``trades`` rows, oldest first."""
+        if self._new_trades:
+            self._absorb_trades()
+        return self._trades
+
+    def _absorb_aggs(self) -> None:
+        recs = [stats.AggRec(p) for p in self._new_aggs]
+        self._new_aggs.clear()
+        self._aggs += recs
+        self._agg_times += [rec.time for rec in recs]
+        if trim_appended(self._aggs, len(recs), self.limit):
+            del self._agg_times[: len(self._agg_times) - len(self._aggs)]
+
+    def _absorb_trades(self) -> None:
+        rows = [_trade_row(p) for p in self._new_trades]
+        self._new_trades.clear()
+        self._trades += rows
+        trim_appended(self._trades, len(rows), self.limit)
 
     def window(self, start_ms: int, end_ms: int) -> tuple[list[stats.AggRec], stats.AggRec | None]:
         """Aggregate trades with ``start_ms < T <= end_ms`` and the one before them."""
@@ -109,16 +153,25 @@ class Market:
         """Publish one event on the shared timeline: history, market state, subscribers."""
         self.history.add(stream, payload)
         if isinstance(payload, dict) and "s" in payload:
-            kind = payload.get("e")
-            if kind == "aggTrade":
-                self.symbol(payload["s"]).add_agg(payload)
-            elif kind == "trade":
-                self.symbol(payload["s"]).add_trade(payload)
-            elif kind == "depthUpdate":
-                state = self.symbol(payload["s"])
-                if not state.synthetic:
-                    state.book.apply(payload["U"], payload["u"], payload["b"], payload["a"])
-        self.hub.publish(Event(stream, payload))
+            self._record(payload)
+        if stream in self.hub.subs:  # encode only what somebody receives
+            self.hub.publish(Event(stream, payload))
+
+    def _record(self, payload: dict[str, Any]) -> None:
+        """Keep the REST state of a published trade, aggregate trade or depth diff."""
+        kind = payload.get("e")
+        if kind == "aggTrade":
+            self._state(payload["s"]).add_agg(payload)
+        elif kind == "trade":
+            self._state(payload["s"]).add_trade(payload)
+        elif kind == "depthUpdate":
+            state = self._state(payload["s"])
+            if not state.synthetic:
+                state.book.apply(payload["U"], payload["u"], payload["b"], payload["a"])
+
+    def _state(self, symbol: str) -> SymbolState:
+        """The state of ``symbol``: one dict lookup when known, else created by `symbol`."""
+        return self.symbols.get(symbol) or self.symbol(symbol)
 
     def snapshot(self, symbol: str, body: dict[str, Any]) -> None:
         """A recorded REST depth snapshot reached the timeline: adopt it if it is newer."""
@@ -229,6 +282,13 @@ class Market:
         if not trades:
             return None
         return stats.kline(state.symbol, now, name.interval, bounds, trades, False)
+
+
+def _trade_row(payload: dict[str, Any]) -> dict[str, Any]:
+    """The REST ``trades`` row of a published trade."""
+    quote = stats.fmt8(Decimal(payload["p"]) * Decimal(payload["q"]))
+    return {"id": payload["t"], "price": payload["p"], "qty": payload["q"], "quoteQty": quote,
+            "time": payload["T"], "isBuyerMaker": payload["m"], "isBestMatch": True}
 
 
 def _cadence(name: StreamName) -> int:
