@@ -114,7 +114,6 @@ class Recorder:
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
-        self._last_seen: dict[str, int] = {}
         self._seen_count: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -235,8 +234,7 @@ class Recorder:
             batch.add(route.table.name, route.rows(out.event, received_ns, "ws"))
             stream = route.stream
             self.stats.messages[stream.kind] += 1
-            # Read by the silence watchdog each second.
-            self._last_seen[stream.name] = received_ns
+            # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
             if stream.kind in _SEQUENCED:
                 self._sequence(stream.kind, stream.name, out.event, received_ns)
@@ -352,11 +350,12 @@ class Recorder:
     async def _watch_staleness(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            seen, self._last_seen = self._last_seen, {}
+            # Messages counted since the last round are taken as seen now: 1 s resolution.
+            now_ms = time.time_ns() // 1_000_000
             counts, self._seen_count = self._seen_count, {}
-            for stream, received_ns in seen.items():
-                self.sequencer.seen(stream, received_ns // 1_000_000, counts.get(stream, 1))
-            for gap in self.sequencer.stale(time.time_ns() // 1_000_000):
+            for stream, count in counts.items():
+                self.sequencer.seen(stream, now_ms, count)
+            for gap in self.sequencer.stale(now_ms):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1
                 self._batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,

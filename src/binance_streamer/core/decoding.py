@@ -133,7 +133,10 @@ class FrameDecoder:
             route = self._by_key.get(frame[:end])
             if route is None:
                 return self._first_of_stream(frame, end)
-            return self._typed(route, frame)  # the hot path: a stream seen before
+            try:  # the hot path: a stream seen before
+                return Decoded(route, route.decoder.decode(frame).data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return self._typed(route, frame)
         return self._other(frame)
 
     @staticmethod
