@@ -61,7 +61,8 @@ def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> 
 @click.argument("symbols", nargs=-1)
 @click.option("--streams", default="ticker", show_default=True, callback=_parse_streams,
               help="Comma-separated stream types recorded for every symbol, e.g. "
-                   "ticker,aggTrade,kline_1m,depth@100ms. Add !miniTicker@arr for all symbols.")
+                   "ticker,aggTrade,kline_1m,depth@100ms. Known: " + ", ".join(kind_names())
+                   + " (the ! ones cover every symbol).")
 @click.option("--db", "db", default="binance_data.db", show_default=True,
               help="SQLite database file (created if missing), or a postgresql:// URL.")
 @click.option("--duration", type=float, help="Stop by itself after this many seconds (exit 0).")
