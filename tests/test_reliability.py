@@ -313,3 +313,22 @@ async def test_a_gap_left_unfilled_is_filled_by_the_next_run(db_path: Path) -> N
     for symbol in SYMBOLS:
         ids = stored_ids(db_path, "agg_trade", "agg_id", symbol)
         assert ids == list(range(ids[0], ids[-1] + 1))
+
+
+async def test_a_failed_rollover_keeps_the_old_connection_and_tries_again(db_path: Path) -> None:
+    """serverShutdown while new connections are refused: the old connection keeps delivering,
+    the switch is retried, and it happens once connections are accepted again."""
+    async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
+        recorder = make_recorder(ex, db_path, connection=fast_settings(stall_timeout_s=10.0))
+        task = asyncio.create_task(recorder.run())
+        await caught_up(recorder, ex, extra=10)
+        ex.faults.refuse_connections(1.5)
+        ex.faults.server_shutdown()
+        await recorder.wait_until(lambda s: recorder.connections[0].rollovers == 1, TIMEOUT)
+        await caught_up(recorder, ex)
+        recorder.stop()
+        stats = await asyncio.wait_for(task, TIMEOUT)
+    conn = recorder.connections[0]
+    assert conn.reconnects == 0 and conn.connects >= 3  # first, refused attempt(s), replacement
+    assert stats.gaps == stats.gaps_filled
+    assert_complete(db_path, ex)

@@ -673,12 +673,27 @@ def test_trade_streams_are_watched_at_their_own_rate() -> None:
     assert [g.stream for g in seq.stale(120_000 + 1_200_001)] == ["dentusdt@aggTrade"]
 
 
-def test_a_trade_stream_silent_since_subscribe_is_reported_after_an_hour() -> None:
-    """With no rate known yet, a trade stream may stay silent for the one-hour ceiling."""
+def test_a_trade_stream_silent_since_subscribe_is_reported_after_a_minute() -> None:
+    """With no rate known yet, a trade stream may stay silent for one minute, not longer."""
     seq = Sequencer()
     seq.add("xrpxrp@trade", now_ms=0)
-    assert seq.stale(3_600_000) == []
-    assert seq.stale(3_600_001) == [GapDetected("xrpxrp@trade", 1, 3_600_001, CAUSE_SILENT)]
+    assert seq.stale(60_000) == []
+    assert seq.stale(60_001) == [GapDetected("xrpxrp@trade", 1, 60_001, CAUSE_SILENT)]
+
+
+def test_the_message_count_sets_the_trade_silence_bound() -> None:
+    """Two trades a second allow 10 s of silence; one trade in ten seconds allows 200 s."""
+    busy, quiet = Sequencer(), Sequencer()
+    busy.add("s@aggTrade", now_ms=0)
+    for t in range(1_000, 12_000, 1_000):  # one report a second, as the recorder does
+        busy.seen("s@aggTrade", t, count=2)
+    assert busy.stale(21_000) == [] and busy.stale(21_001) != []
+    quiet.add("s@aggTrade", now_ms=0)
+    quiet.seen("s@aggTrade", 1_000, count=1)
+    quiet.seen("s@aggTrade", 11_000, count=1)
+    # quiet: 1 message over 10 s -> rate 0.1/s -> 20 gaps of 10 s = 200 s
+    assert quiet.stale(11_000 + 200_000) == []
+    assert quiet.stale(11_000 + 200_001) != []
 
 
 def test_seen_registers_an_unknown_stream() -> None:

@@ -196,3 +196,33 @@ def test_a_value_sqlite_cannot_bind_is_fatal_not_a_hang(db_path: Path) -> None:
     assert not sink._conn.in_transaction
     assert sink.write(Batch(rows={"trade": [good]})).stored == {"trade": 1}
     sink.close()
+
+
+class BrokenSink:
+    """A sink whose writes fail with an error no storage layer anticipated."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, batch: Batch) -> WriteResult:
+        self.writes += 1
+        raise RuntimeError("disk controller on fire")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_any_writer_error_is_fatal_and_accounted_for() -> None:
+    """An unexpected exception in the writer reports StorageFatal once; later batches are
+    skipped but counted down, so nothing waits forever."""
+    fatal: asyncio.Queue[Exception] = asyncio.Queue()
+    sink = BrokenSink()
+    writer = Writer(sink, asyncio.get_running_loop(), lambda b, r: pytest.fail("written"),
+                    fatal.put_nowait)  # type: ignore[arg-type]
+    writer.start()
+    for _ in range(3):
+        writer.submit(batch_of("binance_spot_trade.singletons.jsonl"))
+    error = await asyncio.wait_for(fatal.get(), TIMEOUT)
+    await writer.close()
+    assert isinstance(error, StorageFatal) and "disk controller on fire" in str(error)
+    assert sink.writes == 1 and writer.pending == 0 and fatal.empty()

@@ -360,14 +360,16 @@ class RateWatch(Staleness):
 
     Trades arrive when they happen, so no fixed cadence fits every symbol: a stream is stale
     once silent for ``factor`` mean gaps between its messages (a moving average over the
-    reports `seen` receives), never less than ``floor_ms`` nor more than ``ceiling_ms``.
+    reports `seen` receives), never less than ``floor_ms`` nor more than ``ceiling_ms``; until a
+    rate is known, ``initial_ms`` (a symbol with no trade for that long after subscribing is
+    reported: unknown, halted or very illiquid).
     """
 
     __slots__ = ("_rate", "ceiling_ms", "factor", "floor_ms")
 
     def __init__(self, stream: str, factor: float = 20.0, floor_ms: int = 10_000,
-                 ceiling_ms: int = 3_600_000) -> None:
-        super().__init__(stream, ceiling_ms)
+                 ceiling_ms: int = 3_600_000, initial_ms: int = 60_000) -> None:
+        super().__init__(stream, initial_ms)
         self.factor, self.floor_ms, self.ceiling_ms = factor, floor_ms, ceiling_ms
         self._rate: float | None = None  # messages per ms, exponentially averaged
 

@@ -12,20 +12,27 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from binance_streamer.core.backoff import Verdict, classify_http_status, full_jitter
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
-from binance_streamer.core.streams import StreamKind, StreamName, parse_stream
+from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind, StreamName, parse_stream
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
 from binance_streamer.errors import ExchangeError, RateLimited, Unreachable
 from binance_streamer.io.rest import RestClient
 
-__all__ = ["Backfiller", "agg_trade_rows", "kline_rows", "trade_rows"]
+__all__ = ["Backfiller", "IncompleteBackfill", "agg_trade_rows", "kline_rows", "trade_rows"]
 
 log = logging.getLogger(__name__)
 _PAGE = 1000
+
+
+class IncompleteBackfill(ExchangeError):
+    """REST returned fewer rows than the gap misses; the gap stays open and is retried."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(200, None, msg)
 
 
 def agg_trade_rows(symbol: str, items: list[dict[str, Any]]) -> list[Row]:
@@ -56,6 +63,8 @@ class Backfiller:
         submit: Callable[[str, list[Row]], None],
         filled: Callable[[GapDetected, int], None],
         weight_budget: float = 0.8,
+        max_attempts: int = 5,
+        delays: Iterator[float] | None = None,
     ) -> None:
         self._rest = rest
         self._submit = submit
@@ -67,9 +76,9 @@ class Backfiller:
         self._idle.set()
         self.failures = 0
         self.rate_limited = 0
-        self.max_attempts = 5
+        self.max_attempts = max_attempts
         self._attempts = 0  # of the gap at the head of the queue
-        self._delays = full_jitter(0.5, 30.0)
+        self._delays = delays if delays is not None else full_jitter(0.5, 30.0)
 
     def __repr__(self) -> str:
         return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
@@ -113,7 +122,7 @@ class Backfiller:
             await asyncio.sleep(exc.retry_after)
             return False
         except ExchangeError as exc:
-            retry = isinstance(exc, Unreachable) or (
+            retry = isinstance(exc, Unreachable | IncompleteBackfill) or (
                 exc.status >= 400 and classify_http_status(exc.status) is Verdict.RETRY)
             return await self._failed(gap, exc, retry)
         except Exception as exc:  # a response of the wrong shape: never crash the recorder
@@ -170,6 +179,9 @@ class Backfiller:
             self._submit(table, rows)
             total += len(rows)
             next_id = items[-1][key] + 1
+        expected = gap.last_missing - gap.first_missing + 1
+        if total < expected:  # REST is behind the stream, or no longer has these ids
+            raise IncompleteBackfill(f"{gap.stream}: REST returned {total} of {expected} ids")
         return total
 
     async def _klines(self, gap: GapDetected, stream: StreamName) -> int:
@@ -183,6 +195,10 @@ class Backfiller:
             self._submit(KLINE.name, kline_rows(symbol, stream.interval, items, now))
             total += len(items)
             start = items[-1][0] + 1
+        step = KLINE_INTERVAL_MS.get(stream.interval, 0) * (1000 if self._rest.microseconds else 1)
+        expected = (gap.last_missing - gap.first_missing) // step + 1 if step else 1
+        if total < expected:
+            raise IncompleteBackfill(f"{gap.stream}: REST returned {total} of {expected} klines")
         return total
 
     async def _snapshot(self, stream: StreamName) -> int:

@@ -99,6 +99,7 @@ class StreamConnection:
         self.last_frame = time.monotonic()
         self.last_error = ""
         self.close_codes: list[int] = []  # close codes the server sent, oldest first
+        self._refusal: float | None = None  # Retry-After of the last refused rollover
 
     def __repr__(self) -> str:
         state = "open" if self._transport is not None else "closed"
@@ -126,6 +127,7 @@ class StreamConnection:
     def resume_reading(self) -> None:
         """Resume reading after `pause_reading`."""
         self._paused = False
+        self.last_frame = time.monotonic()  # time spent paused is not a stall
         if self._transport is not None:
             self._transport.underlying_transport.resume_reading()
 
@@ -223,13 +225,15 @@ class StreamConnection:
         """Return when ``transport`` is gone; replace it on stall, lifetime end or shutdown."""
         opened = time.monotonic()
         tick = min(1.0, self.settings.stall_timeout_s / 4)
+        retry_at = 0.0  # a failed rollover is tried again from then on
         while not self._stopping.is_set():
-            disconnected = asyncio.ensure_future(transport.wait_disconnected())
-            rollover = asyncio.ensure_future(self._rollover.wait())
-            await asyncio.wait({disconnected, rollover}, timeout=tick,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            rollover.cancel()
-            disconnected.cancel()
+            waits: set[asyncio.Future[object]] = {
+                asyncio.ensure_future(transport.wait_disconnected())}
+            if not self._rollover.is_set():  # once set, it is acted on at the next tick
+                waits.add(asyncio.ensure_future(self._rollover.wait()))
+            await asyncio.wait(waits, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
             if transport.is_disconnected:
                 return
             now = time.monotonic()
@@ -239,12 +243,15 @@ class StreamConnection:
                 self._on_event(self, "stalled")
                 transport.disconnect(graceful=False)
                 return
-            if self._rollover.is_set() or now - opened > self.settings.lifetime_s:
-                self._rollover.clear()
+            due = self._rollover.is_set() or now - opened > self.settings.lifetime_s
+            if due and now >= retry_at:
                 replacement = await self._replace(transport)
                 if replacement is None:
                     return
-                if replacement is not transport:
+                if replacement is transport:  # failed: keep the flag, back off, try again
+                    retry_at = time.monotonic() + self._policy.next_delay(self._refusal)
+                else:
+                    self._rollover.clear()
                     transport, opened = replacement, time.monotonic()
 
     async def _replace(self, old: WSTransport) -> WSTransport | None:
@@ -254,8 +261,9 @@ class StreamConnection:
             await self._wait_for_attempt_slot()
             new, listener = await self._open()
             await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
-        except Exception as exc:  # keep the old connection; the next tick tries again
+        except Exception as exc:  # keep the old connection; the supervisor tries again
             log.warning("rollover of connection #%d failed: %s", self.index, exc)
+            self._refusal = _retry_after(exc)
             if new is not None:
                 new.disconnect()
             return old if not old.is_disconnected else None

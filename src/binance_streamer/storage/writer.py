@@ -71,7 +71,8 @@ class Writer:
     def _run(self) -> None:
         while (item := self._queue.get()) is not _STOP:
             assert isinstance(item, Batch)
-            if self.failed is not None:
+            if self.failed is not None:  # stopping: the batch is not written, but accounted for
+                self._loop.call_soon_threadsafe(self._skipped)
                 continue
             try:
                 result = self._write(item)
@@ -97,6 +98,9 @@ class Writer:
     def _written(self, batch: Batch, result: WriteResult) -> None:
         self.pending -= 1
         self._on_written(batch, result)
+
+    def _skipped(self) -> None:
+        self.pending -= 1
 
     def _fatal(self, exc: StorageError) -> None:
         self.pending -= 1
