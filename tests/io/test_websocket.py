@@ -72,3 +72,33 @@ def test_retry_after_is_read_from_refused_handshakes() -> None:
     assert _retry_after(Refused(b"HTTP/1.1 418 I'm a teapot\r\nX: y")) == 120.0
     assert _retry_after(Refused(b"HTTP/1.1 503 Unavailable\r\nRetry-After: 7")) is None
     assert _retry_after(OSError("refused")) is None
+
+
+async def test_wss_connections_use_tls_with_the_bounded_socket() -> None:
+    """A wss:// URL gets TLS on the socket created with the small receive buffer."""
+    import ssl
+
+    import trustme
+    import websockets
+
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    frame = b'{"stream":"btcusdt@trade","data":{}}'
+
+    async def handler(ws: websockets.ServerConnection) -> None:
+        await ws.send(frame.decode())
+        await ws.wait_closed()
+
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    async with websockets.serve(handler, "localhost", 0, ssl=server_ctx) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = StreamConnection(0, f"wss://localhost:{port}/stream?streams=btcusdt@trade",
+                                lambda i, ns, payload: got.put_nowait(payload), AttemptLimiter(),
+                                ConnectionSettings(ssl_context=client_ctx))
+        task = asyncio.create_task(conn.run())
+        assert await asyncio.wait_for(got.get(), TIMEOUT) == frame
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class ConnectionSettings:
     # A small kernel receive buffer keeps back-pressure tight: while reading is paused, at most
     # this much more arrives (the default autotunes to tens of MB, ~75,000 frames).
     receive_buffer_bytes: int = 512 * 1024
+    ssl_context: ssl.SSLContext | None = None  # for wss:// with a private CA; default: system CAs
     policy: Callable[[], ReconnectPolicy] = field(default=ReconnectPolicy)
 
 
@@ -179,7 +181,7 @@ class StreamConnection:
             lambda: _Listener(self), self.url,
             websocket_handshake_timeout=self.settings.handshake_timeout_s,
             enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
-            socket_factory=self._socket,
+            socket_factory=self._socket, ssl_context=self.settings.ssl_context,
         )
         if not isinstance(listener, _Listener):  # picows gives None when the server aborts
             transport.disconnect()
