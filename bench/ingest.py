@@ -190,6 +190,25 @@ async def _recorder(ws_url: str, rest_url: str, symbols: list[str], seconds: flo
 
 # -- orchestration -------------------------------------------------------------------------------
 
+def fresh_postgres_database(server_url: str, name: str) -> str:
+    """Create an empty database ``bench_<name>_<random>`` on ``server_url``; return its URL."""
+    import uuid
+
+    import psycopg
+
+    db = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db}"')
+    return server_url.rsplit("/", 1)[0] + "/" + db
+
+
+def drop_postgres_database(server_url: str, url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def real_symbols(n: int) -> list[str]:
     """``n`` TRADING symbols of the bundled exchangeInfo, which the local exchange lists."""
     from binance_streamer.exchange.exchange_info import ExchangeInfo
@@ -239,6 +258,9 @@ def main() -> None:
     parser.add_argument("--batch-age-ms", type=float, help="override RecorderConfig.batch_age_s")
     parser.add_argument("--max-pending", type=int,
                         help="override RecorderConfig.max_pending_batches")
+    parser.add_argument("--postgres", metavar="SERVER_URL",
+                        help="record into a fresh database on this PostgreSQL server instead of "
+                             "SQLite, e.g. postgresql://postgres@127.0.0.1/test")
     args = parser.parse_args()
     tuning: dict[str, Any] = {}
     if args.batch_rows is not None:
@@ -251,8 +273,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     three, many = real_symbols(3), real_symbols(200)
     results: dict[str, Result] = {}
+    created: list[str] = []  # PostgreSQL databases to drop at the end
     for name in todo:
         db = str(tmp / f"{name}.db")
+        if args.postgres and name != "naive":
+            db = fresh_postgres_database(args.postgres, name)
+            created.append(db)
         if name == "naive":
             results[name] = scenario(three, None, run_naive, three, args.seconds, db)
         elif name == "three":
@@ -265,6 +291,8 @@ def main() -> None:
             results[name] = scenario(many, args.paced_rate, run_recorder, many, args.seconds,
                                      db, 100, tuning)
     print_table(results, args.paced_rate, args.seconds)
+    for url in created:
+        drop_postgres_database(args.postgres, url)
     if tuning:
         print(f"recorder tuning: {tuning}")
     if args.json:
