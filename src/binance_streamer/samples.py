@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "EXCHANGE_INFO", "bundled_session", "bundled_sessions"]
+__all__ = ["DATA_DIR", "bundled_names", "bundled_session", "bundled_sessions"]
 
 DATA_DIR = Path(__file__).parent / "exchange" / "data"
-EXCHANGE_INFO = DATA_DIR / "exchange_info_2021-10-12.json.gz"
 
 
 def bundled_session(name: str) -> Path:

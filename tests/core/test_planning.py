@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,10 +12,8 @@ from binance_streamer.core.planning import (
     MAX_STREAMS_PER_CONNECTION,
     AttemptLimiter,
     ConnectionPlan,
-    MessagePacer,
     combined_url,
     plan_connections,
-    subscribe_requests,
 )
 
 stream_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789@_", min_size=1, max_size=12)
@@ -169,133 +165,6 @@ def test_special_characters_survive_query_decoding() -> None:
 def test_duplicate_streams_appear_once_in_the_url() -> None:
     """A stream named twice appears once in the URL."""
     assert combined_url(BASE, ["a@trade", "a@trade"]) == BASE + "/stream?streams=a@trade"
-
-
-# subscribe_requests
-
-
-def test_requests_are_chunked_with_increasing_ids() -> None:
-    """Streams are split into SUBSCRIBE requests of at most max_params, ids counting up."""
-    reqs = subscribe_requests(["a@trade", "b@trade", "c@trade"], first_id=7, max_params=2)
-    assert reqs == [
-        {"method": "SUBSCRIBE", "params": ["a@trade", "b@trade"], "id": 7},
-        {"method": "SUBSCRIBE", "params": ["c@trade"], "id": 8},
-    ]
-
-
-def test_requests_serialise_to_binance_json() -> None:
-    """A request serialises to the JSON Binance documents for SUBSCRIBE."""
-    (req,) = subscribe_requests(["btcusdt@aggTrade", "btcusdt@depth"], first_id=1)
-    assert json.loads(json.dumps(req)) == {
-        "method": "SUBSCRIBE",
-        "params": ["btcusdt@aggTrade", "btcusdt@depth"],
-        "id": 1,
-    }
-
-
-def test_unsubscribe_requests_use_the_same_shape() -> None:
-    """method='UNSUBSCRIBE' builds UNSUBSCRIBE requests of the same shape."""
-    reqs = subscribe_requests(["btcusdt@depth"], first_id=312, method="UNSUBSCRIBE")
-    assert reqs == [{"method": "UNSUBSCRIBE", "params": ["btcusdt@depth"], "id": 312}]
-
-
-def test_no_streams_no_requests() -> None:
-    """No streams give no requests."""
-    assert subscribe_requests([], first_id=1) == []
-
-
-def test_duplicate_streams_are_subscribed_once() -> None:
-    """A stream named twice is subscribed once."""
-    (req,) = subscribe_requests(["a@trade", "a@trade"], first_id=1)
-    assert req["params"] == ["a@trade"]
-
-
-@pytest.mark.parametrize("bad", [0, 1025])
-def test_max_params_outside_binance_limit_is_rejected(bad: int) -> None:
-    """max_params outside 1..1024 raises ValueError."""
-    with pytest.raises(ValueError, match="max_params"):
-        subscribe_requests(["a@trade"], first_id=1, max_params=bad)
-
-
-@pytest.mark.parametrize("first_id", [-1, 2**63])
-def test_ids_outside_binance_range_are_rejected(first_id: int) -> None:
-    """Request ids must fit 0..2**63-1, Binance's id range."""
-    with pytest.raises(ValueError, match="request ids"):
-        subscribe_requests(["a@trade"], first_id=first_id)
-
-
-def test_largest_id_is_accepted() -> None:
-    """The largest signed 64-bit id is a valid request id."""
-    (req,) = subscribe_requests(["a@trade"], first_id=2**63 - 1)
-    assert req["id"] == 2**63 - 1
-
-
-@given(st.lists(stream_names, max_size=500), st.integers(1, 1024), st.integers(0, 10**6))
-def test_requests_cover_every_stream_once(streams: list[str], size: int, first: int) -> None:
-    """Requests together name every distinct stream once, in order, with consecutive ids."""
-    reqs = subscribe_requests(streams, first_id=first, max_params=size)
-    assert [s for r in reqs for s in r["params"]] == list(dict.fromkeys(streams))
-    assert [r["id"] for r in reqs] == list(range(first, first + len(reqs)))
-    assert all(0 < len(r["params"]) <= size for r in reqs)
-
-
-# MessagePacer
-
-
-def test_first_message_may_go_at_once() -> None:
-    """A pacer that has sent nothing asks for no wait."""
-    assert MessagePacer().delay(100.0) == 0.0
-
-
-def test_interval_is_the_inverse_of_the_rate() -> None:
-    """A pacer at 4 messages per second spaces them 0.25 s apart."""
-    assert MessagePacer(4.0).interval == 0.25
-
-
-def test_messages_are_spaced_by_the_interval() -> None:
-    """After a send at 4/s, the next may go 0.25 s later, and the wait shrinks as time passes."""
-    pacer = MessagePacer(4.0)
-    pacer.sent(10.0)
-    assert pacer.delay(10.0) == pytest.approx(0.25)
-    assert pacer.delay(10.1) == pytest.approx(0.15)
-    assert pacer.delay(10.25) == 0.0
-    assert pacer.delay(11.0) == 0.0
-
-
-def test_delay_never_exceeds_one_interval_when_time_goes_back() -> None:
-    """A clock going backwards never makes the pacer wait more than one interval."""
-    pacer = MessagePacer(4.0)
-    pacer.sent(10.0)
-    assert pacer.delay(5.0) == pytest.approx(0.25)
-
-
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), float("nan")])
-def test_pacer_rate_must_be_positive_and_finite(bad: float) -> None:
-    """A zero, negative or non-finite rate raises ValueError."""
-    with pytest.raises(ValueError, match="per_second"):
-        MessagePacer(bad)
-
-
-@given(st.lists(st.floats(0.0, 2.0), min_size=1, max_size=60))
-def test_paced_sends_stay_under_five_per_second(gaps: list[float]) -> None:
-    """Sends that honour the pacer's delay are 0.25 s apart, so any second holds at most 5."""
-    pacer = MessagePacer(4.0)
-    now, times = 0.0, []
-    for gap in gaps:
-        now += gap
-        now += pacer.delay(now)
-        pacer.sent(now)
-        times.append(now)
-    assert all(b - a >= 0.25 - 1e-9 for a, b in itertools.pairwise(times))
-    for start in times:
-        assert sum(start <= t <= start + 1.0 for t in times) <= 5
-
-
-def test_pacer_repr_shows_rate_and_count() -> None:
-    """The pacer's repr shows its rate and how many messages it has paced."""
-    pacer = MessagePacer(4.0)
-    pacer.sent(0.0)
-    assert repr(pacer) == "<MessagePacer 4/s sent=1>"
 
 
 # AttemptLimiter

@@ -1,4 +1,8 @@
-"""Streams -> connections, combined-stream URLs, SUBSCRIBE messages and their pacing.
+"""Streams -> connections, combined-stream URLs, and pacing of connection attempts.
+
+Streams are named in the connection URL, so the recorder sends no SUBSCRIBE messages: the only
+messages it sends are pongs, far under Binance's 5 per second, even when every connection
+reconnects at once.
 
 Everything here is pure: callers pass the current monotonic time (``now``, float seconds) and get
 back values or delays; nothing sleeps, reads a clock or touches the network.
@@ -6,9 +10,7 @@ back values or delays; nothing sleeps, reads a clock or touches the network.
 Binance limits this module keeps (web-socket-streams.md, "WebSocket Limits"; see
 binance-protocol.md 1.2):
 
-* at most 1024 streams per connection (`plan_connections`, `subscribe_requests`);
-* at most 5 incoming messages per second per connection, where PING, PONG and JSON control
-  messages all count (`MessagePacer`);
+* at most 1024 streams per connection (`plan_connections`);
 * at most 300 connection attempts every 5 minutes per IP, shared by every connection
   (`AttemptLimiter`).
 """
@@ -19,7 +21,6 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -27,11 +28,8 @@ __all__ = [
     "TIME_UNITS",
     "AttemptLimiter",
     "ConnectionPlan",
-    "MessagePacer",
-    "SubscribeRequest",
     "combined_url",
     "plan_connections",
-    "subscribe_requests",
 ]
 
 # web-socket-streams.md "WebSocket Limits": "A single connection can listen to a maximum of 1024
@@ -40,10 +38,6 @@ MAX_STREAMS_PER_CONNECTION = 1024
 
 # web-socket-streams.md "timeUnit" (binance-protocol.md 1.7): both spellings are accepted.
 TIME_UNITS: frozenset[str] = frozenset({"MICROSECOND", "microsecond", "MILLISECOND", "millisecond"})
-
-# The largest request id Binance accepts: a signed 64-bit integer (web-socket-streams.md, "Live
-# Subscribing/Unsubscribing"; binance-protocol.md 1.3).
-_MAX_REQUEST_ID = 2**63 - 1
 
 # Characters left as they are in the ``streams=`` query value. ``+`` (from ``@+08:00`` kline
 # streams) is percent-encoded because a form decoder would read it as a space; Binance accepts
@@ -133,84 +127,6 @@ def _strip_stream_path(path: str) -> str:
         if segments[i] in ("ws", "stream"):
             return "/".join(segments[:i])
     return "/".join(segments)
-
-
-class SubscribeRequest(TypedDict):
-    """A live control request (web-socket-streams.md, "Live Subscribing/Unsubscribing")."""
-
-    method: str
-    params: list[str]
-    id: int
-
-
-def subscribe_requests(
-    streams: Sequence[str],
-    first_id: int,
-    max_params: int = 200,
-    *,
-    method: Literal["SUBSCRIBE", "UNSUBSCRIBE"] = "SUBSCRIBE",
-) -> list[SubscribeRequest]:
-    """``{"method": "SUBSCRIBE", "params": [...], "id": N}`` requests for ``streams``, chunked.
-
-    Each request names at most ``max_params`` distinct streams (one SUBSCRIBE of 437 streams was
-    seen to fail silently, binance-protocol.md 1.1), in first-seen order; ids count up from
-    ``first_id``. Send them through a `MessagePacer`: every request counts against the 5
-    messages/s limit.
-
-    Raises `ValueError` unless ``1 <= max_params <= 1024`` and every id fits the range Binance
-    accepts (``0 <= id <= 2**63 - 1``).
-    """
-    _check_limit("max_params", max_params)
-    unique = list(dict.fromkeys(streams))
-    chunks = [unique[i : i + max_params] for i in range(0, len(unique), max_params)]
-    if first_id < 0 or first_id + max(len(chunks) - 1, 0) > _MAX_REQUEST_ID:
-        raise ValueError(f"request ids must be in 0..2**63-1, got first_id={first_id!r}")
-    return [
-        SubscribeRequest(method=method, params=chunk, id=first_id + n)
-        for n, chunk in enumerate(chunks)
-    ]
-
-
-class MessagePacer:
-    """Spaces the messages one connection sends so they stay under Binance's 5 per second.
-
-    PING, PONG and JSON control messages all count against the limit, and going over it closes
-    the connection with ``1008 Too many requests`` (binance-protocol.md 1.2), so every outgoing
-    frame of a connection goes through one pacer. Messages are spaced at least
-    ``1 / per_second`` apart, which keeps any one-second window at ``ceil(per_second)`` messages
-    or fewer; the default 4/s leaves a margin for clock jitter on either side.
-    """
-
-    __slots__ = ("_interval", "_next", "_sent")
-
-    def __init__(self, per_second: float = 4.0) -> None:
-        if not (math.isfinite(per_second) and per_second > 0):
-            raise ValueError(f"per_second must be a positive finite number, got {per_second!r}")
-        self._interval = 1.0 / per_second
-        self._next: float | None = None
-        self._sent = 0
-
-    @property
-    def interval(self) -> float:
-        """The minimum spacing between two messages, in seconds."""
-        return self._interval
-
-    def delay(self, now: float) -> float:
-        """Seconds to wait from ``now`` before the next message may be sent (0 if it may go now).
-
-        Never more than one interval, even if ``now`` goes backwards.
-        """
-        if self._next is None:
-            return 0.0
-        return min(max(self._next - now, 0.0), self._interval)
-
-    def sent(self, now: float) -> None:
-        """Record that one message was sent at ``now``."""
-        self._next = now + self._interval
-        self._sent += 1
-
-    def __repr__(self) -> str:
-        return f"<MessagePacer {1.0 / self._interval:g}/s sent={self._sent}>"
 
 
 class AttemptLimiter:

@@ -6,7 +6,6 @@ Works on any DB-API connection (sqlite3 or psycopg); ``mark`` is the parameter p
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ __all__ = [
     "last_id_params",
     "query",
     "read_rows",
-    "table_counts",
     "table_for",
 ]
 
@@ -109,12 +107,6 @@ def read_rows(
 def _exchange_time_scale(conn: Any, mark: str) -> int:
     row = conn.execute(f"SELECT value FROM meta WHERE key = {mark}", ("time_unit",)).fetchone()
     return 1000 if row and row[0] == "microsecond" else 1
-
-
-def table_counts(conn: Any, tables: Sequence[str] | None = None) -> dict[str, int]:
-    """Row count per table (all market tables by default, bookkeeping included)."""
-    names = list(tables) if tables else [t.name for t in TABLES] + ["gaps", "quarantine"]
-    return {n: int(conn.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0]) for n in names}
 
 
 def query(
