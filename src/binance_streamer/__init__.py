@@ -1,10 +1,20 @@
 """binance-streamer: record Binance market-data streams into a database, losing nothing."""
 
-from binance_streamer.core.streams import InvalidStreamName, StreamKind, parse_stream, streams_for
+from binance_streamer.core.streams import StreamKind, parse_stream, streams_for
 from binance_streamer.errors import (
+    BadResponse,
     ConfigError,
+    DatabaseInUse,
     ExchangeError,
+    HandshakeRefused,
+    IncompleteBackfill,
+    InvalidDatabase,
+    InvalidStreamName,
+    MissingExtra,
+    NoDataReceived,
     RateLimited,
+    RestError,
+    SchemaTooNew,
     StorageBusy,
     StorageError,
     StorageFatal,
@@ -18,15 +28,24 @@ from binance_streamer.streamer import BinanceStreamer
 
 __all__ = [
     "BINANCE_WS_URL",
+    "BadResponse",
     "BinanceStreamer",
     "ConfigError",
+    "DatabaseInUse",
     "ExchangeError",
+    "HandshakeRefused",
+    "IncompleteBackfill",
+    "InvalidDatabase",
     "InvalidStreamName",
+    "MissingExtra",
+    "NoDataReceived",
     "QueryResult",
     "RateLimited",
     "Recorder",
     "RecorderConfig",
     "RecorderStats",
+    "RestError",
+    "SchemaTooNew",
     "StorageBusy",
     "StorageError",
     "StorageFatal",

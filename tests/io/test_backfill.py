@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from binance_streamer.core.sequencing import GapDetected
-from binance_streamer.errors import ExchangeError
+from binance_streamer.errors import RestError
 from binance_streamer.io.backfill import Backfiller
 from tests.conftest import TIMEOUT
 
@@ -68,7 +68,7 @@ async def test_client_errors_are_given_up_at_once() -> None:
     class Rejecting(LaggingRest):
         async def agg_trades(self, symbol: str, from_id: int, limit: int) -> list[Any]:
             self.calls += 1
-            raise ExchangeError(400, -1100, "Illegal characters found in parameter")
+            raise RestError(400, -1100, "Illegal characters found in parameter")
     rest = Rejecting(0)
     backfiller = Backfiller(rest, lambda t, r: None, lambda g, n: None)  # type: ignore[arg-type]
     backfiller.request(GapDetected("btcusdt@aggTrade", 1, 2, "id gap"))

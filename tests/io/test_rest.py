@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from binance_streamer.errors import ExchangeError, RateLimited, UnknownSymbolError, Unreachable
+from binance_streamer.errors import RateLimited, RestError, UnknownSymbolError, Unreachable
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.io.rest import RestClient
 from binance_streamer.samples import bundled_session
@@ -23,7 +23,7 @@ async def test_agg_trades_from_id_match_the_stream_history() -> None:
 
 
 async def test_errors_are_translated_at_the_edge() -> None:
-    """429 -> RateLimited with Retry-After, 418 too, 5xx -> ExchangeError, -1121 keeps its code."""
+    """429 -> RateLimited with Retry-After, 418 too, 5xx -> RestError, -1121 keeps its code."""
     async with LocalExchange(synthetic=["BTCUSDT"]) as ex, RestClient(ex.rest_url) as rest:
         ex.faults.rest_error(429, retry_after=3)
         with pytest.raises(RateLimited) as limited:
@@ -34,10 +34,10 @@ async def test_errors_are_translated_at_the_edge() -> None:
             await rest.get("ping")
         assert banned.value.status == 418 and banned.value.retry_after > 0
         ex.faults.rest_error(503)
-        with pytest.raises(ExchangeError) as unavailable:
+        with pytest.raises(RestError) as unavailable:
             await rest.get("ping")
         assert unavailable.value.status == 503
-        with pytest.raises(ExchangeError) as invalid:
+        with pytest.raises(RestError) as invalid:
             await rest.get("depth", symbol="NOPEUSDT")
         assert invalid.value.code == -1121
         with pytest.raises(UnknownSymbolError, match="NOPEUSDT"):

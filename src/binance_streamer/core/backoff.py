@@ -1,8 +1,12 @@
-"""Retry delays: capped exponential back-off with full jitter, and which HTTP errors to retry.
+"""The one retry policy: which failures to retry, after how long, and when to give up.
 
-A delay policy is a plain generator of seconds, so a connection takes it as a value and tests
-inject a deterministic one instead of patching ``sleep`` (as python-websockets does). Nothing here
-sleeps or reads a clock: `ReconnectPolicy` is told the monotonic time by its caller.
+`classify` is the single place that decides, for any failure a recorder meets (a WebSocket
+handshake status, a socket error, a REST status and Binance error code, a database error), whether
+it is worth retrying. `ReconnectPolicy.after` turns that verdict into a delay (a server's
+``Retry-After`` wins) or ``None`` (give up). Delays come from a plain generator of seconds, so
+callers take it as a value and tests inject a deterministic one instead of patching ``sleep`` (as
+python-websockets does). Nothing here sleeps or reads a clock: `ReconnectPolicy` is told the
+monotonic time by its caller.
 """
 
 from __future__ import annotations
@@ -12,12 +16,26 @@ import random
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 
+from binance_streamer.errors import (
+    BadResponse,
+    ConfigError,
+    HandshakeRefused,
+    IncompleteBackfill,
+    RateLimited,
+    RestError,
+    StorageBusy,
+    StreamerError,
+    Unreachable,
+)
+
 __all__ = [
     "BAN_FALLBACK_S",
     "ReconnectPolicy",
     "Verdict",
+    "classify",
     "classify_http_status",
     "full_jitter",
+    "retry_after_of",
     "retry_after_s",
 ]
 
@@ -60,15 +78,20 @@ class ReconnectPolicy:
     A finite iterator repeats its last delay once exhausted (0.0 if it yielded nothing).
     """
 
-    __slots__ = ("_attempts", "_connected_at", "_delays", "_factory", "_last", "_stable_after")
+    __slots__ = ("_attempts", "_connected_at", "_delays", "_factory", "_last", "_max_attempts",
+                 "_stable_after")
 
     def __init__(
         self,
         delays: Callable[[], Iterator[float]] = full_jitter,
         stable_after_s: float = 60.0,
+        max_attempts: int | None = None,
     ) -> None:
         if not stable_after_s >= 0:
             raise ValueError(f"stable_after_s must be >= 0, got {stable_after_s!r}")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        self._max_attempts = max_attempts
         self._factory = delays
         self._stable_after = stable_after_s
         self._delays = delays()
@@ -93,6 +116,19 @@ class ReconnectPolicy:
             return float(retry_after)
         return self._last
 
+    def after(self, failure: BaseException) -> float | None:
+        """Seconds to wait before retrying after ``failure``, or ``None`` to give up.
+
+        Gives up at once on a failure `classify` calls fatal, and after ``max_attempts`` retries
+        of retryable ones (never, when ``max_attempts`` is None). The failure's ``Retry-After``
+        wins over a shorter delay.
+        """
+        if classify(failure) is Verdict.FATAL:
+            return None
+        if self._max_attempts is not None and self._attempts >= self._max_attempts:
+            return None
+        return self.next_delay(retry_after_of(failure))
+
     def connected(self, now: float) -> None:
         """Record that the connection came up at monotonic time ``now``."""
         self._connected_at = now
@@ -115,7 +151,7 @@ class ReconnectPolicy:
 
 
 class Verdict(StrEnum):
-    """What to do about a failed request."""
+    """What to do about a failure."""
 
     RETRY = "retry"
     FATAL = "fatal"
@@ -158,3 +194,33 @@ def retry_after_s(status: int, header: str | None) -> float | None:
     if seconds is None and status == 418:
         return BAN_FALLBACK_S
     return seconds
+
+
+def classify(failure: BaseException) -> Verdict:
+    """Whether ``failure`` is worth retrying: the one place that decides.
+
+    - REST and handshake statuses follow `classify_http_status` (429, 418, 403, 408 and 5XX are
+      retried; any other 4XX means the request itself is wrong: a bad URL, path or parameter).
+    - No connection at all (`Unreachable`, or a bare socket error or timeout), a backfill REST
+      could not complete yet, and a locked database are retried.
+    - Bad input, an answer of the wrong shape, a database that refuses writes, and anything
+      unexpected are fatal.
+    """
+    if isinstance(failure, RestError | HandshakeRefused):
+        if failure.status < 400:
+            return Verdict.FATAL  # a redirect or odd success where an upgrade was due
+        return classify_http_status(failure.status)
+    if isinstance(failure, Unreachable | IncompleteBackfill | StorageBusy):
+        return Verdict.RETRY
+    if isinstance(failure, ConfigError | BadResponse | StreamerError):
+        return Verdict.FATAL
+    if isinstance(failure, OSError | TimeoutError):  # ConnectionError is an OSError
+        return Verdict.RETRY
+    return Verdict.FATAL
+
+
+def retry_after_of(failure: BaseException) -> float | None:
+    """The wait a server asked for with ``failure`` (HTTP 429/418 Retry-After), if any."""
+    if isinstance(failure, RateLimited | HandshakeRefused):
+        return failure.retry_after
+    return None

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from binance_streamer.errors import InvalidStreamName
+
 __all__ = [
     "DEPTH_LEVELS",
     "KLINE_INTERVALS",
@@ -24,10 +26,6 @@ __all__ = [
     "parse_stream_spec",
     "streams_for",
 ]
-
-
-class InvalidStreamName(ValueError):
-    """A stream name that Binance would reject with ``code 2 invalid stream``."""
 
 
 class StreamKind(StrEnum):

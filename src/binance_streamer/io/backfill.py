@@ -15,24 +15,17 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from binance_streamer.core.backoff import Verdict, classify_http_status, full_jitter
+from binance_streamer.core.backoff import Verdict, classify, full_jitter
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind, StreamName, parse_stream
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
-from binance_streamer.errors import ExchangeError, RateLimited, Unreachable
+from binance_streamer.errors import IncompleteBackfill, RateLimited
 from binance_streamer.io.rest import RestClient
 
-__all__ = ["Backfiller", "IncompleteBackfill", "agg_trade_rows", "kline_rows", "trade_rows"]
+__all__ = ["Backfiller", "agg_trade_rows", "kline_rows", "trade_rows"]
 
 log = logging.getLogger(__name__)
 _PAGE = 1000
-
-
-class IncompleteBackfill(ExchangeError):
-    """REST returned fewer rows than the gap misses; the gap stays open and is retried."""
-
-    def __init__(self, msg: str) -> None:
-        super().__init__(200, None, msg)
 
 
 def agg_trade_rows(symbol: str, items: list[dict[str, Any]]) -> list[Row]:
@@ -121,12 +114,8 @@ class Backfiller:
                         exc.retry_after)
             await asyncio.sleep(exc.retry_after)
             return False
-        except ExchangeError as exc:
-            retry = isinstance(exc, Unreachable | IncompleteBackfill) or (
-                exc.status >= 400 and classify_http_status(exc.status) is Verdict.RETRY)
-            return await self._failed(gap, exc, retry)
-        except Exception as exc:  # a response of the wrong shape: never crash the recorder
-            return await self._failed(gap, exc, retry=False)
+        except Exception as exc:  # never crash the recorder: classify() decides what to retry
+            return await self._failed(gap, exc, classify(exc) is Verdict.RETRY)
         self._filled(gap, rows)
         return True
 
@@ -181,7 +170,7 @@ class Backfiller:
             next_id = items[-1][key] + 1
         expected = gap.last_missing - gap.first_missing + 1
         if total < expected:  # REST is behind the stream, or no longer has these ids
-            raise IncompleteBackfill(f"{gap.stream}: REST returned {total} of {expected} ids")
+            raise IncompleteBackfill(gap.stream, total, expected, "ids")
         return total
 
     async def _klines(self, gap: GapDetected, stream: StreamName) -> int:
@@ -198,7 +187,7 @@ class Backfiller:
         step = KLINE_INTERVAL_MS.get(stream.interval, 0) * (1000 if self._rest.microseconds else 1)
         expected = (gap.last_missing - gap.first_missing) // step + 1 if step else 1
         if total < expected:
-            raise IncompleteBackfill(f"{gap.stream}: REST returned {total} of {expected} klines")
+            raise IncompleteBackfill(gap.stream, total, expected, "klines")
         return total
 
     async def _snapshot(self, stream: StreamName) -> int:

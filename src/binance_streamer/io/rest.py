@@ -14,7 +14,13 @@ import aiohttp
 import msgspec
 
 from binance_streamer.core.backoff import retry_after_s
-from binance_streamer.errors import ExchangeError, RateLimited, UnknownSymbolError, Unreachable
+from binance_streamer.errors import (
+    BadResponse,
+    RateLimited,
+    RestError,
+    UnknownSymbolError,
+    Unreachable,
+)
 
 __all__ = ["BINANCE_REST_URL", "RestClient"]
 
@@ -63,15 +69,15 @@ class RestClient:
                 if resp.status in (418, 429):
                     wait = retry_after_s(resp.status, resp.headers.get("Retry-After"))
                     raise RateLimited(resp.status, wait if wait is not None else _DEFAULT_WAIT_S,
-                                      _message(body))
+                                      _message(body), url)
                 if resp.status != 200:
-                    raise ExchangeError(resp.status, _code(body), _message(body))
+                    raise RestError(resp.status, _code(body), _message(body), url)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise Unreachable(url, str(exc) or type(exc).__name__) from exc
+            raise Unreachable(url, _reason(exc)) from exc
         try:
             return msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
-            raise ExchangeError(resp.status, None, f"{url} answered with invalid JSON") from exc
+            raise BadResponse(f"{url} answered with invalid JSON: {body[:80]!r}") from exc
 
     def _track_weight(self, headers: Any) -> None:
         used = headers.get("X-MBX-USED-WEIGHT-1M") or headers.get("x-mbx-used-weight-1m")
@@ -84,7 +90,7 @@ class RestClient:
         try:
             return {s["symbol"]: s.get("status", "") for s in info["symbols"]}
         except (KeyError, TypeError, AttributeError) as exc:
-            raise ExchangeError(200, None, f"unexpected exchangeInfo response: {exc!r}") from exc
+            raise BadResponse(f"unexpected exchangeInfo response: {exc!r}") from exc
 
     async def validate_symbols(self, symbols: list[str]) -> None:
         """Raise `UnknownSymbolError` naming every symbol that is unknown or not trading."""
@@ -126,6 +132,14 @@ class RestClient:
         """An order book snapshot with its ``lastUpdateId``."""
         snap: dict[str, Any] = await self.get("depth", symbol=symbol.upper(), limit=limit)
         return snap
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for a failed request: what aiohttp or the OS said, or the error type."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "no answer within the timeout"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _param(v: Any) -> str:
