@@ -190,6 +190,7 @@ async def soak(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     injected: list[Injected] = []
     rss: list[tuple[float, float]] = []
+    wal = WalSizes()
     async with LocalExchange(synthetic=symbols, rate=args.rate, seed=args.seed) as ex:
         ctx = mp.get_context("spawn")
         res_recv, res_send = ctx.Pipe(duplex=False)
@@ -201,6 +202,7 @@ async def soak(args: argparse.Namespace) -> int:
         start = time.monotonic()
         assert child.pid is not None
         sampler = asyncio.create_task(_sample_rss(child.pid, start, rss))
+        wal_sampler = asyncio.create_task(_sample_wal(db, start, wal))
         try:
             await asyncio.wait_for(ex.wait_subscribed(n_streams), 60)
             await asyncio.sleep(args.warmup)
@@ -225,18 +227,47 @@ async def soak(args: argparse.Namespace) -> int:
             result: dict[str, Any] = res_recv.recv() if got else {"error": "no answer in 120 s"}
         finally:
             sampler.cancel()
+            wal_sampler.cancel()
             child.join(10)
             if child.is_alive():
                 child.terminate()
+        wal.sample(db, time.monotonic() - start)  # after the recorder closed the database
         elapsed = time.monotonic() - start
         check = compare(db, ex, symbols)
-    return report(args, elapsed, result, check, injected, rss, db, log_path)
+    return report(args, elapsed, result, check, injected, rss, wal, db, log_path)
 
 
 async def _sample_rss(pid: int, start: float, out: list[tuple[float, float]]) -> None:
     while (mb := rss_mb(pid)) is not None:
         out.append((time.monotonic() - start, mb))
         await asyncio.sleep(1.0)
+
+
+@dataclass
+class WalSizes:
+    """The SQLite write-ahead log (``<db>-wal``) as sampled: its largest size, and the last."""
+
+    max_bytes: int = 0
+    max_at_s: float = 0.0
+    last_bytes: int = 0
+    samples: int = 0
+
+    def sample(self, db: Path, at_s: float) -> None:
+        """Record the current size of ``db``'s WAL file (0 when there is none)."""
+        try:
+            size = Path(f"{db}-wal").stat().st_size
+        except FileNotFoundError:
+            size = 0
+        self.samples += 1
+        self.last_bytes = size
+        if size > self.max_bytes:
+            self.max_bytes, self.max_at_s = size, at_s
+
+
+async def _sample_wal(db: Path, start: float, out: WalSizes) -> None:
+    while True:
+        out.sample(db, time.monotonic() - start)
+        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -288,7 +319,7 @@ def compare(db: Path, ex: Any, symbols: list[str]) -> list[StreamCheck]:
 
 def report(args: argparse.Namespace, elapsed: float, result: dict[str, Any],
            checks: list[StreamCheck], injected: list[Injected], rss: list[tuple[float, float]],
-           db: Path, log_path: Path) -> int:
+           wal: WalSizes, db: Path, log_path: Path) -> int:
     print(f"soak: {elapsed / 60:.1f} min, symbols {' '.join(args.symbols)}, streams "
           f"{','.join(STREAMS)}, seed {args.seed}, a fault every ~{args.fault_every:g}s "
           f"({len(injected)} injected)")
@@ -324,6 +355,7 @@ def report(args: argparse.Namespace, elapsed: float, result: dict[str, Any],
     for line in gap_table(db):
         print(line)
     print(memory_line(rss))
+    print(wal_line(wal, db))
     if lost:
         print()
         print("LOST MESSAGES, with the faults injected in the 20 s before each:")
@@ -363,6 +395,15 @@ def memory_line(rss: list[tuple[float, float]]) -> str:
     return (f"recorder RSS: start {start[1]:.0f} MB (t={start[0]:.0f}s), middle {mid[1]:.0f} MB "
             f"(t={mid[0]:.0f}s), end {end[1]:.0f} MB (t={end[0]:.0f}s), peak {peak[1]:.0f} MB "
             f"(t={peak[0]:.0f}s), {len(rss)} samples")
+
+
+def wal_line(wal: WalSizes, db: Path) -> str:
+    """The largest WAL seen (sampled every 0.1 s), the WAL left after close, the database size."""
+    mb = 1024 * 1024
+    size = db.stat().st_size / mb if db.exists() else 0.0
+    return (f"SQLite WAL: max {wal.max_bytes / mb:.1f} MB (t={wal.max_at_s:.0f}s), "
+            f"{wal.last_bytes / mb:.1f} MB after close; database {size:.1f} MB; "
+            f"{wal.samples} samples")
 
 
 def main() -> None:

@@ -74,12 +74,14 @@ async def test_unwritable_database_path_exits_1(tmp_path: Path) -> None:
     assert code == 1 and "cannot open database" in err
 
 
-async def test_unreachable_exchange_is_retried_then_reported() -> None:
-    """An address nobody listens on is retried with a message per attempt, then exit code 1."""
+async def test_unreachable_exchange_is_retried_until_the_duration_then_reported() -> None:
+    """An address nobody listens on is retried within --duration; the run then says it received
+    nothing and exits 1, without a traceback."""
     code, _, err = await cli("record", "BTCUSDT", "--ws-url", "ws://127.0.0.1:9",
-                             "--rest-url", "http://127.0.0.1:9")
-    assert code == 1
-    assert err.count("retrying in") == 4 and "cannot reach http://127.0.0.1:9" in err
+                             "--rest-url", "http://127.0.0.1:9", "--duration", "3")
+    assert code == 1, err
+    assert "cannot reach ws://127.0.0.1:9" in err and "retrying in" in err
+    assert "received nothing at all: btcusdt@ticker" in err and "Traceback" not in err
 
 
 async def test_replay_command_serves_until_interrupted() -> None:

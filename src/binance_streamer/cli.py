@@ -1,4 +1,8 @@
-"""The ``binance-streamer`` command: thin click commands over the library."""
+"""The ``binance-streamer`` command: thin click commands over the library.
+
+Errors reach the user as one line on stderr, never a traceback: `ConfigError` (and click's usage
+errors) exit with code 2, every other `StreamerError` with code 1.
+"""
 
 from __future__ import annotations
 
@@ -13,29 +17,77 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
-from binance_streamer.core.streams import InvalidStreamName, kind_names, parse_stream_spec
-from binance_streamer.errors import ConfigError, StorageFatal, StreamerError
+from binance_streamer.core.streams import kind_names, parse_stream_spec
+from binance_streamer.errors import (
+    ConfigError,
+    InvalidStreamName,
+    NoDataReceived,
+    StorageError,
+    StreamerError,
+)
 from binance_streamer.io.rest import BINANCE_REST_URL
-from binance_streamer.recorder import BINANCE_WS_URL, Recorder, RecorderConfig, RecorderStats
+from binance_streamer.recorder import (
+    BINANCE_WS_URL,
+    Recorder,
+    RecorderConfig,
+    RecorderStats,
+    check_duration,
+)
 from binance_streamer.storage.query import query as read_query
 from binance_streamer.storage.query import read_rows
 
 __all__ = ["main"]
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
-err = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal, and never wrapped off a terminal.
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("binance_streamer")
+DEMO_HINT = ("no network to Binance? `binance-streamer demo` records from a bundled local "
+             "exchange, offline")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def fail(message: str, code: int) -> None:
+    """Print ``error: message`` as one line on stderr and exit with ``code``."""
+    err.print(f"[red]error:[/red] {escape(message)}")
+    sys.exit(code)
+
+
+class _Commands(click.Group):
+    """The command group; turns every expected error into one line on stderr and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run a command: usage errors and `ConfigError` exit 2, other failures exit 1."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            fail(exc.format_message() + hint, 2)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("aborted", 1)
+        except ConfigError as exc:
+            fail(str(exc), 2)
+        except StreamerError as exc:
+            fail(str(exc), 1)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="binance-streamer")
 @click.option("-v", "--verbose", is_flag=True, help="Log connection events and gaps in detail.")
 def main(verbose: bool) -> None:
@@ -43,18 +95,32 @@ def main(verbose: bool) -> None:
 
     Start with `binance-streamer demo` (no network needed), then `binance-streamer record`.
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    if err.is_terminal:  # log lines go above the live status line, never into it
+        handler: logging.Handler = RichHandler(console=err, show_path=False, markup=False)
+        logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    else:
+        logging.basicConfig(level=level, stream=sys.stderr, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
     specs = [s.strip() for s in value.split(",") if s.strip()]
+    if not specs:
+        raise click.BadParameter(f"no stream type given; known: {', '.join(kind_names())}")
     try:
         return [parse_stream_spec(s) for s in specs]
     except InvalidStreamName as exc:
         raise click.BadParameter(f"{exc}. Known stream types: {', '.join(kind_names())}") from exc
+
+
+def _parse_duration(_ctx: click.Context, _param: click.Parameter, value: float | None
+                    ) -> float | None:
+    try:
+        check_duration(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
 
 
 @main.command()
@@ -64,12 +130,15 @@ def _parse_streams(_ctx: click.Context, _param: click.Parameter, value: str) -> 
                    "ticker,aggTrade,kline_1m,depth@100ms. Known: " + ", ".join(kind_names())
                    + " (the ! ones cover every symbol).")
 @click.option("--db", "db", default="binance_data.db", show_default=True,
-              help="SQLite database file (created if missing), or a postgresql:// URL.")
-@click.option("--duration", type=float, help="Stop by itself after this many seconds (exit 0).")
+              help="SQLite database file (created if missing, in an existing folder), or a "
+                   "postgresql:// URL (needs: pip install 'binance-streamer[postgres]').")
+@click.option("--duration", type=float, callback=_parse_duration,
+              help="Stop by itself after this many seconds, start-up included (exit 0).")
 @click.option("--ws-url", default=BINANCE_WS_URL, show_default=True,
-              help="WebSocket base URL of a Binance-compatible exchange.")
+              help="WebSocket base URL of a Binance-compatible exchange (ws:// or wss://).")
 @click.option("--rest-url", default=BINANCE_REST_URL, show_default=True,
-              help="REST base URL (symbol validation and gap backfill).")
+              help="REST base URL (symbol validation and gap backfill; recording goes on "
+                   "without it).")
 @click.option("--raw", is_flag=True, help="Also archive every frame exactly as received.")
 @click.option("--streams-per-connection", default=200, show_default=True,
               type=click.IntRange(1, 1024), help="Streams per WebSocket connection.")
@@ -82,35 +151,32 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
            no_backfill: bool, microseconds: bool) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
-    Symbols are checked against the exchange first. Ctrl-C or SIGTERM stops after writing
-    everything received; a summary follows. Exit codes: 0 done, 1 storage or network failure,
-    2 bad input (unknown symbol, bad stream name).
+    Symbols are checked against the exchange first (when its REST API answers). Ctrl-C or
+    SIGTERM stops after writing everything received; a summary follows. Exit codes: 0 done,
+    1 storage or network failure or a stream that sent nothing, 2 bad input (unknown symbol,
+    bad stream name, bad option).
     """
     config = RecorderConfig(
-        symbols=[s.upper() for s in symbols] or list(DEFAULT_SYMBOLS), streams=streams,
-        database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
+        symbols=[s.upper() for s in symbols] if symbols else list(DEFAULT_SYMBOLS),
+        streams=streams, database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
         max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
         microseconds=microseconds,
     )
+    config.validate()
     stats = _run_recorder(config, duration)
     _print_summary(stats, db)
+    if stats.silent_streams:
+        raise NoDataReceived(stats.silent_streams, stats.total_messages)
 
 
 def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderStats:
     recorder = Recorder(config)
     try:
         return asyncio.run(_record_with_status(recorder, duration))
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    except StorageFatal as exc:
-        err.print(f"[red]storage error:[/red] {exc}")
+    except StorageError:
         if recorder.stats.total_messages:
             _print_summary(recorder.stats, str(config.database))
-        sys.exit(1)
-    except StreamerError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+        raise
 
 
 async def _record_with_status(recorder: Recorder, duration: float | None) -> RecorderStats:
@@ -118,11 +184,30 @@ async def _record_with_status(recorder: Recorder, duration: float | None) -> Rec
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, recorder.stop)
     task = asyncio.create_task(recorder.run(duration))
+    hint = _DemoHint(recorder)
     with _status_display(recorder) as show:
         while not task.done():
             await asyncio.wait({task}, timeout=1.0)
             show()
+            hint()
     return await task
+
+
+class _DemoHint:
+    """Once, when Binance itself cannot be reached for 15 s: point at the offline demo."""
+
+    def __init__(self, recorder: Recorder, after_s: float = 15.0) -> None:
+        self.recorder = recorder
+        self._due = time.monotonic() + after_s
+        self._shown = recorder.config.ws_url != BINANCE_WS_URL
+
+    def __call__(self) -> None:
+        conns = self.recorder.connections
+        if self._shown or time.monotonic() < self._due or not conns:
+            return
+        self._shown = True
+        if not any(c.frames or c.is_open for c in conns):
+            err.print(f"[yellow]hint:[/yellow] {escape(DEMO_HINT)}")
 
 
 class _StatusLine:
@@ -159,38 +244,65 @@ def _status_display(recorder: Recorder) -> Iterator[Callable[[], None]]:
         nonlocal logged
         if time.monotonic() - logged >= 10:
             logged = time.monotonic()
-            err.print(line(), soft_wrap=True)
+            err.print(escape(line()))
     yield plain
 
 
+def redact(database: str) -> str:
+    """``database`` as it may be printed: a URL's password replaced by ``***``."""
+    parts = urlsplit(database)
+    if not parts.scheme or parts.password is None:
+        return database
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _print_summary(stats: RecorderStats, db: str) -> None:
+    out = Console(soft_wrap=True, highlight=False)
     elapsed = time.monotonic() - stats.started
-    Console().print(f"Recorded into {db} in {elapsed:.1f}s")
+    out.print(f"Recorded into {escape(redact(db))} in {elapsed:.1f}s")
     table = Table(show_edge=False)
     table.add_column("table")
     table.add_column("rows written", justify="right")
     for name, n in sorted(stats.stored.items()):
         table.add_row(name, f"{n:,}")
-    Console().print(table)
-    Console().print(
+    out.print(table)
+    out.print(
         f"messages received {stats.total_messages:,}, gaps {stats.gaps} "
         f"(filled {stats.gaps_filled}, {stats.rows_backfilled:,} rows over REST), "
         f"silences {stats.stale}, quarantined {stats.quarantined}"
     )
+    if stats.rest_unchecked:
+        err.print("[yellow]warning:[/yellow] REST never answered: symbols were not checked and "
+                  "gaps stay open; the next run with REST fills them")
 
 
-def _parse_time(value: str | None) -> int | None:
-    """Milliseconds since the epoch, from an integer or an ISO 8601 date-time (UTC if naive)."""
+# Epoch milliseconds have 13 digits since 2001; 10 or fewer digits are epoch seconds.
+_SMALLEST_EPOCH_MS = 10**11
+
+
+def parse_time(value: str | None, option: str = "--since") -> int | None:
+    """Milliseconds since the epoch, from epoch ms or an ISO 8601 date-time (UTC if naive).
+
+    Epoch seconds are refused with the millisecond value to use instead, never guessed.
+    """
     if value is None:
         return None
-    if value.lstrip("-").isdigit():
-        return int(value)
+    text = value.strip()
+    if text.isdigit():
+        ms = int(text)
+        if ms < _SMALLEST_EPOCH_MS:
+            raise click.BadParameter(
+                f"{value!r} looks like epoch seconds; give milliseconds ({ms * 1000}) or an "
+                "ISO date-time such as 2021-04-04T20:03:00", param_hint=option)
+        return ms
     try:
-        dt = datetime.fromisoformat(value)
+        dt = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is neither epoch ms nor an ISO date-time") from exc
+        raise click.BadParameter(f"{value!r} is neither epoch ms nor an ISO date-time "
+                                 "(e.g. 2021-04-04T20:03:00)", param_hint=option) from exc
     if dt.tzinfo is None:
-        from datetime import UTC
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
@@ -210,15 +322,12 @@ def _parse_time(value: str | None) -> int | None:
 def query(symbol: str | None, kind: str, since: str | None, until: str | None,
           limit: int | None, fmt: str, db: str) -> None:
     """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     try:
-        result = read_query(db, kind, symbol, _parse_time(since), _parse_time(until), limit)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    except (InvalidStreamName, KeyError):
-        known = ", ".join(kind_names())
-        err.print(f"[red]error:[/red] unknown stream type {kind!r}; known: {known}")
-        sys.exit(2)
+        result = read_query(db, kind, symbol, start, end, limit)
+    except InvalidStreamName as exc:
+        raise InvalidStreamName(f"unknown stream type {kind!r} ({exc}); known: "
+                                f"{', '.join(kind_names())}, gaps, quarantine") from exc
     _emit(result.columns, result.rows, fmt)
 
 

@@ -1,8 +1,12 @@
 """The recorder: plan -> connections -> decode -> sequence -> batch -> writer -> database.
 
 Every task has an owner (one ``asyncio.TaskGroup``); the writer runs in its own thread; reads pause
-while more than ``max_pending_batches`` batches wait for the disk (back-pressure), so memory stays
-bounded and nothing is dropped.
+while more than ``max_pending_batches`` batches wait for the disk (back-pressure, `Batcher`), so
+memory stays bounded and nothing is dropped.
+
+REST is needed only to check symbols and to fill gaps: when it does not answer at start (a
+firewall, a WebSocket-only endpoint), the recorder records anyway, warns once, keeps the gaps and
+checks and fills as soon as REST answers. ``duration`` bounds the whole run, start-up included.
 """
 
 from __future__ import annotations
@@ -10,18 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from binance_streamer.batcher import Batcher
 from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot, Sequencer
 from binance_streamer.core.streams import StreamKind, streams_for
-from binance_streamer.errors import ConfigError, RateLimited, StorageError, Unreachable
+from binance_streamer.errors import (
+    ConfigError,
+    ExchangeError,
+    StorageError,
+    StreamerError,
+    UnknownSymbolError,
+)
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import BINANCE_REST_URL, RestClient
 from binance_streamer.io.websocket import ConnectionSettings, StreamConnection
@@ -35,6 +49,9 @@ BINANCE_WS_URL = "wss://stream.binance.com:9443"
 # Kinds whose ids or open times are checked for gaps on every message.
 _SEQUENCED = frozenset(
     {StreamKind.AGG_TRADE, StreamKind.TRADE, StreamKind.KLINE, StreamKind.DIFF_DEPTH})
+
+
+_SYMBOL = re.compile(r"[A-Z0-9_]{2,30}")  # rest-api.md "Terminology": symbols are upper case
 
 
 @dataclass
@@ -53,9 +70,9 @@ class RecorderConfig:
     raw: bool = False
     microseconds: bool = False  # exchange times in µs (timeUnit=MICROSECOND) instead of ms
     validate_symbols: bool = True
-    startup_attempts: int = 5  # REST validation tries before giving up
     backfill: bool = True
     backfill_drain_s: float = 5.0  # on stop, how long queued gaps may still be filled
+    revalidate_cap_s: float = 60.0  # while REST is down, retry it at most this far apart
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
 
     @property
@@ -63,8 +80,45 @@ class RecorderConfig:
         """Every stream recorded: each symbol x each stream type, market-wide ones once."""
         return streams_for(self.symbols, self.streams)
 
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first option that cannot work."""
+        if not self.streams:
+            raise ConfigError("no stream types given: name at least one, e.g. --streams ticker")
+        for symbol in self.symbols:
+            if not _SYMBOL.fullmatch(symbol.upper()):
+                hint = (" (give several symbols as separate arguments)" if " " in symbol.strip()
+                        else "")
+                raise ConfigError(f"invalid symbol {symbol!r}: a symbol is letters and digits, "
+                                  f"e.g. BTCUSDT{hint}")
+        if not self.stream_names:
+            raise ConfigError("no streams to record: give at least one symbol, or a market-wide "
+                              "stream such as '!miniTicker@arr'")
+        _check_url(self.ws_url, ("ws", "wss"), "WebSocket URL (--ws-url)")
+        _check_url(self.rest_url, ("http", "https"), "REST URL (--rest-url)")
+        if not 1 <= self.max_streams_per_connection <= 1024:
+            raise ConfigError("streams per connection must be between 1 and 1024 (Binance's cap)")
+        for name in ("batch_rows", "max_pending_batches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if not (math.isfinite(self.batch_age_s) and self.batch_age_s > 0):
+            raise ConfigError("batch_age_s must be a positive number of seconds")
 
-@dataclass
+
+def _check_url(url: str, schemes: tuple[str, ...], what: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"invalid {what} {url!r}: expected {schemes[0]}:// or {schemes[1]}:// "
+                          "followed by a host, e.g. "
+                          + (BINANCE_WS_URL if schemes[0] == "ws" else BINANCE_REST_URL))
+
+
+def check_duration(duration: float | None) -> None:
+    """Raise `ConfigError` unless ``duration`` is None or a positive, finite number of seconds."""
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ConfigError(f"duration must be a positive number of seconds, not {duration!r}")
+
+
+@dataclass(repr=False)
 class RecorderStats:
     """Counters a status line or a summary prints."""
 
@@ -74,11 +128,13 @@ class RecorderStats:
     quarantined: int = 0
     gaps: int = 0  # holes in id-sequenced streams this run handles, earlier runs' unfilled too
     stale: int = 0  # silences of streams without sequence numbers
-    gaps_filled: int = 0
+    gaps_filled: int = 0  # counted once the fill is committed
     rows_backfilled: int = 0
     batches: int = 0
     paused: int = 0
     commit_latency_ns: list[int] = field(default_factory=list)
+    silent_streams: list[str] = field(default_factory=list)  # asked for, never heard from
+    rest_unchecked: bool = False  # REST never answered: symbols unchecked, gaps kept for later
 
     @property
     def total_messages(self) -> int:
@@ -90,6 +146,11 @@ class RecorderStats:
         """Market rows written (new or, for klines, updated), bookkeeping tables excluded."""
         skip = ("raw_frame", "quarantine", "gaps")
         return sum(v for k, v in self.stored.items() if k not in skip)
+
+    def __repr__(self) -> str:
+        return (f"<RecorderStats messages={self.total_messages} stored={self.total_stored} "
+                f"gaps={self.gaps} filled={self.gaps_filled} stale={self.stale} "
+                f"quarantined={self.quarantined}>")
 
 
 class Recorder:
@@ -107,14 +168,14 @@ class Recorder:
         self.error: BaseException | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._batch = Batch()
-        self._flush_handle: asyncio.Handle | None = None
+        self._batcher: Batcher | None = None
         self._writer: Writer | None = None
         self.backfiller: Backfiller | None = None
-        self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
         self._seen_count: dict[str, int] = {}
+        self._heard: set[str] = set()  # streams that sent at least one message this run
+        self._deferred: list[GapDetected | NeedSnapshot] | None = None  # while REST is down
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
@@ -124,7 +185,8 @@ class Recorder:
     @property
     def flushed(self) -> bool:
         """True when every message received so far is committed (nothing waits for the disk)."""
-        return not len(self._batch) and self._writer is not None and not self._writer.pending
+        return (self._batcher is not None and self._batcher.empty and self._writer is not None
+                and not self._writer.pending)
 
     async def wait_until(self, done: Callable[[RecorderStats], bool], timeout: float) -> None:
         """Wait until ``done(stats)`` holds, re-checked after every committed batch."""
@@ -142,45 +204,85 @@ class Recorder:
     async def run(self, duration: float | None = None) -> RecorderStats:
         """Validate, connect and record; returns the stats once stopped and flushed.
 
-        Raises `UnknownSymbolError` before connecting, and `StorageFatal` if the database
-        cannot be written (after keeping everything already stored).
+        ``duration`` (seconds) bounds the whole run, start-up included. Raises `ConfigError`
+        (bad options, `UnknownSymbolError`) before writing anything, `StorageError` if the
+        database cannot be written (after keeping everything already stored), and
+        `ExchangeError` when the exchange refuses the connection for good.
         """
-        self._loop = asyncio.get_running_loop()
+        self.config.validate()
+        check_duration(duration)
+        self._loop = loop = asyncio.get_running_loop()
+        deadline = None if duration is None else loop.time() + duration
         names = self.config.stream_names
+        sink = await asyncio.to_thread(self._sink_factory)  # a bad --db fails before the network
         async with RestClient(self.config.rest_url, microseconds=self.config.microseconds) as rest:
-            if self.config.validate_symbols and self.config.symbols:
-                await self._validate(rest)
-            sink = await asyncio.to_thread(self._sink_factory)
-            await asyncio.to_thread(_check_time_unit, sink, self.config.microseconds)
-            self._writer = Writer(sink, self._loop, self._on_written, self._on_fatal)
+            try:
+                await asyncio.to_thread(_check_time_unit, sink, self.config.microseconds)
+                checked = await self._validate(rest, deadline)
+            except BaseException:
+                await asyncio.to_thread(sink.close)
+                raise
+            self._writer = Writer(sink, loop, self._on_written, self._on_fatal)
             self._writer.start()
-            self.backfiller = Backfiller(rest, self._submit_rows, self._on_filled)
+            self._batcher = Batcher(
+                self._writer, loop, batch_rows=self.config.batch_rows,
+                batch_age_s=self.config.batch_age_s,
+                max_pending=self.config.max_pending_batches,
+                pause=self._pause_reading, resume=self._resume_reading)
+            self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled)
+            if not checked:
+                self._deferred = []
             if self.config.backfill:
                 await self._resume_from(sink)
             try:
-                await self._record(names, duration)
+                await self._record(names, deadline, rest, checked)
             finally:
                 await self._shutdown()
         if self.error is not None:
             raise self.error
+        self.stats.silent_streams = [n for n in names if n not in self._heard]
         return self.stats
 
-    async def _validate(self, rest: RestClient) -> None:
-        """Check the symbols over REST, retrying an unreachable or failing server a few times."""
-        delays = full_jitter(0.5, 10.0)
-        for attempt in range(1, self.config.startup_attempts + 1):
+    async def _validate(self, rest: RestClient, deadline: float | None) -> bool:
+        """Check the symbols over REST once; False (after one warning) when REST does not
+        answer, so recording starts anyway and `_validate_later` checks when it does."""
+        if not (self.config.validate_symbols and self.config.symbols):
+            return True
+        assert self._loop is not None
+        timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+        try:
+            await asyncio.wait_for(rest.validate_symbols(self.config.symbols), timeout)
+        except (ExchangeError, TimeoutError) as exc:
+            reason = exc if isinstance(exc, ExchangeError) else "no answer before the deadline"
+            log.warning("REST did not answer (%s): recording anyway with the symbols unchecked; "
+                        "gaps are kept and filled once REST answers", reason)
+            self.stats.rest_unchecked = True
+            return False
+        return True
+
+    async def _validate_later(self, rest: RestClient) -> None:
+        """Retry the symbol check until REST answers; then release the deferred backfills."""
+        delays = full_jitter(1.0, self.config.revalidate_cap_s)
+        while True:
+            await asyncio.sleep(next(delays))
             try:
                 await rest.validate_symbols(self.config.symbols)
+            except UnknownSymbolError as exc:
+                self._fail(exc)
                 return
-            except (Unreachable, RateLimited) as exc:
-                if attempt == self.config.startup_attempts:
-                    raise
-                delay = max(next(delays), getattr(exc, "retry_after", 0.0))
-                log.warning("%s; retrying in %.1fs (attempt %d of %d)", exc, delay, attempt,
-                            self.config.startup_attempts)
-                await asyncio.sleep(delay)
+            except ExchangeError as exc:
+                log.info("REST still unavailable: %s", exc)
+                continue
+            log.warning("REST answers again: symbols checked; filling the gaps kept meanwhile")
+            self.stats.rest_unchecked = False
+            deferred, self._deferred = self._deferred or [], None
+            if self.backfiller is not None:
+                for request in deferred:
+                    self.backfiller.request(request)
+            return
 
-    async def _record(self, names: list[str], duration: float | None) -> None:
+    async def _record(self, names: list[str], deadline: float | None, rest: RestClient,
+                      checked: bool) -> None:
         limiter = AttemptLimiter()
         time_unit = "MICROSECOND" if self.config.microseconds else None
         plans = plan_connections(names, self.config.max_streams_per_connection)
@@ -192,23 +294,46 @@ class Recorder:
         now_ms = time.time_ns() // 1_000_000
         for name in names:
             self.sequencer.add(name, now_ms)
+        assert self.backfiller is not None and self._loop is not None
         async with asyncio.TaskGroup() as tasks:
             for conn in self.connections:
-                tasks.create_task(conn.run(), name=f"connection-{conn.index}")
-            assert self.backfiller is not None
+                tasks.create_task(self._connection(conn), name=f"connection-{conn.index}")
             backfill = tasks.create_task(self.backfiller.run(), name="backfill")
             watchdog = tasks.create_task(self._watch_staleness(), name="staleness")
+            later = None if checked else tasks.create_task(self._validate_later(rest),
+                                                           name="validate-later")
             self.ready.set()
+            timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), duration)
+                await asyncio.wait_for(self._stop.wait(), timeout)
             for conn in self.connections:
                 conn.stop()
             watchdog.cancel()
-            await self.backfiller.drain(timeout=self.config.backfill_drain_s)
+            if later is not None:
+                later.cancel()
+            self._count_seen()
+            if self.error is None:
+                await self.backfiller.drain(timeout=self.config.backfill_drain_s)
             backfill.cancel()
 
+    async def _connection(self, conn: StreamConnection) -> None:
+        """Run one connection; a refusal that retrying cannot fix stops the recording."""
+        try:
+            await conn.run()
+        except StreamerError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop the recording because of ``exc`` (the first such error is the one raised)."""
+        if self.error is None:
+            log.error("stopping: %s", exc)
+            self.error = exc
+        self._progress.set()
+        self._stop.set()
+
     async def _shutdown(self) -> None:
-        self._flush()
+        if self._batcher is not None:
+            self._batcher.flush()
         if self._writer is not None:
             await self._writer.close()
 
@@ -218,17 +343,25 @@ class Recorder:
         names = self.config.stream_names
         for stream, last in (await asyncio.to_thread(sink.last_ids, names)).items():
             self.sequencer.resume(stream, last)
-        assert self.backfiller is not None
         for stream, first, last, cause in await asyncio.to_thread(sink.unfilled_gaps, names):
             log.info("gap %s %d..%d from an earlier run: filling it", stream, first, last)
             self.stats.gaps += 1
-            self.backfiller.request(GapDetected(stream, first, last, cause))
+            self._request(GapDetected(stream, first, last, cause))
+
+    def _request(self, request: GapDetected | NeedSnapshot) -> None:
+        """Hand a backfill to the backfiller, or keep it until REST answers."""
+        if self._deferred is not None:
+            self._deferred.append(request)
+        elif self.backfiller is not None:
+            self.backfiller.request(request)
 
     # -- hot path --------------------------------------------------------------------------
 
     def _on_frame(self, connection: int, received_ns: int, payload: bytes) -> None:
         out = self.decoder.decode(payload)
-        batch = self._batch
+        batcher = self._batcher
+        assert batcher is not None
+        batch = batcher.batch
         if type(out) is Decoded:
             route = out.route
             batch.add(route.table.name, route.rows(out.event, received_ns, "ws"))
@@ -250,21 +383,9 @@ class Recorder:
         if self.config.raw:
             batch.raw_frames.append((received_ns, connection, payload.decode("utf-8", "replace")))
         if not batch.first_received_ns:
-            batch.first_received_ns = received_ns
-            self._schedule_flush()
-        if batch.market_rows >= self.config.batch_rows:
-            self._flush()
-
-    def _schedule_flush(self) -> None:
-        """Group commit: an idle writer gets the batch at the end of this loop iteration (every
-        frame already read joins it); a busy one gets it when it is done, or after
-        ``batch_age_s`` at the latest, or at ``batch_rows``."""
-        assert self._loop is not None and self._writer is not None
-        if self._writer.pending == 0:
-            self._flush_handle = self._loop.call_soon(self._flush)
-        else:
-            self._flush_handle = self._loop.call_later(self.config.batch_age_s, self._flush)
-
+            batcher.started(received_ns)
+        if batch.market_rows >= batcher.batch_rows:
+            batcher.flush()
     def _sequence(self, kind: StreamKind, stream: str, event: object, received_ns: int) -> None:
         seq = self.sequencer
         if kind is StreamKind.AGG_TRADE:
@@ -282,85 +403,78 @@ class Recorder:
             if type(action) is GapDetected:
                 gap = True
                 self._gap(action, received_ns)
-            elif type(action) is NeedSnapshot and not gap and self.backfiller is not None:
-                self.backfiller.request(action)  # initial snapshot of a diff-depth stream
+            elif type(action) is NeedSnapshot and not gap:
+                self._request(action)  # initial snapshot of a diff-depth stream
 
     def _gap(self, gap: GapDetected, detected_ns: int) -> None:
         self.stats.gaps += 1
         log.warning("gap on %s: %d..%d missing (%s)", gap.stream, gap.first_missing,
                     gap.last_missing, gap.cause)
-        self._batch.gaps.append(
+        assert self._batcher is not None
+        self._batcher.batch.gaps.append(
             (gap.stream, gap.first_missing, gap.last_missing, gap.cause, detected_ns))
-        if self.config.backfill and self.backfiller is not None:
-            self.backfiller.request(gap)
-
-    def _flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        batch, self._batch = self._batch, Batch()
-        if not len(batch) or self._writer is None or self._writer.failed is not None:
-            return
-        self.stats.batches += 1
-        self._writer.submit(batch)
-        if self._writer.pending >= self.config.max_pending_batches and not self._paused:
-            self._paused = True
-            self.stats.paused += 1
-            for conn in self.connections:
-                conn.pause_reading()
+        if self.config.backfill:
+            self._request(gap)
 
     # -- callbacks from the writer, the backfiller and the connections -----------------------
 
     def _on_written(self, batch: Batch, result: WriteResult) -> None:
-        self.stats.stored.update(result.stored)
+        stats = self.stats
+        stats.stored.update(result.stored)
+        stats.batches += 1
+        for _, rows, *_ in batch.gap_fills:  # a fill counts once it is committed
+            stats.gaps_filled += 1
+            stats.rows_backfilled += rows
         self._progress.set()
         self._progress = asyncio.Event()
         if batch.first_received_ns:
             latency = time.time_ns() - batch.first_received_ns
-            if len(self.stats.commit_latency_ns) < 100_000:
-                self.stats.commit_latency_ns.append(latency)
-        assert self._writer is not None
-        if self._writer.pending == 0 and len(self._batch):
-            self._flush()  # group commit: the writer is idle, hand it what has accumulated
-        if self._paused and self._writer.pending < self.config.max_pending_batches:
-            self._paused = False
-            for conn in self.connections:
-                conn.resume_reading()
+            if len(stats.commit_latency_ns) < 100_000:
+                stats.commit_latency_ns.append(latency)
+        assert self._batcher is not None
+        self._batcher.written()
+
+    def _pause_reading(self) -> None:
+        self.stats.paused += 1
+        for conn in self.connections:
+            conn.pause_reading()
+
+    def _resume_reading(self) -> None:
+        for conn in self.connections:
+            conn.resume_reading()
 
     def _on_fatal(self, exc: StorageError) -> None:
-        log.error("storage failed, stopping: %s", exc)
-        self.error = exc
-        self._progress.set()
-        self._stop.set()
-
-    def _submit_rows(self, table: str, rows: list[tuple[object, ...]]) -> None:
-        self._batch.add(table, rows)
-        self._flush()
+        self._fail(exc)
 
     def _on_filled(self, gap: GapDetected, rows: int) -> None:
-        self.stats.gaps_filled += 1
-        self.stats.rows_backfilled += rows
-        self._batch.gap_fills.append(
+        assert self._batcher is not None
+        self._batcher.batch.gap_fills.append(
             (time.time_ns(), rows, gap.stream, gap.first_missing, gap.last_missing))
-        self._flush()
+        self._batcher.flush()
 
     def _on_event(self, conn: StreamConnection, event: str) -> None:
         log.info("connection #%d %s", conn.index, event)
+
+    def _count_seen(self) -> dict[str, int]:
+        """Take the per-stream message counts gathered since the last call."""
+        counts, self._seen_count = self._seen_count, {}
+        self._heard.update(counts)
+        return counts
 
     async def _watch_staleness(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             # Messages counted since the last round are taken as seen now: 1 s resolution.
             now_ms = time.time_ns() // 1_000_000
-            counts, self._seen_count = self._seen_count, {}
-            for stream, count in counts.items():
+            for stream, count in self._count_seen().items():
                 self.sequencer.seen(stream, now_ms, count)
             for gap in self.sequencer.stale(now_ms):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1
-                self._batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
-                                         gap.cause, time.time_ns()))
-                self._flush()
+                assert self._batcher is not None
+                self._batcher.batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
+                                                 gap.cause, time.time_ns()))
+                self._batcher.flush()
 
 
 def _check_time_unit(sink: Sink, microseconds: bool) -> None:
@@ -368,7 +482,6 @@ def _check_time_unit(sink: Sink, microseconds: bool) -> None:
     unit = "microsecond" if microseconds else "millisecond"
     stored = sink.meta("time_unit", unit)
     if stored != unit:
-        sink.close()
         raise ConfigError(f"this database holds exchange times in {stored}s; "
                           f"record with{'out' if stored == 'millisecond' else ''} --microseconds")
 

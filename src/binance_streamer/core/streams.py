@@ -123,7 +123,8 @@ def parse_stream(name: str) -> StreamName:
         return StreamName(name, _SIMPLE[rest], symbol)
     if m := _KLINE.match(rest):
         if m["interval"] not in KLINE_INTERVAL_MS:
-            raise InvalidStreamName(f"invalid kline interval in {name!r}")
+            raise InvalidStreamName(f"invalid kline interval in {name!r}; valid intervals: "
+                                    + ", ".join(KLINE_INTERVAL_MS))
         return StreamName(name, StreamKind.KLINE, symbol, interval=m["interval"])
     if m := _WINDOW.match(rest):
         return StreamName(name, StreamKind.WINDOW_TICKER, symbol, interval=m["window"])

@@ -1,11 +1,19 @@
 """One supervised combined-stream WebSocket connection (picows), reconnecting under a policy.
 
 The connection only moves bytes: every text frame goes to ``on_frame(connection, received_ns,
-payload)``. Pings are answered by picows (web-socket-streams.md: "reply with a pong copying the
-payload"). The supervisor reconnects after a drop or a stall, and rolls over to a fresh
-connection before Binance's 24 h cut or on ``serverShutdown``: the new connection is opened and must
-deliver data before the old one is closed, so the overlap (deduplicated by the natural keys in
-storage) covers the switch.
+payload)``. Pings are answered by picows (web-socket-streams.md, "WebSocket Limits": "reply with a
+pong copying the payload").
+
+Liveness comes from the connection itself, never from how often its streams trade: when nothing
+has arrived for ``ping_idle_s`` we send a ping of our own, and a connection that answers neither
+with data nor with a pong within ``pong_timeout_s`` is dead and is replaced. A connection whose
+streams are merely quiet (a long-tail symbol's trades) stays up; the recorder records the silence.
+
+The supervisor reconnects after a drop, and rolls over to a fresh connection before Binance's
+24 h cut or on ``serverShutdown``: the new connection is opened and must deliver data before the
+old one is closed, so the overlap (deduplicated by the natural keys in storage) covers the switch.
+Every failure goes through `ReconnectPolicy.after`, the one retry policy: a refusal that cannot
+succeed by retrying (HTTP 404 on the upgrade, say) ends `run` with `HandshakeRefused`.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from picows import WSListener, WSMsgType, WSTransport
 
 from binance_streamer.core.backoff import ReconnectPolicy, retry_after_s
 from binance_streamer.core.planning import AttemptLimiter
+from binance_streamer.errors import HandshakeRefused, Unreachable
 
 __all__ = ["ConnectionSettings", "FrameHandler", "StreamConnection"]
 
@@ -34,7 +43,9 @@ FrameHandler = Callable[[int, int, bytes], None]
 class ConnectionSettings:
     """Timing of one connection; tests shrink these."""
 
-    stall_timeout_s: float = 10.0  # no frame at all for this long -> reconnect
+    # Nothing received for this long -> we send a ping (Binance pings every 20 s by itself).
+    ping_idle_s: float = 10.0
+    pong_timeout_s: float = 10.0  # ... and no data nor pong for this long after it -> reconnect
     lifetime_s: float = 23.5 * 3600  # roll over before Binance's 24 h disconnect
     first_data_timeout_s: float = 10.0  # a rollover's new connection must deliver by then
     handshake_timeout_s: float = 10.0
@@ -163,10 +174,14 @@ class StreamConnection:
             try:
                 transport, _ = await self._open()
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = self._policy.next_delay(_retry_after(exc))
-                log.warning("connection #%d to %s failed (%s); retrying in %.1fs",
-                            self.index, self.url, self.last_error, delay)
+                failure = translate(exc, self.url)
+                self.last_error = str(failure)
+                delay = self._policy.after(failure)
+                if delay is None:
+                    self._on_event(self, "refused")
+                    raise failure from exc
+                log.warning("connection #%d: %s; retrying in %.1fs",
+                            self.index, self.last_error, delay)
                 self._on_event(self, "connect_failed")
                 if await self._sleep_or_stop(delay):
                     return None
@@ -181,6 +196,8 @@ class StreamConnection:
             lambda: _Listener(self), self.url,
             websocket_handshake_timeout=self.settings.handshake_timeout_s,
             enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
+            enable_auto_ping=True, auto_ping_idle_timeout=self.settings.ping_idle_s,
+            auto_ping_reply_timeout=self.settings.pong_timeout_s,
             socket_factory=self._socket, ssl_context=self.settings.ssl_context,
         )
         if not isinstance(listener, _Listener):  # picows gives None when the server aborts
@@ -224,9 +241,10 @@ class StreamConnection:
         return True
 
     async def _supervise(self, transport: WSTransport) -> None:
-        """Return when ``transport`` is gone; replace it on stall, lifetime end or shutdown."""
+        """Return when ``transport`` is gone (picows drops it when our ping goes unanswered);
+        replace it at its lifetime's end or on ``serverShutdown``."""
         opened = time.monotonic()
-        tick = min(1.0, self.settings.stall_timeout_s / 4)
+        tick = min(1.0, self.settings.ping_idle_s / 4)
         retry_at = 0.0  # a failed rollover is tried again from then on
         while not self._stopping.is_set():
             waits: set[asyncio.Future[object]] = {
@@ -239,12 +257,6 @@ class StreamConnection:
             if transport.is_disconnected:
                 return
             now = time.monotonic()
-            if now - self.last_frame > self.settings.stall_timeout_s and not self._paused:
-                log.warning("connection #%d stalled for %.1fs; reconnecting",
-                            self.index, now - self.last_frame)
-                self._on_event(self, "stalled")
-                transport.disconnect(graceful=False)
-                return
             due = self._rollover.is_set() or now - opened > self.settings.lifetime_s
             if due and now >= retry_at:
                 replacement = await self._replace(transport)
@@ -264,8 +276,9 @@ class StreamConnection:
             new, listener = await self._open()
             await asyncio.wait_for(listener.first_data.wait(), self.settings.first_data_timeout_s)
         except Exception as exc:  # keep the old connection; the supervisor tries again
-            log.warning("rollover of connection #%d failed: %s", self.index, exc)
-            self._refusal = _retry_after(exc)
+            failure = translate(exc, self.url)
+            log.warning("rollover of connection #%d failed: %s", self.index, failure)
+            self._refusal = getattr(failure, "retry_after", None)
             if new is not None:
                 new.disconnect()
             return old if not old.is_disconnected else None
@@ -280,16 +293,25 @@ class StreamConnection:
         return new
 
 
-def _retry_after(exc: BaseException) -> float | None:
-    """``Retry-After`` of a handshake refused with HTTP 429 or 418 (picows keeps the raw head)."""
+def translate(exc: BaseException, url: str) -> Exception:
+    """A connection failure as one of `binance_streamer.errors`: an upgrade answered with an HTTP
+    error status becomes `HandshakeRefused` (with Retry-After on 429/418), a socket error or
+    timeout `Unreachable`; anything else is returned as it is."""
+    if isinstance(exc, HandshakeRefused | Unreachable):
+        return exc
     head = getattr(exc, "raw_header", None)
-    if not isinstance(head, bytes) or not head.startswith(b"HTTP/"):
-        return None
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    parts = status_line.split()
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    if status not in (418, 429):
-        return None
-    header = next((v for n, _, v in (ln.partition(":") for ln in lines)
-                   if n.strip().lower() == "retry-after"), None)
-    return retry_after_s(status, header)
+    if isinstance(head, bytes) and head.startswith(b"HTTP/"):
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        parts = status_line.split(None, 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        header = next((v for n, _, v in (ln.partition(":") for ln in lines)
+                       if n.strip().lower() == "retry-after"), None)
+        wait = retry_after_s(status, header) if status in (418, 429) else None
+        return HandshakeRefused(url, status, parts[2] if len(parts) > 2 else "", wait)
+    if isinstance(exc, TimeoutError):
+        return Unreachable(url, "no answer within the handshake timeout")
+    if isinstance(exc, OSError):
+        return Unreachable(url, exc.strerror or str(exc) or type(exc).__name__)
+    if isinstance(exc, picows.WSError):
+        return Unreachable(url, str(exc))
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))

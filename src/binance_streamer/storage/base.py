@@ -7,10 +7,12 @@ from typing import Protocol
 
 from binance_streamer.core.tables import Row
 
-__all__ = ["Batch", "GapFill", "GapRow", "Sink", "WriteResult"]
+__all__ = ["Batch", "GapFill", "GapRow", "SilenceEnd", "Sink", "WriteResult"]
 
 GapRow = tuple[str, int, int, str, int]  # stream, first_missing, last_missing, cause, detected_ns
 GapFill = tuple[int, int, str, int, int]  # filled_ns, rows_filled, stream, first, last
+# last_missing, stream, first_missing: where a silence (a 'stale...' gap row) ended.
+SilenceEnd = tuple[int, str, int]
 
 
 @dataclass(slots=True)
@@ -22,6 +24,7 @@ class Batch:
     raw_frames: list[Row] = field(default_factory=list)  # received_ns, connection, frame
     gaps: list[GapRow] = field(default_factory=list)
     gap_fills: list[GapFill] = field(default_factory=list)
+    silence_ends: list[SilenceEnd] = field(default_factory=list)  # applied after ``gaps``
     first_received_ns: int = 0
     market_rows: int = 0  # rows in ``rows``, kept as they are added (read on every frame)
 
@@ -36,11 +39,12 @@ class Batch:
 
     def __len__(self) -> int:
         return (self.market_rows + len(self.quarantine) + len(self.raw_frames) + len(self.gaps)
-                + len(self.gap_fills))
+                + len(self.gap_fills) + len(self.silence_ends))
 
     def __repr__(self) -> str:
         tables = " ".join(f"{t}={len(r)}" for t, r in self.rows.items())
-        return f"<Batch {tables} quarantine={len(self.quarantine)} gaps={len(self.gaps)}>"
+        return (f"<Batch {tables} quarantine={len(self.quarantine)} gaps={len(self.gaps)} "
+                f"silence_ends={len(self.silence_ends)}>")
 
 
 @dataclass(slots=True)
@@ -70,5 +74,5 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the connection."""
+        """Release the connection (called on the writer thread, as its last act)."""
         ...

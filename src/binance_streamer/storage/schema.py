@@ -4,18 +4,34 @@ Market tables come from `binance_streamer.core.tables`; each has an integer surr
 UNIQUE natural key, so an event is stored once however often it arrives. Bookkeeping tables:
 ``gaps`` (detected holes and their backfill), ``quarantine`` (frames that could not be decoded,
 with the reason and raw text), ``raw_frame`` (the optional ``--raw`` archive) and ``meta``.
+The SQL both backends run on the bookkeeping tables is generated here once per dialect
+(`statements`), so SQLite and PostgreSQL differ only in the placeholder.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
+from binance_streamer.core.sequencing import CAUSE_STALE
+from binance_streamer.core.streams import StreamKind
 from binance_streamer.core.tables import TABLES, TableSpec
+from binance_streamer.errors import SchemaTooNew
 
-__all__ = ["BOOKKEEPING", "MIGRATIONS", "SCHEMA_VERSION", "Dialect", "insert_sql", "migrations"]
+__all__ = [
+    "BOOKKEEPING",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Dialect",
+    "Statements",
+    "insert_sql",
+    "migrations",
+    "statements",
+]
 
 Dialect = Literal["sqlite", "postgres"]
+MARK: dict[Dialect, str] = {"sqlite": "?", "postgres": "%s"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,11 @@ class Bookkeeping:
     name: str
     columns: tuple[tuple[str, str], ...]
     unique: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The NOT NULL columns: what an insert of a new row gives."""
+        return tuple(c for c, k in self.columns if "NOT NULL" in k)
 
 
 GAPS = Bookkeeping(
@@ -94,10 +115,7 @@ SCHEMA_VERSION = max(MIGRATIONS)
 def migrations(current: int, dialect: Dialect) -> list[tuple[int, list[str]]]:
     """The statements that take a database from version ``current`` to `SCHEMA_VERSION`."""
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"database schema version {current} is newer than this binance-streamer "
-            f"({SCHEMA_VERSION}); upgrade binance-streamer"
-        )
+        raise SchemaTooNew(current, SCHEMA_VERSION)
     return [(v, MIGRATIONS[v](dialect)) for v in range(current + 1, SCHEMA_VERSION + 1)]
 
 
@@ -105,7 +123,7 @@ def insert_sql(t: TableSpec, dialect: Dialect, rows: int = 1) -> str:
     """Parameterised idempotent insert of ``rows`` rows into table ``t`` (an upsert where the
     spec says so)."""
     cols = ", ".join(f'"{c}"' for c in t.column_names)
-    mark = "?" if dialect == "sqlite" else "%s"
+    mark = MARK[dialect]
     one_row = "(" + ", ".join(mark for _ in t.columns) + ")"
     values = ", ".join([one_row] * rows)
     key = ", ".join(f'"{c}"' for c in t.key)
@@ -114,3 +132,53 @@ def insert_sql(t: TableSpec, dialect: Dialect, rows: int = 1) -> str:
         return sql + "NOTHING"
     sets = ", ".join(f'"{c}" = excluded."{c}"' for c in t.column_names if c not in t.key)
     return sql + f"UPDATE SET {sets} WHERE {t.upsert_when.format(t=t.name)}"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The bookkeeping SQL of one dialect (see `statements`)."""
+
+    gap_insert: str  # stream, first_missing, last_missing, cause, detected_ns
+    gap_fill: str  # filled_ns, rows_filled, stream, first_missing, last_missing
+    silence_end: str  # last_missing, stream, first_missing (of a 'stale...' gap)
+    quarantine_insert: str  # received_ns, stream, reason, raw
+    raw_frame_insert: str  # received_ns, connection, frame
+    unfilled_gaps: str  # -> (stream, first_missing, last_missing, cause), oldest first
+    meta_insert: str  # key, value; an existing key keeps its value
+    meta_select: str  # key -> value
+    last_id: dict[StreamKind, str]  # symbol[, interval] -> the last stored id or open time
+
+
+def _insert(b: Bookkeeping, mark: str, conflict: str = "") -> str:
+    cols = b.required
+    return (f"INSERT INTO {b.name} ({', '.join(cols)}) "
+            f"VALUES ({', '.join(mark for _ in cols)}){conflict}")
+
+
+@functools.cache
+def statements(dialect: Dialect) -> Statements:
+    """The bookkeeping SQL for ``dialect``: one definition, the placeholder chosen per dialect."""
+    m = MARK[dialect]
+    key = " AND ".join(f"{c} = {m}" for c in GAPS.unique)  # stream, first, last
+    stream, first, _ = GAPS.unique
+    return Statements(
+        gap_insert=_insert(GAPS, m, " ON CONFLICT DO NOTHING"),
+        gap_fill=f"UPDATE {GAPS.name} SET filled_ns = {m}, rows_filled = {m} WHERE {key}",
+        silence_end=(f"UPDATE {GAPS.name} SET last_missing = {m} WHERE {stream} = {m} "
+                     f"AND {first} = {m} AND cause LIKE '{CAUSE_STALE}%'"),
+        quarantine_insert=_insert(QUARANTINE, m),
+        raw_frame_insert=_insert(RAW_FRAME, m),
+        # Gaps a later backfill can still fill (silences have nothing to fetch).
+        unfilled_gaps=(f"SELECT stream, first_missing, last_missing, cause FROM {GAPS.name} "
+                       f"WHERE filled_ns IS NULL AND cause NOT LIKE '{CAUSE_STALE}%' ORDER BY id"),
+        meta_insert=f"INSERT INTO meta (key, value) VALUES ({m}, {m}) ON CONFLICT DO NOTHING",
+        meta_select=f"SELECT value FROM meta WHERE key = {m}",
+        # A kline resumes from its last *closed* candle, so one stored mid-candle (at a crash or
+        # disconnect) is fetched again, complete.
+        last_id={
+            StreamKind.AGG_TRADE: f"SELECT MAX(agg_id) FROM agg_trade WHERE symbol = {m}",
+            StreamKind.TRADE: f"SELECT MAX(trade_id) FROM trade WHERE symbol = {m}",
+            StreamKind.KLINE: f"SELECT MAX(open_time) FROM kline WHERE symbol = {m} "
+                              f"AND interval = {m} AND is_closed",
+        },
+    )

@@ -1,0 +1,110 @@
+"""Group commit with back-pressure: rows gather in a `Batch`, committed when the writer is idle.
+
+The read loop adds rows to `Batcher.batch` and calls `started` on the first row of a batch; the
+batch goes to the writer at the end of the current loop iteration when the writer is idle (every
+frame already read joins it), after ``batch_age_s`` at the latest when it is busy, and at once at
+``batch_rows``. While ``max_pending`` batches wait for the disk, reading is paused (the kernel's
+bounded receive buffer then holds the rest), so memory stays bounded and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from binance_streamer.storage.base import Batch
+
+__all__ = ["BatchWriter", "Batcher"]
+
+
+class BatchWriter(Protocol):
+    """What the batcher needs of the writer thread."""
+
+    @property
+    def pending(self) -> int:
+        """Batches submitted and not yet written."""
+        ...
+
+    @property
+    def failed(self) -> object | None:
+        """The fatal error that stopped the writer, if any."""
+        ...
+
+    def submit(self, batch: Batch) -> None:
+        """Queue ``batch`` for writing."""
+        ...
+
+
+class Batcher:
+    """Owns the batch being filled; hands it to ``writer`` by size, age or idleness."""
+
+    def __init__(
+        self,
+        writer: BatchWriter,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        batch_rows: int = 5000,
+        batch_age_s: float = 0.1,
+        max_pending: int = 4,
+        pause: Callable[[], None] = lambda: None,
+        resume: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.batch = Batch()
+        self.batch_rows = batch_rows
+        self._writer = writer
+        self._loop = loop
+        self._age_s = batch_age_s
+        self._max_pending = max_pending
+        self._pause, self._resume = pause, resume
+        self._handle: asyncio.Handle | None = None
+        self.paused = False
+        self.pauses = 0  # times reading was paused
+        self.batches = 0  # batches handed to the writer
+
+    def __repr__(self) -> str:
+        return (f"<Batcher rows={len(self.batch)} pending={self._writer.pending} "
+                f"paused={self.paused} batches={self.batches}>")
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing waits in the current batch."""
+        return not len(self.batch)
+
+    def started(self, received_ns: int) -> None:
+        """The first row of a batch arrived at ``received_ns``: schedule the batch's commit."""
+        self.batch.first_received_ns = received_ns
+        if self._handle is not None:
+            return
+        if self._writer.pending == 0:
+            self._handle = self._loop.call_soon(self.flush)
+        else:
+            self._handle = self._loop.call_later(self._age_s, self.flush)
+
+    def add(self, table: str, rows: list[tuple[object, ...]]) -> None:
+        """Add rows that did not come from the read loop (backfill) and commit them soon."""
+        self.batch.add(table, rows)
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the current batch to the writer now; pause reading if too many wait."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        batch, self.batch = self.batch, Batch()
+        if not len(batch) or self._writer.failed is not None:
+            return
+        self.batches += 1
+        self._writer.submit(batch)
+        if self._writer.pending >= self._max_pending and not self.paused:
+            self.paused = True
+            self.pauses += 1
+            self._pause()
+
+    def written(self) -> None:
+        """A batch was committed: an idle writer gets what has gathered; reading may resume."""
+        if self._writer.pending == 0 and len(self.batch):
+            self.flush()
+        if self.paused and self._writer.pending < self._max_pending:
+            self.paused = False
+            self._resume()
