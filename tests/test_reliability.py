@@ -25,9 +25,9 @@ ID_STREAMS = {"aggTrade": ("agg_trade", "agg_id", "a"), "trade": ("trade", "trad
 
 
 def fast_settings(**kw: Any) -> ConnectionSettings:
-    """Connection timing for tests: reconnect within ~0.1 s, stall bound 1 s."""
+    """Connection timing for tests: reconnect within ~0.1 s, a silent connection pinged after 0.5 s."""
     return ConnectionSettings(**{
-        "stall_timeout_s": 1.0,
+        "ping_idle_s": 0.5, "pong_timeout_s": 0.5,
         "policy": lambda: ReconnectPolicy(delays=lambda: full_jitter(0.01, 0.1)),
         **kw})
 
@@ -115,9 +115,9 @@ async def test_dropped_connections_are_reconnected_and_backfilled(db_path: Path)
 
 
 async def test_a_stalled_connection_is_replaced(db_path: Path) -> None:
-    """A socket that stays open but silent is detected by the watchdog and reconnected."""
+    """A socket that stays open but silent is found dead by an unanswered ping and reconnected."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
-        recorder = make_recorder(ex, db_path, connection=fast_settings(stall_timeout_s=0.5))
+        recorder = make_recorder(ex, db_path, connection=fast_settings(ping_idle_s=0.3, pong_timeout_s=0.3))
         await run_with(ex, recorder, lambda: ex.faults.stall(3.0))
     assert recorder.connections[0].reconnects >= 1
     assert_complete(db_path, ex)
@@ -141,7 +141,7 @@ async def test_rollover_before_the_lifetime_ends_loses_nothing(db_path: Path) ->
     """With a 1 s lifetime the connection is replaced repeatedly, overlap deduplicated, no gap."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
         recorder = make_recorder(
-            ex, db_path, connection=fast_settings(lifetime_s=1.0, stall_timeout_s=10.0))
+            ex, db_path, connection=fast_settings(lifetime_s=1.0, ping_idle_s=10.0))
         task = asyncio.create_task(recorder.run())
         await asyncio.wait_for(recorder.ready.wait(), TIMEOUT)
         await recorder.wait_until(lambda s: recorder.connections[0].rollovers >= 3, TIMEOUT)
@@ -196,7 +196,7 @@ async def test_fifty_connections_reconnect_at_once_without_a_1008(db_path: Path)
         recorder = Recorder(RecorderConfig(
             symbols=symbols, streams=["aggTrade", "trade"], database=db_path,
             ws_url=ex.ws_url, rest_url=ex.rest_url, max_streams_per_connection=1,
-            connection=fast_settings(stall_timeout_s=10.0)))
+            connection=fast_settings(ping_idle_s=10.0)))
         task = asyncio.create_task(recorder.run())
         await asyncio.wait_for(ex.wait_subscribed(50), TIMEOUT)
         ex.faults.drop_now()
@@ -319,7 +319,7 @@ async def test_a_failed_rollover_keeps_the_old_connection_and_tries_again(db_pat
     """serverShutdown while new connections are refused: the old connection keeps delivering,
     the switch is retried, and it happens once connections are accepted again."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
-        recorder = make_recorder(ex, db_path, connection=fast_settings(stall_timeout_s=10.0))
+        recorder = make_recorder(ex, db_path, connection=fast_settings(ping_idle_s=10.0))
         task = asyncio.create_task(recorder.run())
         await caught_up(recorder, ex, extra=10)
         ex.faults.refuse_connections(1.5)

@@ -39,3 +39,36 @@ async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path)
     btc = streamer.get_market_data("BTCUSDT")
     assert btc and all(r[1] == "BTCUSDT" for r in btc)
     assert isinstance(btc[0][0], int) and isinstance(btc[0][2], float)
+
+
+STREAMER_SCRIPT = """
+import sys, threading
+from binance_streamer import BinanceStreamer
+streamer = BinanceStreamer(["BTCUSDT"], sys.argv[1], ws_url=sys.argv[2])
+stats = streamer.start_stream()
+print("stopped", stats.messages["ticker"], flush=True)
+"""
+
+
+async def test_tutorial_api_with_only_ws_url_records_and_ctrl_c_returns_stats(
+        db_path: Path) -> None:
+    """With only ws_url set (Binance's REST unreachable) the tutorial API still records, and
+    Ctrl-C makes start_stream() return its stats with every ticker stored."""
+    import signal
+    import sqlite3
+    import sys
+
+    from tests.test_reliability import wait_for_rows
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STREAMER_SCRIPT, str(db_path), f"{ex.ws_url}/ws",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await wait_for_rows(db_path, "ticker", 3)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"symbols unchecked" in err
+    received = int(out.decode().split()[-1])
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM ticker").fetchone()[0] == received >= 3

@@ -3,12 +3,14 @@
 ``BinanceStreamer(symbols).start_stream()`` records ``<symbol>@ticker`` into ``binance_data.db``
 as the tutorial does, without per-row commits, uuid keys or lost data on disconnect;
 ``get_market_data(symbol=None)`` returns the tutorial's ``(id, symbol, price, timestamp)`` rows and
-may be called from any thread while streaming.
+may be called from any thread while streaming. The WebSocket URL is the tutorial's ``ws_url``
+attribute (or keyword); REST, when it does not answer, is done without.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
 import threading
 from pathlib import Path
@@ -29,12 +31,13 @@ class BinanceStreamer:
         symbols: list[str],
         db_path: str | Path = "binance_data.db",
         *,
+        ws_url: str = f"{BINANCE_WS_URL}/ws",
         streams: list[str] | None = None,
         rest_url: str = BINANCE_REST_URL,
         **options: Any,
     ) -> None:
         self.symbols = list(symbols)
-        self.ws_url = f"{BINANCE_WS_URL}/ws"  # the tutorial's attribute: a base URL to change
+        self.ws_url = ws_url  # the tutorial's attribute: a base URL to change
         self.rest_url = rest_url
         self.db_path = str(db_path)
         self.streams = streams or ["ticker"]
@@ -51,16 +54,23 @@ class BinanceStreamer:
         SqliteSink(self.db_path).close()
 
     def start_stream(self, duration: float | None = None) -> RecorderStats:
-        """Record until `stop` (from another thread), Ctrl-C, or ``duration`` seconds."""
+        """Record until `stop` (from another thread), Ctrl-C, or ``duration`` seconds; returns
+        the run's stats in each case, with everything received stored."""
         config = RecorderConfig(
             symbols=self.symbols, streams=self.streams, database=self.db_path,
             ws_url=self.ws_url, rest_url=self.rest_url, **self._options,
         )
-        self._recorder = Recorder(config)
-        return asyncio.run(self._run(self._recorder, duration))
+        self._recorder = recorder = Recorder(config)
+        try:
+            return asyncio.run(self._run(recorder, duration))
+        except KeyboardInterrupt:  # Ctrl-C reached us before the recorder's own handler
+            return recorder.stats
 
     async def _run(self, recorder: Recorder, duration: float | None) -> RecorderStats:
         self._started.set()
+        if threading.current_thread() is threading.main_thread():  # Ctrl-C: stop and flush
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, recorder.stop)
         return await recorder.run(duration)
 
     def stop(self) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from binance_streamer.core.backoff import ReconnectPolicy
 from binance_streamer.core.planning import AttemptLimiter, combined_url
+from binance_streamer.errors import HandshakeRefused, Unreachable
 from binance_streamer.exchange import Limits, LocalExchange
-from binance_streamer.io.websocket import ConnectionSettings, StreamConnection, _retry_after
+from binance_streamer.io.websocket import ConnectionSettings, StreamConnection, translate
 from tests.conftest import TIMEOUT
 
 
@@ -63,15 +66,64 @@ async def test_frames_arrive_with_receive_times_in_order() -> None:
     assert "frames=" in repr(conn)
 
 
-def test_retry_after_is_read_from_refused_handshakes() -> None:
-    """429/418 heads give their Retry-After (418 without one: 2 minutes); others give None."""
-    class Refused(Exception):
-        def __init__(self, head: bytes) -> None:
-            self.raw_header = head
-    assert _retry_after(Refused(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7")) == 7.0
-    assert _retry_after(Refused(b"HTTP/1.1 418 I'm a teapot\r\nX: y")) == 120.0
-    assert _retry_after(Refused(b"HTTP/1.1 503 Unavailable\r\nRetry-After: 7")) is None
-    assert _retry_after(OSError("refused")) is None
+class Refused(Exception):
+    """What picows raises for an upgrade answered with an HTTP error: the raw head attached."""
+
+    def __init__(self, head: bytes) -> None:
+        self.raw_header = head
+
+
+def test_refused_handshakes_become_handshake_refused_with_retry_after() -> None:
+    """429/418 heads give their Retry-After (418 without one: 2 minutes); others give None;
+    the status and reason are kept."""
+    url = "ws://x/stream"
+    limited = translate(Refused(b"HTTP/1.1 429 Too Many\r\nRetry-After: 7"), url)
+    assert isinstance(limited, HandshakeRefused)
+    assert (limited.status, limited.reason, limited.retry_after) == (429, "Too Many", 7.0)
+    banned = translate(Refused(b"HTTP/1.1 418 I'm a teapot\r\nX: y"), url)
+    assert isinstance(banned, HandshakeRefused) and banned.retry_after == 120.0
+    busy = translate(Refused(b"HTTP/1.1 503 Unavailable\r\nRetry-After: 7"), url)
+    assert isinstance(busy, HandshakeRefused) and busy.retry_after is None
+    assert str(translate(Refused(b"HTTP/1.1 404 Not Found\r\n"), url)) == (
+        "ws://x/stream refused the WebSocket connection: HTTP 404 Not Found")
+
+
+def test_socket_errors_and_timeouts_become_unreachable() -> None:
+    """A refused socket or a handshake timeout is Unreachable, naming the URL, never HTTP 0."""
+    refused = translate(ConnectionRefusedError(111, "Connection refused"), "ws://x")
+    assert isinstance(refused, Unreachable) and str(refused) == (
+        "cannot reach ws://x: Connection refused")
+    slow = translate(TimeoutError(), "ws://x")
+    assert isinstance(slow, Unreachable) and "timeout" in str(slow)
+    other = ValueError("odd")
+    assert translate(other, "ws://x") is other
+
+
+async def test_a_handshake_refused_for_good_ends_run_without_retrying() -> None:
+    """An upgrade answered 404 (a wrong path) raises HandshakeRefused from run() at once."""
+    policy = RecordingPolicy()
+    async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
+        conn = StreamConnection(
+            0, f"{ex.ws_url}/no/such/path", lambda *a: None, AttemptLimiter(),
+            ConnectionSettings(policy=lambda: policy))
+        with pytest.raises(HandshakeRefused, match="HTTP 404"):
+            await asyncio.wait_for(conn.run(), TIMEOUT)
+    assert policy.retry_afters == [] and conn.connects == 1
+
+
+async def test_a_quiet_connection_stays_up_while_it_answers_pings() -> None:
+    """A connection whose stream never sends (a well-formed unknown symbol) is kept: our pings
+    are answered, so no reconnect happens however long the silence."""
+    async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
+        conn = StreamConnection(
+            0, combined_url(ex.ws_url, ["zzzusdt@trade"]), lambda *a: None, AttemptLimiter(),
+            ConnectionSettings(ping_idle_s=0.2, pong_timeout_s=0.2))
+        task = asyncio.create_task(conn.run())
+        await asyncio.wait_for(ex.wait_subscribed(1), TIMEOUT)
+        await asyncio.sleep(1.5)  # many ping intervals: the silence itself is what is tested
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert conn.reconnects == 0 and conn.connects == 1
 
 
 async def test_wss_connections_use_tls_with_the_bounded_socket() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from binance_streamer.core.decoding import Decoded, FrameDecoder
 from binance_streamer.core.tables import TABLES
-from binance_streamer.errors import StorageBusy, StorageFatal
+from binance_streamer.errors import InvalidDatabase, SchemaTooNew, StorageBusy, StorageFatal
 from binance_streamer.storage.base import Batch, WriteResult
 from binance_streamer.storage.schema import SCHEMA_VERSION, migrations
 from binance_streamer.storage.sqlite import SqliteSink, last_ids
@@ -20,6 +20,7 @@ from tests.conftest import TIMEOUT, frames
 
 
 def batch_of(name: str, received_ns: int = 1) -> Batch:
+    """A batch of the rows decoded from fixture ``name``, all received at ``received_ns``."""
     batch = Batch()
     decoder = FrameDecoder()
     for raw in frames(name):
@@ -79,12 +80,18 @@ def test_schema_is_versioned_and_has_every_table(db_path: Path) -> None:
 
 
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
-    """A database written by a newer version is not touched."""
+    """A database written by a newer version raises SchemaTooNew and is not touched."""
     conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    before = db_path.read_bytes()
+    with pytest.raises(SchemaTooNew, match="upgrade binance-streamer") as raised:
         SqliteSink(db_path)
+    assert (raised.value.found, raised.value.supported) == (SCHEMA_VERSION + 1, SCHEMA_VERSION)
+    assert db_path.read_bytes() == before
+    with pytest.raises(SchemaTooNew):
+        migrations(SCHEMA_VERSION + 1, "postgres")
 
 
 def test_market_data_view_has_the_tutorial_columns(db_path: Path) -> None:
@@ -159,12 +166,13 @@ def test_a_read_only_connection_is_fatal_for_writes(db_path: Path) -> None:
         sink.write(batch_of("binance_spot_trade.singletons.jsonl"))
 
 
-def test_an_unwritable_path_is_fatal(tmp_path: Path) -> None:
-    """A database path inside a regular file cannot be created: StorageFatal names it."""
+def test_a_path_under_a_regular_file_is_invalid(tmp_path: Path) -> None:
+    """A database path whose folder would have to be inside a regular file is InvalidDatabase."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StorageFatal, match="cannot open database"):
+    with pytest.raises(InvalidDatabase, match="does not exist; create it first"):
         SqliteSink(blocker / "sub" / "x.db")
+    assert blocker.read_text() == "x"
 
 
 def test_a_full_disk_is_fatal(db_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Raw WebSocket frame -> typed outcome, in one decoder pass per message.
 
-A combined-stream frame starts with ``{"stream":"<name>"`` (web-socket-streams.md, "Combined
-streams"); the name picks a typed msgspec decoder built once per stream, which then decodes the
-whole frame once. Everything else is a control reply, a ``serverShutdown`` or a reject carrying
+A combined-stream frame starts with ``{"stream":"<name>"`` (web-socket-streams.md, "General WSS
+information": combined stream events are wrapped as ``{"stream":"<streamName>","data":
+<rawPayload>}``); the name picks the typed msgspec decoder of the stream's kind, which then decodes
+the whole frame once. Everything else is a control reply, a ``serverShutdown`` or a reject carrying
 the reason and the raw text, so nothing that arrives is silently lost.
 """
 
@@ -36,21 +37,22 @@ __all__ = ["ControlReply", "Decoded", "FrameDecoder", "Reject", "Route", "Shutdo
 
 _PREFIX = b'{"stream":"'
 _MAX_ROUTES = 100_000
-_EVENT_TYPES: dict[StreamKind, Any] = {
-    StreamKind.TRADE: Trade,
-    StreamKind.BLOCK_TRADE: BlockTrade,
-    StreamKind.REFERENCE_PRICE: ReferencePrice,
-    StreamKind.ALL_WINDOW_TICKERS: list[WindowTicker],
-    StreamKind.AGG_TRADE: AggTrade,
-    StreamKind.KLINE: KlineEvent,
-    StreamKind.TICKER: Ticker,
-    StreamKind.WINDOW_TICKER: WindowTicker,
-    StreamKind.MINI_TICKER: MiniTicker,
-    StreamKind.ALL_MINI_TICKERS: list[MiniTicker],
-    StreamKind.BOOK_TICKER: BookTicker,
-    StreamKind.AVG_PRICE: AvgPrice,
-    StreamKind.PARTIAL_DEPTH: PartialDepth,
-    StreamKind.DIFF_DEPTH: DiffDepth,
+# One decoder per stream kind, shared by every stream of that kind (a decoder keeps no state).
+_DECODERS: dict[StreamKind, msgspec.json.Decoder[Any]] = {
+    StreamKind.TRADE: msgspec.json.Decoder(Combined[Trade]),
+    StreamKind.BLOCK_TRADE: msgspec.json.Decoder(Combined[BlockTrade]),
+    StreamKind.REFERENCE_PRICE: msgspec.json.Decoder(Combined[ReferencePrice]),
+    StreamKind.ALL_WINDOW_TICKERS: msgspec.json.Decoder(Combined[list[WindowTicker]]),
+    StreamKind.AGG_TRADE: msgspec.json.Decoder(Combined[AggTrade]),
+    StreamKind.KLINE: msgspec.json.Decoder(Combined[KlineEvent]),
+    StreamKind.TICKER: msgspec.json.Decoder(Combined[Ticker]),
+    StreamKind.WINDOW_TICKER: msgspec.json.Decoder(Combined[WindowTicker]),
+    StreamKind.MINI_TICKER: msgspec.json.Decoder(Combined[MiniTicker]),
+    StreamKind.ALL_MINI_TICKERS: msgspec.json.Decoder(Combined[list[MiniTicker]]),
+    StreamKind.BOOK_TICKER: msgspec.json.Decoder(Combined[BookTicker]),
+    StreamKind.AVG_PRICE: msgspec.json.Decoder(Combined[AvgPrice]),
+    StreamKind.PARTIAL_DEPTH: msgspec.json.Decoder(Combined[PartialDepth]),
+    StreamKind.DIFF_DEPTH: msgspec.json.Decoder(Combined[DiffDepth]),
 }
 
 
@@ -116,12 +118,8 @@ class FrameDecoder:
         route = self._routes.get(name)
         if route is None:
             stream = parse_stream(name)
-            event_type = _EVENT_TYPES[stream.kind]
-            # The event type is chosen at run time, so mypy cannot check this generic alias.
-            decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-                Combined[event_type]  # type: ignore[valid-type]
-            )
-            route = Route(stream, decoder, TABLE_FOR_KIND[stream.kind], row_builder(stream))
+            route = Route(stream, _DECODERS[stream.kind], TABLE_FOR_KIND[stream.kind],
+                          row_builder(stream))
             if len(self._routes) < _MAX_ROUTES:  # a server inventing names cannot grow this
                 self._routes[name] = route
         return route

@@ -4,13 +4,18 @@ Storage backends generate their DDL from these specs, so SQLite and PostgreSQL s
 Every row ends with ``received_ns`` (local receive time, integer ns since the epoch, NULL for rows
 fetched over REST that were never received live) and ``source`` (``ws`` or ``rest``).
 Prices and quantities are TEXT holding Binance's exact decimal string.
+
+Rows fetched over REST (`binance_streamer.core.rest_payloads`) are built by the same row functions
+as stream events of the same table, so each table's column order is written once, beside its spec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from binance_streamer.core.events import (
     AggTrade,
@@ -18,6 +23,7 @@ from binance_streamer.core.events import (
     BlockTrade,
     BookTicker,
     DiffDepth,
+    Kline,
     KlineEvent,
     MiniTicker,
     PartialDepth,
@@ -26,9 +32,22 @@ from binance_streamer.core.events import (
     Trade,
     WindowTicker,
 )
+from binance_streamer.core.rest_payloads import DepthSnapshot, RestAggTrade, RestKline, RestTrade
 from binance_streamer.core.streams import StreamKind, StreamName
 
-__all__ = ["TABLES", "TABLE_FOR_KIND", "Column", "Row", "RowBuilder", "TableSpec", "row_builder"]
+__all__ = [
+    "TABLES",
+    "TABLE_FOR_KIND",
+    "Column",
+    "Row",
+    "RowBuilder",
+    "TableSpec",
+    "agg_trade_rows",
+    "depth_snapshot_row",
+    "kline_rows",
+    "row_builder",
+    "trade_rows",
+]
 
 Row = tuple[Any, ...]
 RowBuilder = Callable[[Any, int | None, str], list[Row]]
@@ -175,9 +194,62 @@ TABLE_FOR_KIND: dict[StreamKind, TableSpec] = {
 }
 
 
+# -- the row of each table that REST can fill: one function for stream events and REST payloads --
+
+
+def _trade_row(e: Trade | RestTrade, symbol: str, event_time: int | None, ns: int | None,
+               src: str) -> Row:
+    return (symbol, e.trade_id, e.price, e.quantity, e.trade_time, e.buyer_is_maker,
+            e.best_match, event_time, ns, src)
+
+
+def _agg_trade_row(e: AggTrade | RestAggTrade, symbol: str, event_time: int | None,
+                   ns: int | None, src: str) -> Row:
+    return (symbol, e.agg_id, e.price, e.quantity, e.first_trade_id, e.last_trade_id,
+            e.trade_time, e.buyer_is_maker, e.best_match, event_time, ns, src)
+
+
+def _kline_row(k: Kline | RestKline, symbol: str, interval: str, first_trade_id: int | None,
+               last_trade_id: int | None, is_closed: bool, event_time: int | None,
+               ns: int | None, src: str) -> Row:
+    return (symbol, interval, k.open_time, k.close_time, first_trade_id, last_trade_id, k.open,
+            k.close, k.high, k.low, k.base_volume, k.trade_count, is_closed, k.quote_volume,
+            k.taker_buy_base_volume, k.taker_buy_quote_volume, event_time, ns, src)
+
+
+def agg_trade_rows(symbol: str, items: Iterable[RestAggTrade]) -> list[Row]:
+    """REST aggTrades items of ``symbol`` -> ``agg_trade`` rows, as the stream's would be but with
+    no event time (REST has none), no receive time, and source ``rest``."""
+    return [_agg_trade_row(i, symbol, None, None, "rest") for i in items]
+
+
+def trade_rows(symbol: str, items: Iterable[RestTrade]) -> list[Row]:
+    """REST historicalTrades items of ``symbol`` -> ``trade`` rows (no event or receive time)."""
+    return [_trade_row(i, symbol, None, None, "rest") for i in items]
+
+
+def kline_rows(symbol: str, interval: str, items: Iterable[RestKline], now: int) -> list[Row]:
+    """REST klines of ``symbol`` -> ``kline`` rows, without the trade ids REST does not give; a
+    kline is closed once its close time is before ``now`` (in the unit of the kline times)."""
+    return [_kline_row(k, symbol, interval, None, None, k.close_time < now, None, None, "rest")
+            for k in items]
+
+
+def depth_snapshot_row(symbol: str, snapshot: DepthSnapshot, received_ns: int) -> Row:
+    """A REST depth snapshot of ``symbol`` -> its ``depth_snapshot`` row, levels as JSON text."""
+    return (symbol, snapshot.last_update_id, _levels(snapshot.bids), _levels(snapshot.asks),
+            received_ns, "rest")
+
+
+def _levels(levels: list[tuple[str, str]]) -> str:
+    return msgspec.json.encode(levels).decode()
+
+
+# -- stream events -> rows: the hot path, one call per decoded message -------------------------
+
+
 def _trade(e: Trade, ns: int | None, src: str) -> list[Row]:
-    return [(e.symbol, e.trade_id, e.price, e.quantity, e.trade_time, e.buyer_is_maker,
-             e.best_match, e.event_time, ns, src)]
+    return [_trade_row(e, e.symbol, e.event_time, ns, src)]
 
 
 def _block_trade(e: BlockTrade, ns: int | None, src: str) -> list[Row]:
@@ -190,16 +262,13 @@ def _reference_price(e: ReferencePrice, ns: int | None, src: str) -> list[Row]:
 
 
 def _agg_trade(e: AggTrade, ns: int | None, src: str) -> list[Row]:
-    return [(e.symbol, e.agg_id, e.price, e.quantity, e.first_trade_id, e.last_trade_id,
-             e.trade_time, e.buyer_is_maker, e.best_match, e.event_time, ns, src)]
+    return [_agg_trade_row(e, e.symbol, e.event_time, ns, src)]
 
 
 def _kline(e: KlineEvent, ns: int | None, src: str) -> list[Row]:
     k = e.kline
-    return [(e.symbol, k.interval, k.open_time, k.close_time, k.first_trade_id, k.last_trade_id,
-             k.open, k.close, k.high, k.low, k.base_volume, k.trade_count, k.is_closed,
-             k.quote_volume, k.taker_buy_base_volume, k.taker_buy_quote_volume, e.event_time,
-             ns, src)]
+    return [_kline_row(k, e.symbol, k.interval, k.first_trade_id, k.last_trade_id, k.is_closed,
+                       e.event_time, ns, src)]
 
 
 def _ticker(e: Ticker, ns: int | None, src: str) -> list[Row]:

@@ -1,9 +1,13 @@
-"""Backfill over REST beside the live stream, never blocking it (rest-api.md, market data).
+"""Backfill over REST beside the live stream, never blocking it (rest-api.md, "Market Data
+endpoints").
 
 Gaps queue up here; one task fetches them in order: aggTrades and historicalTrades by ``fromId``,
 klines by ``startTime``, a fresh depth snapshot when a diff chain breaks. Requests pace themselves
-by ``X-MBX-USED-WEIGHT-1M`` against the per-minute limit and wait out 429/418 ``Retry-After``.
-REST rows carry ``source='rest'`` and no receive time.
+by ``X-MBX-USED-WEIGHT-1M`` against the per-minute limit (rest-api.md, "IP Limits"). Whether and
+when a failed fill is tried again is decided by the one retry policy,
+`binance_streamer.core.backoff.ReconnectPolicy` (a 429/418 waits at least its ``Retry-After``).
+REST payloads become rows through `binance_streamer.core.tables`, like stream events: source
+``rest`` and no receive time.
 """
 
 from __future__ import annotations
@@ -13,42 +17,39 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
 
-from binance_streamer.core.backoff import Verdict, classify, full_jitter
+from binance_streamer.core.backoff import ReconnectPolicy, full_jitter
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind, StreamName, parse_stream
-from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
+from binance_streamer.core.tables import (
+    AGG_TRADE,
+    DEPTH_SNAPSHOT,
+    KLINE,
+    TRADE,
+    Row,
+    agg_trade_rows,
+    depth_snapshot_row,
+    kline_rows,
+    trade_rows,
+)
 from binance_streamer.errors import IncompleteBackfill, RateLimited
 from binance_streamer.io.rest import RestClient
 
-__all__ = ["Backfiller", "agg_trade_rows", "kline_rows", "trade_rows"]
+__all__ = ["Backfiller"]
 
 log = logging.getLogger(__name__)
 _PAGE = 1000
 
 
-def agg_trade_rows(symbol: str, items: list[dict[str, Any]]) -> list[Row]:
-    """REST aggTrades items -> ``agg_trade`` rows (no event time: REST has none)."""
-    return [(symbol, i["a"], i["p"], i["q"], i["f"], i["l"], i["T"], i["m"], i.get("M"), None,
-             None, "rest") for i in items]
-
-
-def trade_rows(symbol: str, items: list[dict[str, Any]]) -> list[Row]:
-    """REST historicalTrades items -> ``trade`` rows."""
-    return [(symbol, i["id"], i["price"], i["qty"], i["time"], i["isBuyerMaker"],
-             i.get("isBestMatch"), None, None, "rest") for i in items]
-
-
-def kline_rows(symbol: str, interval: str, items: list[list[Any]], now: int) -> list[Row]:
-    """REST kline arrays -> ``kline`` rows; a kline is closed once its close time has passed
-    (``now`` in the unit of the kline times)."""
-    return [(symbol, interval, k[0], k[6], None, None, k[1], k[4], k[2], k[3], k[5], k[8],
-             k[6] < now, k[7], k[9], k[10], None, None, "rest") for k in items]
-
-
 class Backfiller:
-    """Fills gaps over REST; ``submit(table, rows)`` stores rows, ``filled(gap, n)`` reports."""
+    """Fills gaps over REST; ``submit(table, rows)`` stores rows, ``filled(gap, n)`` reports.
+
+    A gap is tried up to ``max_attempts`` times (at least 2: the first try and one retry), the
+    waits between tries coming from ``delays`` (full jitter from 0.5 s up to 30 s by default).
+    A gap given up on stays unfilled in the database, is counted in `failures`, and is queued
+    again by the next start.
+    """
 
     def __init__(
         self,
@@ -59,6 +60,8 @@ class Backfiller:
         max_attempts: int = 5,
         delays: Iterator[float] | None = None,
     ) -> None:
+        if max_attempts < 2:
+            raise ValueError(f"max_attempts must be at least 2, got {max_attempts!r}")
         self._rest = rest
         self._submit = submit
         self._filled = filled
@@ -70,8 +73,8 @@ class Backfiller:
         self.failures = 0
         self.rate_limited = 0
         self.max_attempts = max_attempts
-        self._attempts = 0  # of the gap at the head of the queue
-        self._delays = delays if delays is not None else full_jitter(0.5, 30.0)
+        # One policy, reset for each gap: max_attempts tries are max_attempts - 1 retries.
+        self._policy = ReconnectPolicy(_delays(delays), max_attempts=max_attempts - 1)
 
     def __repr__(self) -> str:
         return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
@@ -99,7 +102,7 @@ class Backfiller:
                 continue
             if await self._attempt(self._queue[0]):
                 self._queue.popleft()
-                self._attempts = 0
+                self._policy.reset()
 
     async def _attempt(self, gap: GapDetected | NeedSnapshot) -> bool:
         """Try ``gap`` once; True when done with it (filled, or given up on)."""
@@ -108,36 +111,30 @@ class Backfiller:
                 await self._snapshot(parse_stream(gap.stream))
                 return True
             rows = await self._fill(gap)
-        except RateLimited as exc:
-            self.rate_limited += 1
-            log.warning("backfill rate limited (HTTP %d); waiting %.0fs", exc.status,
-                        exc.retry_after)
-            await asyncio.sleep(exc.retry_after)
-            return False
-        except Exception as exc:  # never crash the recorder: classify() decides what to retry
-            return await self._failed(gap, exc, classify(exc) is Verdict.RETRY)
+        except Exception as exc:  # never crash the recorder: the policy decides what to retry
+            return await self._failed(gap, exc)
         self._filled(gap, rows)
         return True
 
-    async def _failed(self, gap: GapDetected | NeedSnapshot, exc: Exception, retry: bool) -> bool:
-        """Retry server errors and unreachable servers with back-off, a few times; the gap stays
-        unfilled in the database otherwise, and the next start queues it again."""
-        self._attempts += 1
-        if retry and self._attempts < self.max_attempts:
-            delay = next(self._delays)
-            log.warning("backfill for %s failed (%s); retrying in %.1fs", gap.stream, exc, delay)
-            await asyncio.sleep(delay)
-            return False
-        self.failures += 1
-        log.warning("backfill for %s gave up: %s", gap.stream, exc)
-        return True
+    async def _failed(self, gap: GapDetected | NeedSnapshot, exc: Exception) -> bool:
+        """Wait before the next try of ``gap`` and return False, or give up on it: True."""
+        if isinstance(exc, RateLimited):
+            self.rate_limited += 1
+        delay = self._policy.after(exc)
+        if delay is None:
+            self.failures += 1
+            log.warning("backfill for %s gave up: %s", gap.stream, exc)
+            return True
+        log.warning("backfill for %s failed (%s); retrying in %.1fs", gap.stream, exc, delay)
+        await asyncio.sleep(delay)
+        return False
 
     async def _fill(self, gap: GapDetected) -> int:
         stream = parse_stream(gap.stream)
         if stream.kind is StreamKind.AGG_TRADE:
-            return await self._by_id(gap, stream, "agg")
+            return await self._agg_trades(gap, stream)
         if stream.kind is StreamKind.TRADE:
-            return await self._by_id(gap, stream, "trade")
+            return await self._trades(gap, stream)
         if stream.kind is StreamKind.KLINE:
             return await self._klines(gap, stream)
         if stream.kind is StreamKind.DIFF_DEPTH:
@@ -151,27 +148,33 @@ class Backfiller:
             await asyncio.sleep(wait)
             self._rest.used_weight = 0
 
-    async def _by_id(self, gap: GapDetected, stream: StreamName, what: str) -> int:
+    async def _agg_trades(self, gap: GapDetected, stream: StreamName) -> int:
         symbol, next_id, total = stream.symbol.upper(), gap.first_missing, 0
         while next_id <= gap.last_missing:
             await self._pace()
             limit = min(_PAGE, gap.last_missing - next_id + 1)
-            if what == "agg":
-                items = await self._rest.agg_trades(symbol, next_id, limit)
-                rows, table, key = agg_trade_rows(symbol, items), AGG_TRADE.name, "a"
-            else:
-                items = await self._rest.historical_trades(symbol, next_id, limit)
-                rows, table, key = trade_rows(symbol, items), TRADE.name, "id"
-            rows = [r for r, i in zip(rows, items, strict=True) if i[key] <= gap.last_missing]
-            if not rows:
+            items = await self._rest.agg_trades(symbol, next_id, limit)
+            wanted = [i for i in items if i.agg_id <= gap.last_missing]
+            if not wanted:
                 break
-            self._submit(table, rows)
-            total += len(rows)
-            next_id = items[-1][key] + 1
-        expected = gap.last_missing - gap.first_missing + 1
-        if total < expected:  # REST is behind the stream, or no longer has these ids
-            raise IncompleteBackfill(gap.stream, total, expected, "ids")
-        return total
+            self._submit(AGG_TRADE.name, agg_trade_rows(symbol, wanted))
+            total += len(wanted)
+            next_id = items[-1].agg_id + 1
+        return _complete(gap, total, "ids")
+
+    async def _trades(self, gap: GapDetected, stream: StreamName) -> int:
+        symbol, next_id, total = stream.symbol.upper(), gap.first_missing, 0
+        while next_id <= gap.last_missing:
+            await self._pace()
+            limit = min(_PAGE, gap.last_missing - next_id + 1)
+            items = await self._rest.historical_trades(symbol, next_id, limit)
+            wanted = [i for i in items if i.trade_id <= gap.last_missing]
+            if not wanted:
+                break
+            self._submit(TRADE.name, trade_rows(symbol, wanted))
+            total += len(wanted)
+            next_id = items[-1].trade_id + 1
+        return _complete(gap, total, "ids")
 
     async def _klines(self, gap: GapDetected, stream: StreamName) -> int:
         symbol, start, total = stream.symbol.upper(), gap.first_missing, 0
@@ -183,8 +186,8 @@ class Backfiller:
             now = time.time_ns() // (1_000 if self._rest.microseconds else 1_000_000)
             self._submit(KLINE.name, kline_rows(symbol, stream.interval, items, now))
             total += len(items)
-            start = items[-1][0] + 1
-        step = KLINE_INTERVAL_MS.get(stream.interval, 0) * (1000 if self._rest.microseconds else 1)
+            start = items[-1].open_time + 1
+        step = KLINE_INTERVAL_MS[stream.interval] * (1000 if self._rest.microseconds else 1)
         expected = (gap.last_missing - gap.first_missing) // step + 1 if step else 1
         if total < expected:
             raise IncompleteBackfill(gap.stream, total, expected, "klines")
@@ -192,15 +195,23 @@ class Backfiller:
 
     async def _snapshot(self, stream: StreamName) -> int:
         await self._pace()
-        snap = await self._rest.depth(stream.symbol.upper(), limit=1000)
-        bids = _dumps(snap.get("bids", []))
-        asks = _dumps(snap.get("asks", []))
-        self._submit(DEPTH_SNAPSHOT.name, [(stream.symbol.upper(), snap["lastUpdateId"], bids,
-                                            asks, time.time_ns(), "rest")])
+        symbol = stream.symbol.upper()
+        snapshot = await self._rest.depth(symbol, limit=1000)
+        self._submit(DEPTH_SNAPSHOT.name, [depth_snapshot_row(symbol, snapshot, time.time_ns())])
         return 1
 
 
-def _dumps(levels: Any) -> str:
-    import msgspec
+def _complete(gap: GapDetected, total: int, what: str) -> int:
+    """``total``, if it is every id ``gap`` misses; else `IncompleteBackfill` (REST is behind the
+    stream, or no longer has these ids)."""
+    expected = gap.last_missing - gap.first_missing + 1
+    if total < expected:
+        raise IncompleteBackfill(gap.stream, total, expected, what)
+    return total
 
-    return msgspec.json.encode(levels).decode()
+
+def _delays(injected: Iterator[float] | None) -> Callable[[], Iterator[float]]:
+    """Fresh full-jitter delays for each gap, or else the ``injected`` ones, carried on."""
+    if injected is None:
+        return partial(full_jitter, 0.5, 30.0)
+    return lambda: injected

@@ -1,19 +1,28 @@
 """Binance REST client for symbol validation and backfill (rest-api.md, "Market Data endpoints").
 
 Thin adapter over aiohttp: HTTP and connection errors become `binance_streamer.errors`
-exceptions here and nowhere else. The used request weight (``X-MBX-USED-WEIGHT-1M``) is tracked so
-the backfill can pace itself under the 6000/min limit.
+exceptions here and nowhere else. Market-data bodies are decoded straight into the typed payloads
+of `binance_streamer.core.rest_payloads`; a body of another shape is a `BadResponse` saying what
+is wrong. The used request weight (``X-MBX-USED-WEIGHT-1M``) is tracked so the backfill can pace
+itself under the 6000/min limit.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
 
 from binance_streamer.core.backoff import retry_after_s
+from binance_streamer.core.rest_payloads import (
+    DepthSnapshot,
+    ExchangeInfo,
+    RestAggTrade,
+    RestKline,
+    RestTrade,
+)
 from binance_streamer.errors import (
     BadResponse,
     RateLimited,
@@ -27,6 +36,13 @@ __all__ = ["BINANCE_REST_URL", "RestClient"]
 BINANCE_REST_URL = "https://api.binance.com"
 # A 429 without a usable Retry-After (a 418 gets the 2-minute ban fallback of retry_after_s).
 _DEFAULT_WAIT_S = 60.0
+_T = TypeVar("_T")
+_AGG_TRADES = msgspec.json.Decoder(list[RestAggTrade])
+_TRADES = msgspec.json.Decoder(list[RestTrade])
+_KLINES = msgspec.json.Decoder(list[RestKline])
+_DEPTH = msgspec.json.Decoder(DepthSnapshot)
+_EXCHANGE_INFO = msgspec.json.Decoder(ExchangeInfo)
+_ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
 class RestClient:
@@ -58,6 +74,15 @@ class RestClient:
 
     async def get(self, path: str, **params: Any) -> Any:
         """GET ``/api/v3/<path>`` and return the decoded JSON body."""
+        return await self._get(_ANY, path, params)
+
+    async def _get(self, decoder: msgspec.json.Decoder[_T], path: str, params: dict[str, Any]
+                   ) -> _T:
+        """GET ``/api/v3/<path>`` and decode the body with ``decoder``.
+
+        Raises `RateLimited`, `RestError` or `Unreachable` for a failed request, and
+        `BadResponse` for a body that is not JSON or not of the shape ``decoder`` expects.
+        """
         assert self._session is not None, "use RestClient as an async context manager"
         url = f"{self.base_url}/api/v3/{path}"
         query = {k: _param(v) for k, v in params.items() if v is not None}
@@ -75,7 +100,9 @@ class RestClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Unreachable(url, _reason(exc)) from exc
         try:
-            return msgspec.json.decode(body)
+            return decoder.decode(body)
+        except msgspec.ValidationError as exc:  # valid JSON, wrong shape (a DecodeError too)
+            raise BadResponse(f"{url} answered with an unexpected shape: {exc}") from exc
         except msgspec.DecodeError as exc:
             raise BadResponse(f"{url} answered with invalid JSON: {body[:80]!r}") from exc
 
@@ -86,11 +113,8 @@ class RestClient:
 
     async def trading_symbols(self) -> dict[str, str]:
         """Every listed symbol and its status (``TRADING``, ``HALT``, ``BREAK``...)."""
-        info = await self.get("exchangeInfo")
-        try:
-            return {s["symbol"]: s.get("status", "") for s in info["symbols"]}
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise BadResponse(f"unexpected exchangeInfo response: {exc!r}") from exc
+        info = await self._get(_EXCHANGE_INFO, "exchangeInfo", {})
+        return {s.symbol: s.status for s in info.symbols}
 
     async def validate_symbols(self, symbols: list[str]) -> None:
         """Raise `UnknownSymbolError` naming every symbol that is unknown or not trading."""
@@ -102,36 +126,33 @@ class RestClient:
             detail = "not listed by exchangeInfo" if unknown else "not trading"
             raise UnknownSymbolError(unknown + halted, detail)
 
-    async def agg_trades(
-        self, symbol: str, from_id: int, limit: int = 1000
-    ) -> list[dict[str, Any]]:
-        """Aggregate trades from ``from_id`` (inclusive), oldest first; weight 4."""
-        rows: list[dict[str, Any]] = await self.get(
-            "aggTrades", symbol=symbol.upper(), fromId=from_id, limit=limit)
-        return rows
+    async def agg_trades(self, symbol: str, from_id: int, limit: int = 1000
+                         ) -> list[RestAggTrade]:
+        """Aggregate trades from ``from_id`` (inclusive), oldest first; weight 4 (rest-api.md,
+        "Compressed/Aggregate trades list")."""
+        params = {"symbol": symbol.upper(), "fromId": from_id, "limit": limit}
+        return await self._get(_AGG_TRADES, "aggTrades", params)
 
-    async def historical_trades(
-        self, symbol: str, from_id: int, limit: int = 1000
-    ) -> list[dict[str, Any]]:
-        """Trades from ``from_id`` (inclusive), oldest first; weight 25."""
-        rows: list[dict[str, Any]] = await self.get(
-            "historicalTrades", symbol=symbol.upper(), fromId=from_id, limit=limit)
-        return rows
+    async def historical_trades(self, symbol: str, from_id: int, limit: int = 1000
+                                ) -> list[RestTrade]:
+        """Trades from ``from_id`` (inclusive), oldest first; weight 25 (rest-api.md, "Old trade
+        lookup")."""
+        params = {"symbol": symbol.upper(), "fromId": from_id, "limit": limit}
+        return await self._get(_TRADES, "historicalTrades", params)
 
     async def klines(
         self, symbol: str, interval: str, start_time: int, end_time: int | None = None,
         limit: int = 1000,
-    ) -> list[list[Any]]:
-        """Klines opening at or after ``start_time`` (ms), oldest first; weight 2."""
-        rows: list[list[Any]] = await self.get(
-            "klines", symbol=symbol.upper(), interval=interval, startTime=start_time,
-            endTime=end_time, limit=limit)
-        return rows
+    ) -> list[RestKline]:
+        """Klines opening at or after ``start_time``, oldest first; weight 2 (rest-api.md,
+        "Kline/Candlestick data")."""
+        params = {"symbol": symbol.upper(), "interval": interval, "startTime": start_time,
+                  "endTime": end_time, "limit": limit}
+        return await self._get(_KLINES, "klines", params)
 
-    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
-        """An order book snapshot with its ``lastUpdateId``."""
-        snap: dict[str, Any] = await self.get("depth", symbol=symbol.upper(), limit=limit)
-        return snap
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshot:
+        """An order book snapshot with its ``lastUpdateId`` (rest-api.md, "Order book")."""
+        return await self._get(_DEPTH, "depth", {"symbol": symbol.upper(), "limit": limit})
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from picows import WSListener, WSMsgType, WSTransport
 
 from binance_streamer.core.backoff import ReconnectPolicy, retry_after_s
 from binance_streamer.core.planning import AttemptLimiter
-from binance_streamer.errors import HandshakeRefused, Unreachable
+from binance_streamer.errors import ConfigError, HandshakeRefused, Unreachable
 
 __all__ = ["ConnectionSettings", "FrameHandler", "StreamConnection"]
 
@@ -54,6 +54,10 @@ class ConnectionSettings:
     receive_buffer_bytes: int = 512 * 1024
     ssl_context: ssl.SSLContext | None = None  # for wss:// with a private CA; default: system CAs
     policy: Callable[[], ReconnectPolicy] = field(default=ReconnectPolicy)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pong_timeout_s <= self.ping_idle_s:
+            raise ConfigError("pong_timeout_s must be positive and at most ping_idle_s")
 
 
 class _Listener(WSListener):

@@ -10,55 +10,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from binance_streamer.core.streams import StreamKind, parse_stream
+from binance_streamer.core.streams import InvalidStreamName, kind_names, parse_stream
 from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
+from binance_streamer.errors import InvalidDatabase
+from binance_streamer.storage.open import open_reader
+from binance_streamer.storage.schema import BOOKKEEPING, statements
 
-__all__ = [
-    "LAST_ID_SQL",
-    "UNFILLED_GAPS_SQL",
-    "QueryResult",
-    "last_id_params",
-    "query",
-    "read_rows",
-    "table_for",
-]
+__all__ = ["QueryResult", "query", "read_rows", "table_for"]
 
-# ``{mark}`` is the driver's placeholder. A kline resumes from its last *closed* candle, so one
-# stored mid-candle (at a crash or disconnect) is fetched again, complete.
-LAST_ID_SQL = {
-    StreamKind.AGG_TRADE: "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = {mark}",
-    StreamKind.TRADE: "SELECT MAX(trade_id) FROM trade WHERE symbol = {mark}",
-    StreamKind.KLINE: "SELECT MAX(open_time) FROM kline WHERE symbol = {mark} "
-                      "AND interval = {mark} AND is_closed",
-}
 # The time column --since/--until filter on, per table (book tickers have only a receive time).
 _TIME_COLUMN = {t.name: "event_time" for t in TABLES}
 _TIME_COLUMN.update(kline="open_time", book_ticker="received_ns", partial_depth="received_ns",
                     depth_snapshot="received_ns", gaps="detected_ns", quarantine="received_ns",
                     raw_frame="received_ns")
-
-
-# Gaps a later backfill can still fill (silences have nothing to fetch).
-UNFILLED_GAPS_SQL = ("SELECT stream, first_missing, last_missing, cause FROM gaps "
-                     "WHERE filled_ns IS NULL AND cause NOT LIKE 'stale%' ORDER BY id")
-
-
-def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:
-    """Which `LAST_ID_SQL` query, with which parameters, gives ``stream``'s last stored id."""
-    s = parse_stream(stream)
-    if s.kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
-        return s.kind, (s.symbol.upper(),)
-    if s.kind is StreamKind.KLINE:
-        return s.kind, (s.symbol.upper(), s.interval)
-    return None
+# BOOLEAN columns per table: SQLite stores them as 0/1, PostgreSQL returns bools.
+_BOOLEANS = {t.name: frozenset(c for c, kind in t.columns if kind == "BOOLEAN") for t in TABLES}
 
 
 def table_for(kind: str) -> str:
-    """The table holding a stream kind given as on the command line (``ticker``, ``kline_1m``),
-    or a table named directly (``agg_trade``, ``gaps``, ``quarantine``)."""
+    """The table holding a stream kind given as on the command line (``ticker``, ``kline_1m``,
+    ``!miniTicker@arr``), or a table named directly (``agg_trade``, ``gaps``, ``quarantine``);
+    `InvalidStreamName` listing the known kinds otherwise."""
     if kind in _TIME_COLUMN:
         return kind
-    return TABLE_FOR_KIND[parse_stream(f"btcusdt@{kind}").kind].name
+    try:
+        stream = parse_stream(kind if kind.startswith("!") else f"btcusdt@{kind}")
+        return TABLE_FOR_KIND[stream.kind].name
+    except (InvalidStreamName, KeyError) as exc:
+        tables = ", ".join(b.name for b in BOOKKEEPING)
+        raise InvalidStreamName(f"unknown stream type {kind!r}; known: {', '.join(kind_names())}"
+                                f" (or a table: {tables})") from exc
 
 
 @dataclass
@@ -75,7 +56,8 @@ def read_rows(
 ) -> QueryResult:
     """Rows of ``table`` in time order, filtered by symbol and by time (``since``/``until`` in
     epoch ms, scaled to the table's time column: ns for receive times, µs for exchange times
-    in a database recorded with ``timeUnit=MICROSECOND``)."""
+    in a database recorded with ``timeUnit=MICROSECOND``). BOOLEAN columns come back as
+    Python bools from either backend."""
     where: list[str] = []
     params: list[Any] = []
     time_col = _TIME_COLUMN[table]
@@ -101,11 +83,25 @@ def read_rows(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     cur = conn.execute(sql, params)
-    return QueryResult([d[0] for d in cur.description], list(cur.fetchall()))
+    columns = [d[0] for d in cur.description]
+    rows = list(cur.fetchall())
+    booleans = [i for i, c in enumerate(columns) if c in _BOOLEANS.get(table, ())]
+    if booleans:
+        rows = [_as_bools(r, booleans) for r in rows]
+    return QueryResult(columns, rows)
+
+
+def _as_bools(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in indexes:
+        if values[i] is not None:
+            values[i] = bool(values[i])
+    return tuple(values)
 
 
 def _exchange_time_scale(conn: Any, mark: str) -> int:
-    row = conn.execute(f"SELECT value FROM meta WHERE key = {mark}", ("time_unit",)).fetchone()
+    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
+    row = conn.execute(sql, ("time_unit",)).fetchone()
     return 1000 if row and row[0] == "microsecond" else 1
 
 
@@ -116,19 +112,13 @@ def query(
     """Recorded rows of one stream kind (or bookkeeping table) from a SQLite file or a
     ``postgresql://`` URL, oldest first; ``since``/``until`` in epoch ms.
 
-    Raises `FileNotFoundError` for a missing SQLite file and `InvalidStreamName` or
-    `KeyError` for an unknown kind.
+    Raises `InvalidStreamName` for an unknown kind (listing the known ones), `InvalidDatabase`
+    when ``database`` holds no recording to read (missing, empty, not SQLite, another program's
+    file, unreadable), `MissingExtra` for a PostgreSQL URL without psycopg and `SchemaTooNew`.
     """
     table = table_for(kind)
-    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
-        import psycopg
-
-        with psycopg.connect(database) as pg:
-            return read_rows(pg, table, symbol, since, until, limit, mark="%s")
-    if not Path(database).exists():
-        raise FileNotFoundError(f"no database at {database}")
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        return read_rows(conn, table, symbol, since, until, limit)
-    finally:
-        conn.close()
+    with open_reader(database) as reader:
+        try:
+            return read_rows(reader.conn, table, symbol, since, until, limit, mark=reader.mark)
+        except sqlite3.Error as exc:
+            raise InvalidDatabase(f"cannot read {database}: {exc}") from exc

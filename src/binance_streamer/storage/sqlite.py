@@ -144,7 +144,7 @@ class RecorderLock:
                     "check its permissions") from exc
             try:
                 _lock(fd)
-            except OSError as exc:
+            except (BlockingIOError, PermissionError) as exc:  # held by another process
                 holder = self._holder()
                 os.close(fd)
                 raise DatabaseInUse(

@@ -7,6 +7,7 @@ recorder bounds how many batches may be pending and pauses reading past that (ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -63,12 +64,33 @@ class Writer:
         self._queue.put(batch)
 
     async def close(self) -> None:
-        """Write everything submitted so far, then stop the thread and close the sink."""
+        """Write everything submitted so far, then stop the thread; the thread closes the sink
+        as its last act (a failure to close is reported through ``on_fatal``)."""
         self._queue.put(_STOP)
+        if self._thread.ident is None:  # never started: nothing runs on the writer thread
+            self._thread = threading.Thread(target=self._close_sink, name="writer", daemon=True)
+            self._thread.start()
         await asyncio.to_thread(self._thread.join)
-        self.sink.close()
 
     def _run(self) -> None:
+        try:
+            self._write_all()
+        finally:
+            self._close_sink()
+
+    def _close_sink(self) -> None:
+        try:
+            self.sink.close()
+        except Exception as exc:
+            error = exc if isinstance(exc, StorageError) else StorageFatal(
+                f"cannot close {self.sink!r}: {type(exc).__name__}: {exc}")
+            log.error("%s", error)
+            if self.failed is None:
+                self.failed = error
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody to tell
+                    self._loop.call_soon_threadsafe(self._on_fatal, error)
+
+    def _write_all(self) -> None:
         while (item := self._queue.get()) is not _STOP:
             assert isinstance(item, Batch)
             if self.failed is not None:  # stopping: the batch is not written, but accounted for

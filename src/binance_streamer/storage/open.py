@@ -1,0 +1,116 @@
+"""Opening the database the user named: a SQLite file path, or a ``postgresql://`` URL.
+
+`open_sink` opens it for recording, `open_reader` for reading. Both refuse what is not (and
+cannot become) a binance-streamer database with `InvalidDatabase`, and a PostgreSQL URL without
+psycopg installed with `MissingExtra`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from binance_streamer.errors import InvalidDatabase, MissingExtra, SchemaTooNew
+from binance_streamer.storage.base import Sink
+from binance_streamer.storage.postgres import is_postgres_url, redact
+from binance_streamer.storage.schema import SCHEMA_VERSION
+from binance_streamer.storage.sqlite import DEFAULT_WAL_LIMIT_BYTES
+
+__all__ = ["Reader", "check_database", "open_reader", "open_sink"]
+
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_database(database: str | Path) -> str | Path:
+    """A ``postgresql://`` URL as it is, or a SQLite file path; any other ``scheme://`` is an
+    `InvalidDatabase`."""
+    if is_postgres_url(database):
+        return str(database)
+    if isinstance(database, str) and (m := _URL.match(database)):
+        raise InvalidDatabase(
+            f"{redact(database)} is not a supported database: {m['scheme']}:// URLs are not; "
+            "use a SQLite file path or a postgresql:// URL")
+    return Path(database)
+
+
+def _psycopg() -> ModuleType:
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise MissingExtra("a postgresql:// database", "postgres") from exc
+    return psycopg
+
+
+def open_sink(database: str | Path, *,
+              wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES) -> Sink:
+    """Open ``database`` for recording: a `PostgresSink` for a ``postgresql://`` URL, else a
+    `SqliteSink` (``wal_limit_bytes`` bounds its write-ahead log).
+
+    Raises `InvalidDatabase` (bad scheme, missing folder, a folder, not SQLite, another
+    program's file), `MissingExtra`, `SchemaTooNew`, `DatabaseInUse` (another recorder holds
+    the SQLite file) or `StorageFatal` (read-only file or folder, server unreachable).
+    """
+    target = check_database(database)
+    if isinstance(target, str):
+        _psycopg()
+        from binance_streamer.storage.postgres import PostgresSink
+
+        return PostgresSink(target)
+    from binance_streamer.storage.sqlite import SqliteSink
+
+    return SqliteSink(target, wal_limit_bytes=wal_limit_bytes)
+
+
+@dataclass
+class Reader:
+    """An open read connection (sqlite3 or psycopg) and its parameter placeholder."""
+
+    conn: Any
+    mark: str
+
+
+@contextlib.contextmanager
+def open_reader(database: str | Path) -> Iterator[Reader]:
+    """Open a recorded ``database`` for reading; never takes the recorder's lock.
+
+    Raises `InvalidDatabase` (no database there, empty, not SQLite, another program's file, no
+    recording in it, PostgreSQL unreachable), `MissingExtra` or `SchemaTooNew`.
+    """
+    target = check_database(database)
+    if isinstance(target, str):
+        with _postgres_reader(target) as conn:
+            yield Reader(conn, "%s")
+        return
+    from binance_streamer.storage.sqlite import connect_for_reading
+
+    sqlite_conn = connect_for_reading(target)
+    try:
+        yield Reader(sqlite_conn, "?")
+    finally:
+        sqlite_conn.close()
+
+
+@contextlib.contextmanager
+def _postgres_reader(url: str) -> Iterator[Any]:
+    psycopg = _psycopg()
+    try:
+        conn = psycopg.connect(url)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InvalidDatabase(f"cannot connect to {redact(url)}: {reason}; check the URL and "
+                              "that the server is running") from exc
+    with conn:
+        if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            raise InvalidDatabase(f"{redact(url)} holds no recording")
+        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(version, SCHEMA_VERSION)
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            raise InvalidDatabase(f"cannot read {redact(url)}: {exc}") from exc
