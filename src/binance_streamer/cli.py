@@ -166,7 +166,11 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
     stats = _run_recorder(config, duration)
     _print_summary(stats, db)
     if stats.silent_streams:
-        raise NoDataReceived(stats.silent_streams, stats.total_messages)
+        err.print(f"[red]error:[/red] "
+                  f"{escape(str(NoDataReceived(stats.silent_streams, stats.total_messages)))}")
+        if not stats.total_messages and config.ws_url == BINANCE_WS_URL:
+            err.print(f"[yellow]hint:[/yellow] {escape(DEMO_HINT)}")
+        sys.exit(1)
 
 
 def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderStats:

@@ -26,9 +26,8 @@ async def raw_messages(client: Any, n: int) -> list[aiohttp.WSMessage]:
 async def test_drop_after_n_messages(connect: Any) -> None:
     """The connection is cut (no close frame) right after the n-th data message."""
     async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:
+        ex.faults.drop_after(5)  # armed before connecting: no message is in flight yet
         client = await connect(ex.ws_url + "/ws/btcusdt@aggTrade")
-        await client.recv()
-        ex.faults.drop_after(5)
         msgs = await raw_messages(client, 6)
     assert [m.type for m in msgs[:5]] == [aiohttp.WSMsgType.TEXT] * 5
     assert msgs[5].type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)

@@ -50,7 +50,7 @@ def full_jitter(
 
     This is AWS's "full jitter": spreading each delay over the whole range keeps many clients that
     lost their connections at once from reconnecting in step (a reconnect storm trips Binance's
-    300 attempts / 5 min per IP, binance-protocol.md 1.2). Delays never exceed ``cap``; the
+    300 attempts / 5 min per IP, web-socket-streams.md "WebSocket Limits"). Delays never exceed ``cap``; the
     ceiling is grown step by step and stops at ``cap``, so a huge attempt number cannot overflow.
 
     Raises `ValueError` unless ``base >= 0``, ``cap >= 0`` and ``factor >= 1`` are finite.
@@ -107,7 +107,7 @@ class ReconnectPolicy:
     def next_delay(self, retry_after: float | None = None) -> float:
         """Seconds to wait before the next attempt.
 
-        A server's ``Retry-After`` (seconds, binance-protocol.md 1.9), when given, is a floor:
+        A server's ``Retry-After`` (seconds, rest-api.md "LIMITS"), when given, is a floor:
         the delay is never shorter. A negative or non-finite ``retry_after`` is ignored.
         """
         self._last = next(self._delays, self._last)
@@ -157,13 +157,13 @@ class Verdict(StrEnum):
     FATAL = "fatal"
 
 
-# tardis-node waits 2 minutes after a 418 without Retry-After (binance-protocol.md 1.9); Binance's
-# bans start at 2 minutes.
+# A 418 without a usable Retry-After waits 2 minutes: Binance's bans "scale in duration for
+# repeat offenders, from 2 minutes to 3 days" (rest-api.md "LIMITS").
 BAN_FALLBACK_S = 120.0
 
 
 def classify_http_status(status: int) -> Verdict:
-    """Whether a REST error status is worth retrying (binance-protocol.md 1.9).
+    """Whether a REST error status is worth retrying (rest-api.md "LIMITS", "HTTP Return Codes").
 
     429 (rate limit), 418 (IP ban, retry after it ends), 403 (WAF), 408 and every 5XX (status
     unknown, not a failure) are retried; any other 4XX means our request is wrong and is fatal.
@@ -179,7 +179,7 @@ def classify_http_status(status: int) -> Verdict:
 def retry_after_s(status: int, header: str | None) -> float | None:
     """Seconds the server asked us to wait, from its ``Retry-After`` header (delta-seconds).
 
-    Binance sends it with 429 and 418 (binance-protocol.md 1.9). A 418 without a usable header
+    Binance sends it with 429 and 418 (rest-api.md "LIMITS"). A 418 without a usable header
     falls back to `BAN_FALLBACK_S`. A missing, negative or unparsable header otherwise gives
     ``None`` (HTTP-date values are not parsed: that would need a clock).
     """

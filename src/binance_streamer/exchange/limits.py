@@ -1,7 +1,7 @@
 """Binance's documented limits, as one value object that tests can shrink.
 
-Values from web-socket-streams.md ("WebSocket Limits", "Ping/Pong") and rest-api.md ("LIMITS"),
-see ``binance-protocol.md`` sections 1.2 and 1.9.
+Values from web-socket-streams.md ("WebSocket Limits") and rest-api.md ("LIMITS": "IP Limits",
+429 and 418 with ``Retry-After``).
 """
 
 from __future__ import annotations

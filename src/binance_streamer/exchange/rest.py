@@ -1,6 +1,6 @@
 """REST market-data endpoints under ``/api/v3`` with Binance's request weights, the
 ``X-MBX-USED-WEIGHT-1M`` header, 429 with ``Retry-After`` past the limit and 418 bans after
-continued abuse (rest-api.md "LIMITS"; ``binance-protocol.md`` 1.8-1.9).
+continued abuse (rest-api.md "LIMITS", "Market Data endpoints").
 
 Answers come from the same history the streams published.
 """
