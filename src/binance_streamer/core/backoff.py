@@ -50,8 +50,9 @@ def full_jitter(
 
     This is AWS's "full jitter": spreading each delay over the whole range keeps many clients that
     lost their connections at once from reconnecting in step (a reconnect storm trips Binance's
-    300 attempts / 5 min per IP, web-socket-streams.md "WebSocket Limits"). Delays never exceed ``cap``; the
-    ceiling is grown step by step and stops at ``cap``, so a huge attempt number cannot overflow.
+    300 attempts / 5 min per IP, web-socket-streams.md "WebSocket Limits"). Delays never exceed
+    ``cap``; the ceiling is grown step by step and stops at ``cap``, so a huge attempt number
+    cannot overflow.
 
     Raises `ValueError` unless ``base >= 0``, ``cap >= 0`` and ``factor >= 1`` are finite.
     """
