@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from binance_streamer import Recorder, RecorderConfig, RecorderStats
 from binance_streamer.core.backoff import ReconnectPolicy, full_jitter
 from binance_streamer.exchange import LocalExchange
@@ -332,3 +334,37 @@ async def test_a_failed_rollover_keeps_the_old_connection_and_tries_again(db_pat
     assert conn.reconnects == 0 and conn.connects >= 3  # first, refused attempt(s), replacement
     assert stats.gaps == stats.gaps_filled
     assert_complete(db_path, ex)
+
+
+async def test_a_fill_that_could_not_be_stored_is_not_reported_filled(db_path: Path) -> None:
+    """A restart on a still-full disk fetches the gap an earlier run left, cannot store it, and
+    neither counts it filled nor marks it filled: the next run still finds it open."""
+    from binance_streamer.errors import StorageFatal
+    from binance_streamer.storage.base import Batch
+    from binance_streamer.storage.sqlite import SqliteSink
+
+    class FullForBackfill(SqliteSink):
+        """A disk that fills up just as the backfilled rows arrive."""
+
+        def write(self, batch: Batch) -> Any:
+            if any(r[-1] == "rest" for rows in batch.rows.values() for r in rows):
+                raise StorageFatal(f"cannot write {self.path}: database or disk is full")
+            return super().write(batch)
+
+    async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
+        first = make_recorder(ex, db_path, streams=["aggTrade"], backfill=False)
+        task = asyncio.create_task(first.run())
+        await caught_up(first, ex, extra=10)
+        ex.faults.skip(4, "btcusdt@aggTrade")
+        await first.wait_until(lambda s: s.gaps == 1 and first.flushed, TIMEOUT)
+        first.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        second = Recorder(make_recorder(ex, db_path, streams=["aggTrade"]).config,
+                          sink_factory=lambda: FullForBackfill(db_path))
+        with pytest.raises(StorageFatal, match="full"):
+            await asyncio.wait_for(second.run(), TIMEOUT)
+    assert second.stats.gaps == 1 and second.stats.gaps_filled == 0
+    assert second.stats.rows_backfilled == 0
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM gaps WHERE filled_ns IS NULL "
+                            "AND cause NOT LIKE 'stale%'").fetchone() == (1,)

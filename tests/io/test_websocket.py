@@ -154,3 +154,29 @@ async def test_wss_connections_use_tls_with_the_bounded_socket() -> None:
         assert await asyncio.wait_for(got.get(), TIMEOUT) == frame
         conn.stop()
         await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_a_close_frame_from_the_server_is_answered_and_reconnected() -> None:
+    """A server's close frame (1001, going away) is recorded with its code, answered, and the
+    connection comes back by itself."""
+    connected = asyncio.Event()
+    events: list[str] = []
+
+    def on_event(c: StreamConnection, event: str) -> None:
+        events.append(event)
+        if event == "connected":
+            connected.set()
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        conn = StreamConnection(
+            0, combined_url(ex.ws_url, ["btcusdt@trade"]), lambda *a: None, AttemptLimiter(),
+            ConnectionSettings(policy=lambda: RecordingPolicy()), on_event=on_event)
+        task = asyncio.create_task(conn.run())
+        await asyncio.wait_for(connected.wait(), TIMEOUT)
+        connected.clear()
+        ex.faults.drop_now(code=1001, reason="going away")
+        await asyncio.wait_for(connected.wait(), TIMEOUT)
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert conn.close_codes == [1001]
+    assert events == ["connected", "disconnected", "connected"] and conn.reconnects == 1
