@@ -6,11 +6,13 @@ once per round of the catalogue, in a random order) hits it every few seconds: a
 close frames, drops after n messages, short and long stalls, skipped events, malformed and
 truncated frames, serverShutdown, refused reconnects, and HTTP 429 on the REST backfill that a
 skip provokes. The recorder runs in a child process, so its memory is its own (sampled once a
-second from ``/proc``). At the end the database is compared with the exchange's history of the
+second from ``/proc``); the size of the SQLite write-ahead log (``soak.db-wal``) is sampled every
+0.1 s. At the end the database is compared with the exchange's history of the
 id-sequenced streams (aggTrade ``a``, trade ``t``): over the stored id range every published id
 must be stored exactly once, with its price and quantity.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--seed 1] [--fault-every 4]
+    .venv/bin/python bench/soak.py [--minutes 10] [--seed 1] [--fault-every 4] [--rate 20]
+                                   [--wal-limit-mb 32]
 
 Exit status 1 if any message was lost, duplicated or altered.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import multiprocessing as mp
 import random
@@ -40,19 +43,21 @@ STALL_TIMEOUT_S = 2.0  # the recorder's liveness bound in this bench: ping after
 # -- the recorder process ------------------------------------------------------------------------
 
 def run_recorder(ws_url: str, rest_url: str, symbols: list[str], db: str, per_connection: int,
-                 log_path: str, stop: Connection, out: Connection) -> None:
+                 wal_limit_mb: float | None, log_path: str, stop: Connection, out: Connection
+                 ) -> None:
     """Child process: record until "stop" arrives on ``stop``, then send the counters to ``out``."""
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        out.send(asyncio.run(_record(ws_url, rest_url, symbols, db, per_connection, stop)))
+        out.send(asyncio.run(_record(ws_url, rest_url, symbols, db, per_connection, wal_limit_mb,
+                                     stop)))
     except BaseException as exc:  # report anything, the parent prints it
         logging.exception("recorder failed")
         out.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
 async def _record(ws_url: str, rest_url: str, symbols: list[str], db: str, per_connection: int,
-                  stop_pipe: Connection) -> dict[str, Any]:
+                  wal_limit_mb: float | None, stop_pipe: Connection) -> dict[str, Any]:
     from binance_streamer import Recorder, RecorderConfig
     from binance_streamer.core.backoff import ReconnectPolicy, full_jitter
     from binance_streamer.io.websocket import ConnectionSettings
@@ -60,9 +65,15 @@ async def _record(ws_url: str, rest_url: str, symbols: list[str], db: str, per_c
     settings = ConnectionSettings(
         ping_idle_s=STALL_TIMEOUT_S / 2, pong_timeout_s=STALL_TIMEOUT_S / 2,
         policy=lambda: ReconnectPolicy(delays=lambda: full_jitter(0.05, 2.0), stable_after_s=5))
+    sink_factory = None
+    if wal_limit_mb is not None:
+        from binance_streamer.storage.open import open_sink
+
+        sink_factory = functools.partial(open_sink, db,
+                                         wal_limit_bytes=int(wal_limit_mb * 1024 * 1024))
     recorder = Recorder(RecorderConfig(
         symbols=symbols, streams=STREAMS, database=db, ws_url=ws_url, rest_url=rest_url,
-        max_streams_per_connection=per_connection, connection=settings))
+        max_streams_per_connection=per_connection, connection=settings), sink_factory)
     task = asyncio.create_task(recorder.run())
     stop = asyncio.create_task(asyncio.to_thread(stop_pipe.recv))
     await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -196,8 +207,8 @@ async def soak(args: argparse.Namespace) -> int:
         res_recv, res_send = ctx.Pipe(duplex=False)
         stop_recv, stop_send = ctx.Pipe(duplex=False)
         child = ctx.Process(target=run_recorder, daemon=True, args=(
-            ex.ws_url, ex.rest_url, symbols, str(db), args.streams_per_connection, str(log_path),
-            stop_recv, res_send))
+            ex.ws_url, ex.rest_url, symbols, str(db), args.streams_per_connection,
+            args.wal_limit_mb, str(log_path), stop_recv, res_send))
         child.start()
         start = time.monotonic()
         assert child.pid is not None
@@ -355,7 +366,7 @@ def report(args: argparse.Namespace, elapsed: float, result: dict[str, Any],
     for line in gap_table(db):
         print(line)
     print(memory_line(rss))
-    print(wal_line(wal, db))
+    print(wal_line(wal, db, args.wal_limit_mb))
     if lost:
         print()
         print("LOST MESSAGES, with the faults injected in the 20 s before each:")
@@ -397,11 +408,12 @@ def memory_line(rss: list[tuple[float, float]]) -> str:
             f"(t={peak[0]:.0f}s), {len(rss)} samples")
 
 
-def wal_line(wal: WalSizes, db: Path) -> str:
+def wal_line(wal: WalSizes, db: Path, limit_mb: float | None) -> str:
     """The largest WAL seen (sampled every 0.1 s), the WAL left after close, the database size."""
     mb = 1024 * 1024
     size = db.stat().st_size / mb if db.exists() else 0.0
-    return (f"SQLite WAL: max {wal.max_bytes / mb:.1f} MB (t={wal.max_at_s:.0f}s), "
+    limit = f"limit {limit_mb:g} MB" if limit_mb is not None else "default limit"
+    return (f"SQLite WAL ({limit}): max {wal.max_bytes / mb:.1f} MB (t={wal.max_at_s:.0f}s), "
             f"{wal.last_bytes / mb:.1f} MB after close; database {size:.1f} MB; "
             f"{wal.samples} samples")
 
@@ -420,6 +432,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the first fault")
     parser.add_argument("--quiet", type=float, default=15.0,
                         help="fault-free seconds at the end, for reconnects and backfill")
+    parser.add_argument("--wal-limit-mb", type=float,
+                        help="bound of the SQLite write-ahead log (default: the recorder's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every fault injected")
     args = parser.parse_args()
     sys.exit(asyncio.run(soak(args)))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from binance_streamer.core import decoding
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.tables import TABLE_FOR_KIND
 from tests.conftest import frames
@@ -139,6 +141,9 @@ def test_bad_frames_become_rejects_with_reasons() -> None:
         b'{"stream":"btcusdt@nonsense","data":{}}': "unknown stream",
         b'{"stream":"btcusdt@ticker","data":{"e":"24hrTicker"}}': "malformed ticker",
         b"[1,2,3]": "not a combined-stream frame",
+        b'{"e":"24hrTicker","E":1}': "not a combined-stream frame",
+        b'{"e":"serverShutdown","E":"soon"}': "not a combined-stream frame",
+        b'{"stream":"!serverShutdown","data":{"e":"serverShutdown"}}': "malformed serverShutdown",
     }
     for raw, reason in cases.items():
         out = d.decode(raw)
@@ -165,3 +170,34 @@ def test_truncating_a_real_frame_anywhere_is_rejected() -> None:
         assert isinstance(out, Reject) and out.raw == raw[:cut]
     assert isinstance(d.decode(raw), Decoded)
     assert msgspec.json.decode(raw)["data"]["c"] == "9318.48000000"
+
+
+def test_routes_are_built_once_per_stream() -> None:
+    """route() returns the same cached route for a name, and repr counts the routes built."""
+    d = FrameDecoder()
+    assert repr(d) == "<FrameDecoder routes=0>"
+    assert d.route("btcusdt@trade") is d.route("btcusdt@trade")
+    d.decode(frames("binance_spot_aggTrade.head400.jsonl")[0])
+    assert repr(d) == "<FrameDecoder routes=2>"
+
+
+def test_streams_of_one_kind_share_their_decoder() -> None:
+    """Every stream of one kind decodes with the same decoder; other kinds with their own."""
+    d = FrameDecoder()
+    assert d.route("btcusdt@aggTrade").decoder is d.route("ethusdt@aggTrade").decoder
+    assert d.route("btcusdt@aggTrade").decoder is not d.route("btcusdt@trade").decoder
+
+
+def test_past_the_cache_bound_new_streams_still_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the route caches are full, frames of further streams decode all the same, their
+    routes built anew each time instead of cached."""
+    monkeypatch.setattr(decoding, "_MAX_ROUTES", 1)
+    d = FrameDecoder()
+    first = frames("binance_spot_aggTrade.head400.jsonl")[0]
+    other = first.replace(first[11:first.index(b'"', 11)], b"zzzusdt@aggTrade")
+    assert other != first and other.startswith(b'{"stream":"zzzusdt@aggTrade"')
+    outs = [d.decode(f) for f in (first, other, other, first)]
+    assert all(isinstance(o, Decoded) for o in outs)
+    assert [o.route.stream.name for o in outs if isinstance(o, Decoded)] == [
+        "btcusdt@aggTrade", "zzzusdt@aggTrade", "zzzusdt@aggTrade", "btcusdt@aggTrade"]
+    assert repr(d) == "<FrameDecoder routes=1>"

@@ -15,7 +15,6 @@ from binance_streamer.errors import (
     DatabaseInUse,
     InvalidDatabase,
     MissingExtra,
-    StorageFatal,
 )
 from binance_streamer.storage.open import open_sink
 from binance_streamer.storage.postgres import PostgresSink
@@ -72,7 +71,7 @@ def test_a_text_file_is_not_a_database(tmp_path: Path) -> None:
     """An existing file that is not SQLite is InvalidDatabase and stays as it was."""
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list\n")
-    with pytest.raises(InvalidDatabase, match="notes.txt is not a SQLite database"):
+    with pytest.raises(InvalidDatabase, match=r"notes\.txt is not a SQLite database"):
         open_sink(notes)
     assert notes.read_text() == "shopping list\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
@@ -116,7 +115,7 @@ def test_a_read_only_file_is_fatal_at_open(tmp_path: Path) -> None:
     db = tmp_path / "ro.db"
     SqliteSink(db).close()
     db.chmod(0o444)
-    out = unprivileged(f"from binance_streamer.storage.open import open_sink\n"
+    out = unprivileged("from binance_streamer.storage.open import open_sink\n"
                        + outcome(f"open_sink({str(db)!r}).close()"))
     assert out.startswith("StorageFatal: cannot write ")
     assert "read-only" in out and out.endswith("check its permissions")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
+from binance_streamer.errors import SchemaTooNew
 from binance_streamer.storage.base import Batch
 from binance_streamer.storage.postgres import PostgresSink, _redact
-from tests.storage.test_sqlite import batch_of
+from binance_streamer.storage.schema import SCHEMA_VERSION
+from tests.storage.test_sqlite import EXPECTED_GAPS, GAPS_SQL, batch_of, gaps_after_silences
 
 
 def test_batches_are_idempotent_and_exact(pg_url: str) -> None:
@@ -56,3 +59,20 @@ def test_passwords_never_reach_messages() -> None:
     """A URL's password is masked wherever the sink prints it."""
     assert _redact("postgresql://bob:secret@h/db") == "postgresql://bob:***@h/db"
     assert _redact("postgresql://bob@h/db") == "postgresql://bob@h/db"
+
+
+def test_a_silence_end_extends_only_its_stale_gap_in_postgres(pg_url: str) -> None:
+    """In PostgreSQL too, a silence end sets last_missing of its 'stale' gap only, atomically."""
+    def read() -> list[tuple[object, ...]]:
+        with psycopg.connect(pg_url) as conn:
+            return conn.execute(GAPS_SQL).fetchall()
+    assert gaps_after_silences(PostgresSink(pg_url), read) == EXPECTED_GAPS
+
+
+def test_a_newer_postgres_schema_is_refused(pg_url: str) -> None:
+    """A PostgreSQL database of a newer binance-streamer raises SchemaTooNew when opened."""
+    PostgresSink(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaTooNew):
+        PostgresSink(pg_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from binance_streamer.core.decoding import Decoded, FrameDecoder
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import InvalidDatabase, SchemaTooNew, StorageBusy, StorageFatal
-from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.base import Batch, Sink, WriteResult
 from binance_streamer.storage.schema import SCHEMA_VERSION, migrations
 from binance_streamer.storage.sqlite import SqliteSink, last_ids
 from binance_streamer.storage.writer import Writer
@@ -234,3 +235,78 @@ async def test_any_writer_error_is_fatal_and_accounted_for() -> None:
     await writer.close()
     assert isinstance(error, StorageFatal) and "disk controller on fire" in str(error)
     assert sink.writes == 1 and writer.pending == 0 and fatal.empty()
+
+
+def gaps_after_silences(sink: Sink, read: Callable[[], list[tuple[object, ...]]]
+                        ) -> list[tuple[object, ...]]:
+    """Write silences, their ends and an id gap through ``sink``; the gaps ``read`` then finds."""
+    sink.write(Batch(gaps=[("btcusdt@ticker", 1000, 1000, "stale: silent 60 s", 1),
+                           ("btcusdt@aggTrade", 1000, 1000, "id gap", 1)]))
+    ends = Batch(silence_ends=[(5000, "btcusdt@ticker", 1000), (5000, "btcusdt@aggTrade", 1000)])
+    assert len(ends) == 2
+    sink.write(ends)
+    # A silence and its end in one batch; then one whose end comes with a row that cannot be
+    # stored, so the transaction (and the end with it) is rolled back.
+    sink.write(Batch(gaps=[("ethusdt@ticker", 7, 7, "stale", 1)],
+                     silence_ends=[(9, "ethusdt@ticker", 7)]))
+    sink.write(Batch(gaps=[("bnbusdt@ticker", 3, 3, "stale", 1)]))
+    good = batch_of("binance_spot_trade.singletons.jsonl").rows["trade"][0]
+    with pytest.raises((OverflowError, StorageFatal)):
+        sink.write(Batch(rows={"trade": [(good[0], 2**70, *good[2:])]},
+                         silence_ends=[(4, "bnbusdt@ticker", 3)]))
+    sink.close()
+    return read()
+
+
+EXPECTED_GAPS = [("bnbusdt@ticker", 3, 3), ("btcusdt@aggTrade", 1000, 1000),
+                 ("btcusdt@ticker", 1000, 5000), ("ethusdt@ticker", 7, 9)]
+GAPS_SQL = "SELECT stream, first_missing, last_missing FROM gaps ORDER BY stream"
+
+
+def test_a_silence_end_extends_only_its_stale_gap_in_sqlite(db_path: Path) -> None:
+    """A silence end sets last_missing of its 'stale' gap, atomically with its batch; other
+    gaps keep theirs."""
+    def read() -> list[tuple[object, ...]]:
+        return sqlite3.connect(db_path).execute(GAPS_SQL).fetchall()
+    assert gaps_after_silences(SqliteSink(db_path), read) == EXPECTED_GAPS
+
+
+class NotingSink:
+    """A sink noting which thread wrote and closed it, in order."""
+
+    def __init__(self, close_error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.close_error = close_error
+
+    def write(self, batch: Batch) -> WriteResult:
+        self.calls.append(("write", threading.current_thread().name))
+        return WriteResult({})
+
+    def close(self) -> None:
+        self.calls.append(("close", threading.current_thread().name))
+        if self.close_error is not None:
+            raise self.close_error
+
+
+async def test_the_writer_thread_closes_the_sink_as_its_last_act() -> None:
+    """The sink is closed on the writer thread, after the last batch, before close() returns."""
+    sink = NotingSink()
+    writer = Writer(sink, asyncio.get_running_loop(), lambda b, r: None,  # type: ignore[arg-type]
+                    lambda e: pytest.fail(str(e)))
+    writer.start()
+    writer.submit(batch_of("binance_spot_trade.singletons.jsonl"))
+    await writer.close()
+    assert sink.calls == [("write", "writer"), ("close", "writer")]
+    assert writer.failed is None
+
+
+async def test_a_failing_close_is_reported_as_fatal() -> None:
+    """An error while the writer thread closes the sink reaches on_fatal as a StorageError."""
+    fatal: list[Exception] = []
+    sink = NotingSink(close_error=RuntimeError("fsync failed"))
+    writer = Writer(sink, asyncio.get_running_loop(), lambda b, r: None,  # type: ignore[arg-type]
+                    fatal.append)
+    writer.start()
+    await writer.close()  # the thread queued on_fatal before it ended, so it has run
+    assert [type(e) for e in fatal] == [StorageFatal] and "fsync failed" in str(fatal[0])
+    assert writer.failed is fatal[0]

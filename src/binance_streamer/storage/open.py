@@ -8,7 +8,6 @@ psycopg installed with `MissingExtra`.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,25 +16,18 @@ from typing import Any
 
 from binance_streamer.errors import InvalidDatabase, MissingExtra, SchemaTooNew
 from binance_streamer.storage.base import Sink
-from binance_streamer.storage.postgres import is_postgres_url, redact
+from binance_streamer.storage.postgres import first_line, is_postgres_url, redact
 from binance_streamer.storage.schema import SCHEMA_VERSION
-from binance_streamer.storage.sqlite import DEFAULT_WAL_LIMIT_BYTES
+from binance_streamer.storage.sqlite import DEFAULT_WAL_LIMIT_BYTES, sqlite_path
 
 __all__ = ["Reader", "check_database", "open_reader", "open_sink"]
-
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
-
 
 def check_database(database: str | Path) -> str | Path:
     """A ``postgresql://`` URL as it is, or a SQLite file path; any other ``scheme://`` is an
     `InvalidDatabase`."""
     if is_postgres_url(database):
         return str(database)
-    if isinstance(database, str) and (m := _URL.match(database)):
-        raise InvalidDatabase(
-            f"{redact(database)} is not a supported database: {m['scheme']}:// URLs are not; "
-            "use a SQLite file path or a postgresql:// URL")
-    return Path(database)
+    return sqlite_path(database)
 
 
 def _psycopg() -> ModuleType:
@@ -101,9 +93,8 @@ def _postgres_reader(url: str) -> Iterator[Any]:
     try:
         conn = psycopg.connect(url)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise InvalidDatabase(f"cannot connect to {redact(url)}: {reason}; check the URL and "
-                              "that the server is running") from exc
+        raise InvalidDatabase(f"cannot connect to {redact(url)}: {first_line(exc)}; check the "
+                              "URL and that the server is running") from exc
     with conn:
         if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
             raise InvalidDatabase(f"{redact(url)} holds no recording")

@@ -17,7 +17,7 @@ from binance_streamer.storage import bookkeeping
 from binance_streamer.storage.base import Batch, WriteResult
 from binance_streamer.storage.schema import SCHEMA_VERSION, insert_sql, migrations, statements
 
-__all__ = ["PostgresSink", "is_postgres_url", "redact"]
+__all__ = ["PostgresSink", "first_line", "is_postgres_url", "redact"]
 
 _SQL = statements("postgres")
 _T = TypeVar("_T")
@@ -43,12 +43,14 @@ class PostgresSink:
         try:
             self._conn: Any = psycopg.connect(url, autocommit=False)
         except psycopg.Error as exc:
-            raise StorageFatal(f"cannot open database {redact(url)}: {exc}") from exc
+            raise StorageFatal(f"cannot open database {redact(url)}: {first_line(exc)}; check "
+                               "the URL and that the server is running") from exc
         try:
             self._migrate()
         except psycopg.Error as exc:
             self._conn.close()
-            raise StorageFatal(f"cannot open database {redact(url)}: {exc}") from exc
+            raise StorageFatal(f"cannot open database {redact(url)}: {first_line(exc)}"
+                               ) from exc
         except BaseException:
             self._conn.close()
             raise
@@ -110,6 +112,11 @@ class PostgresSink:
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (psycopg adds indented hints below it)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def redact(url: str) -> str:

@@ -161,16 +161,18 @@ def statements(dialect: Dialect) -> Statements:
     m = MARK[dialect]
     key = " AND ".join(f"{c} = {m}" for c in GAPS.unique)  # stream, first, last
     stream, first, _ = GAPS.unique
+    # cause LIKE 'stale%', without a '%' that psycopg would take for a placeholder
+    stale = f"substr(cause, 1, {len(CAUSE_STALE)}) = '{CAUSE_STALE}'"
     return Statements(
         gap_insert=_insert(GAPS, m, " ON CONFLICT DO NOTHING"),
         gap_fill=f"UPDATE {GAPS.name} SET filled_ns = {m}, rows_filled = {m} WHERE {key}",
         silence_end=(f"UPDATE {GAPS.name} SET last_missing = {m} WHERE {stream} = {m} "
-                     f"AND {first} = {m} AND cause LIKE '{CAUSE_STALE}%'"),
+                     f"AND {first} = {m} AND {stale}"),
         quarantine_insert=_insert(QUARANTINE, m),
         raw_frame_insert=_insert(RAW_FRAME, m),
         # Gaps a later backfill can still fill (silences have nothing to fetch).
         unfilled_gaps=(f"SELECT stream, first_missing, last_missing, cause FROM {GAPS.name} "
-                       f"WHERE filled_ns IS NULL AND cause NOT LIKE '{CAUSE_STALE}%' ORDER BY id"),
+                       f"WHERE filled_ns IS NULL AND NOT {stale} ORDER BY id"),
         meta_insert=f"INSERT INTO meta (key, value) VALUES ({m}, {m}) ON CONFLICT DO NOTHING",
         meta_select=f"SELECT value FROM meta WHERE key = {m}",
         # A kline resumes from its last *closed* candle, so one stored mid-candle (at a crash or

@@ -14,6 +14,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -30,15 +31,18 @@ from binance_streamer.errors import (
 )
 from binance_streamer.storage import bookkeeping
 from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.postgres import redact
 from binance_streamer.storage.schema import SCHEMA_VERSION, insert_sql, migrations, statements
 
 __all__ = [
     "DEFAULT_WAL_LIMIT_BYTES",
     "RecorderLock",
     "SqliteSink",
+    "check_schema",
     "connect_for_reading",
     "last_ids",
     "migrate",
+    "sqlite_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,9 +59,20 @@ _SPECS = {t.name: t for t in TABLES}
 _CHUNKS = (4096, 1024, 256, 64, 16, 4, 1)
 _BUSY = ("database is locked", "database table is locked", "database is busy")
 _HEADER = b"SQLite format 3\x00"
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 # -- what is at the path -------------------------------------------------------------------------
+
+
+def sqlite_path(database: str | Path) -> Path:
+    """``database`` as a file path; a ``scheme://`` URL (``mysql://``, ``sqlite://``) is an
+    `InvalidDatabase` rather than a file in a folder named after the scheme."""
+    if isinstance(database, str) and (m := _URL.match(database)):
+        raise InvalidDatabase(
+            f"{redact(database)}: {m['scheme']}:// databases are not supported; "
+            "use a SQLite file path or a postgresql:// URL")
+    return Path(database)
 
 
 def _header(path: Path, action: str) -> bytes:
@@ -69,8 +84,9 @@ def _header(path: Path, action: str) -> bytes:
         with path.open("rb") as fh:
             return fh.read(len(_HEADER))
     except PermissionError as exc:
-        raise StorageFatal(f"cannot {action} {path}: permission denied; check its permissions"
-                           ) from exc
+        error = StorageFatal if action == "write" else InvalidDatabase
+        raise error(f"cannot {action} {path}: permission denied; check its permissions"
+                    ) from exc
 
 
 def _check_header(path: Path, head: bytes) -> None:
@@ -229,12 +245,14 @@ def _probe_write(conn: sqlite3.Connection) -> None:
 
 
 def connect_for_reading(database: str | Path) -> sqlite3.Connection:
-    """Open a recorded SQLite file read-only, or raise `InvalidDatabase` saying what it is.
+    """Open a recorded SQLite file for reading, or raise `InvalidDatabase` saying what it is.
 
-    In a read-only folder a WAL database cannot get its ``-shm`` file; with no write-ahead log
-    pending it is then opened as immutable.
+    The connection is ``query_only`` and opened read-write where it may be, so that, as the last
+    one to close, it removes the ``-wal`` and ``-shm`` files reading a WAL database creates. With
+    no write-ahead log present (no recorder is writing) a file or folder we cannot write is
+    opened as immutable: a read-only folder cannot even get the ``-shm`` file.
     """
-    path = Path(database)
+    path = sqlite_path(database)
     if not path.exists() and not path.is_symlink():
         raise InvalidDatabase(f"no database at {path}; check the path (or record into it first)")
     head = _header(path, "read")
@@ -242,32 +260,41 @@ def connect_for_reading(database: str | Path) -> sqlite3.Connection:
         raise InvalidDatabase(f"{path} holds no recording")
     _check_header(path, head)
     uri = path.absolute().as_uri()  # percent-encodes '#', '?' and '%'
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
-    try:
-        version = check_schema(conn, path)
-    except sqlite3.Error as exc:
-        conn.close()
-        wal = Path(f"{path}-wal")
-        if wal.exists() and wal.stat().st_size:
-            raise InvalidDatabase(
-                f"cannot read {path}: {exc}; if its folder is read-only, copy {path} and "
-                f"{wal.name} to a writable folder") from exc
-        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+    wal = Path(f"{path}-wal")
+    writable = os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK)
+    if not writable and not wal.exists():
+        version, conn = _open_immutable(uri, path)
+    else:
         try:
-            version = check_schema(conn, path)
-        except sqlite3.Error as exc2:
-            conn.close()
-            raise InvalidDatabase(f"cannot read {path}: {exc2}") from exc2
-        except BaseException:
-            conn.close()
-            raise
-    except BaseException:
-        conn.close()
-        raise
+            version, conn = _open_checked(f"{uri}?mode=rw", path)
+        except sqlite3.Error as exc:
+            if wal.exists() and wal.stat().st_size:
+                raise InvalidDatabase(
+                    f"cannot read {path}: {exc}; if its folder is read-only, copy {path} and "
+                    f"{wal.name} to a writable folder") from exc
+            version, conn = _open_immutable(uri, path)
     if version == 0:
         conn.close()
         raise InvalidDatabase(f"{path} holds no recording")
     return conn
+
+
+def _open_checked(uri: str, path: Path) -> tuple[int, sqlite3.Connection]:
+    """A query-only connection to ``uri`` and the schema version `check_schema` found there."""
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only=1")
+        return check_schema(conn, path), conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _open_immutable(uri: str, path: Path) -> tuple[int, sqlite3.Connection]:
+    try:
+        return _open_checked(f"{uri}?immutable=1", path)
+    except sqlite3.Error as exc:
+        raise InvalidDatabase(f"cannot read {path}: {exc}") from exc
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -322,12 +349,12 @@ class SqliteSink:
 
     def __init__(self, path: str | Path, *, wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
                  busy_timeout_ms: int = 200) -> None:
-        self.path = str(path)
+        p = sqlite_path(path)
+        self.path = str(p)
         self.wal_limit_bytes = wal_limit_bytes
         self.wal_folded: bool | None = None  # set by close()
         self.wal_resets_blocked = 0  # times a reader kept the WAL from being reset
-        self._wal = f"{path}-wal"
-        p = Path(path)
+        self._wal = f"{p}-wal"
         _check_folder(p)
         _check_header(p, _header(p, "write") if p.exists() else b"")
         self._lock = RecorderLock(p)
@@ -382,13 +409,13 @@ class SqliteSink:
         except sqlite3.Error as exc:  # the batch is committed; a later one retries
             busy, reason = 1, str(exc)
         else:
-            reason = "a reader is still using it"
+            reason = "a reader or a checkpoint is using it"
         if busy:
             self.wal_resets_blocked += 1
             if self.wal_resets_blocked % 100 == 1:
-                log.warning("%s: the write-ahead log is past %d MB and could not be reset (%s); "
+                log.warning("%s: the write-ahead log is past %g MB and could not be reset (%s); "
                             "retrying after the next batches", self.path,
-                            self.wal_limit_bytes // 1_000_000, reason)
+                            self.wal_limit_bytes / 2**20, reason)
 
     def meta(self, key: str, default: str) -> str:
         """The stored value of ``key``, storing ``default`` first if there is none."""
@@ -439,7 +466,7 @@ class SqliteSink:
                 return True
             reason = "another connection is reading it"
         log.warning("%s: could not fold the write-ahead log into the database at close (%s); "
-                    "keep %s next to it, it holds the latest rows", self.path, reason, self._wal)
+                    "keep %s next to it: it holds the latest rows", self.path, reason, self._wal)
         return False
 
 
