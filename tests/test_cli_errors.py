@@ -218,7 +218,7 @@ async def test_rest_down_at_start_records_anyway(db_path: Path) -> None:
     """With REST unreachable but the WebSocket up, the run records, warns that symbols are
     unchecked, and exits 0."""
     async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
-        code, out, err = await record_subprocess(
+        code, _, err = await record_subprocess(
             "BTCUSDT", "--db", str(db_path), "--ws-url", ex.ws_url,
             "--rest-url", "http://127.0.0.1:9", "--duration", "3")
     assert code == 0, err

@@ -65,13 +65,13 @@ async def test_malformed_stream_name_exits_2() -> None:
     assert code == 2 and "kline_7m" in err and "bookTicker" in err
 
 
-async def test_unwritable_database_path_exits_1(tmp_path: Path) -> None:
-    """A database path that cannot be created is a clear storage error, exit code 1."""
+async def test_a_database_path_under_a_file_exits_2(tmp_path: Path) -> None:
+    """A database path whose 'folder' is a file is bad input: one line naming it, exit 2."""
     (tmp_path / "file").write_text("not a directory")
     async with LocalExchange(synthetic=["BTCUSDT"]) as ex:
         code, _, err = await cli("record", "BTCUSDT", "--db", str(tmp_path / "file" / "x.db"),
                                  "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
-    assert code == 1 and "cannot open database" in err
+    assert code == 2 and "file" in err and len(err.strip().splitlines()) == 1, err
 
 
 async def test_unreachable_exchange_is_retried_until_the_duration_then_reported() -> None:

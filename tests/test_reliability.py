@@ -27,7 +27,8 @@ ID_STREAMS = {"aggTrade": ("agg_trade", "agg_id", "a"), "trade": ("trade", "trad
 
 
 def fast_settings(**kw: Any) -> ConnectionSettings:
-    """Connection timing for tests: reconnect within ~0.1 s, a silent connection pinged after 0.5 s."""
+    """Connection timing for tests: reconnect within ~0.1 s; a silent connection is pinged
+    after 0.5 s."""
     return ConnectionSettings(**{
         "ping_idle_s": 0.5, "pong_timeout_s": 0.5,
         "policy": lambda: ReconnectPolicy(delays=lambda: full_jitter(0.01, 0.1)),
@@ -119,7 +120,8 @@ async def test_dropped_connections_are_reconnected_and_backfilled(db_path: Path)
 async def test_a_stalled_connection_is_replaced(db_path: Path) -> None:
     """A socket that stays open but silent is found dead by an unanswered ping and reconnected."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
-        recorder = make_recorder(ex, db_path, connection=fast_settings(ping_idle_s=0.3, pong_timeout_s=0.3))
+        settings = fast_settings(ping_idle_s=0.3, pong_timeout_s=0.3)
+        recorder = make_recorder(ex, db_path, connection=settings)
         await run_with(ex, recorder, lambda: ex.faults.stall(3.0))
     assert recorder.connections[0].reconnects >= 1
     assert_complete(db_path, ex)

@@ -327,11 +327,7 @@ def query(symbol: str | None, kind: str, since: str | None, until: str | None,
           limit: int | None, fmt: str, db: str) -> None:
     """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    try:
-        result = read_query(db, kind, symbol, start, end, limit)
-    except InvalidStreamName as exc:
-        raise InvalidStreamName(f"unknown stream type {kind!r} ({exc}); known: "
-                                f"{', '.join(kind_names())}, gaps, quarantine") from exc
+    result = read_query(db, kind, symbol, start, end, limit)
     _emit(result.columns, result.rows, fmt)
 
 

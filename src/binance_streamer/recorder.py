@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -40,6 +41,7 @@ from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import BINANCE_REST_URL, RestClient
 from binance_streamer.io.websocket import ConnectionSettings, StreamConnection
 from binance_streamer.storage.base import Batch, Sink, WriteResult
+from binance_streamer.storage.open import open_sink
 from binance_streamer.storage.writer import Writer
 
 __all__ = ["BINANCE_WS_URL", "Recorder", "RecorderConfig", "RecorderStats"]
@@ -160,7 +162,7 @@ class Recorder:
         self, config: RecorderConfig, sink_factory: Callable[[], Sink] | None = None
     ) -> None:
         self.config = config
-        self._sink_factory = sink_factory or _sink_factory(config.database)
+        self._sink_factory = sink_factory or functools.partial(open_sink, config.database)
         self.stats = RecorderStats()
         self.connections: list[StreamConnection] = []
         self.decoder = FrameDecoder()
@@ -484,16 +486,3 @@ def _check_time_unit(sink: Sink, microseconds: bool) -> None:
     if stored != unit:
         raise ConfigError(f"this database holds exchange times in {stored}s; "
                           f"record with{'out' if stored == 'millisecond' else ''} --microseconds")
-
-
-def _sink_factory(database: str | Path) -> Callable[[], Sink]:
-    """Opens PostgreSQL for a ``postgresql://`` URL, else the SQLite file ``database``."""
-    def open_sink() -> Sink:
-        from binance_streamer.storage.postgres import PostgresSink, is_postgres_url
-        from binance_streamer.storage.sqlite import SqliteSink
-
-        if is_postgres_url(database):
-            return PostgresSink(str(database))
-        return SqliteSink(database)
-
-    return open_sink
