@@ -23,6 +23,7 @@ def test_core_unit_tests_cover_every_branch_of_core(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "coverage", "run", "--branch", "--source=binance_streamer.core",
          "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+         "--hypothesis-profile=coverage",
          "--deselect", f"{HERE.relative_to(ROOT)}/test_coverage.py", str(HERE.relative_to(ROOT))],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -29,6 +29,8 @@ class FakeRest:
         self.catch_up_after = catch_up_after  # calls after which REST has everything
         self.failures = failures or {}
         self.calls = 0
+        self.kline_lag_ms = 0  # > 0: klines answered from before the time asked (a faulty server)
+        self.id_lag = 0  # > 0: trades answered from before the id asked (a faulty server)
 
     def _call(self, symbol: str) -> None:
         if self.calls == self.catch_up_after:
@@ -39,7 +41,7 @@ class FakeRest:
             raise pending.pop(0)
 
     def _ids(self, from_id: int, limit: int) -> range:
-        return range(from_id, min(from_id + limit - 1, self.known_up_to) + 1)
+        return range(from_id - self.id_lag, min(from_id + limit - 1, self.known_up_to) + 1)
 
     async def agg_trades(self, symbol: str, from_id: int, limit: int) -> list[RestAggTrade]:
         self._call(symbol)
@@ -54,7 +56,8 @@ class FakeRest:
                      ) -> list[RestKline]:
         self._call(symbol)
         assert end is not None
-        opens = range(start - start % 1_000, min(end, self.known_up_to) + 1, 1_000)
+        first = start + (-start) % 1_000 - self.kline_lag_ms
+        opens = range(first, min(end, self.known_up_to) + 1, 1_000)
         return [RestKline(t, "1", "2", "0.5", "1.5", "10", t + 999, "15", 3, "4", "6")
                 for t in opens]
 
@@ -123,6 +126,17 @@ async def test_agg_trade_rows_are_the_table_rows_of_the_missing_ids_only() -> No
     assert out.filled[0][1] == 1_101
 
 
+async def test_trades_before_the_id_asked_are_neither_stored_nor_asked_again() -> None:
+    """A server answering from before fromId gets only the gap's ids stored, and a page with no
+    new id ends the attempt instead of asking for the same ids forever."""
+    out, rest = Recorded(), FakeRest(known_up_to=104)
+    rest.id_lag = 3
+    fill = backfiller(rest, out, max_attempts=2)
+    await run_until_idle(fill, GapDetected("btcusdt@trade", 100, 110, "id gap"))
+    assert {r[1] for r in out.rows[TRADE.name]} == {100, 101, 102, 103, 104}
+    assert out.filled == [] and fill.failures == 1 and rest.calls == 2 * 2
+
+
 async def test_trade_gaps_are_filled_from_historical_trades() -> None:
     """A trade gap is filled with historicalTrades rows in the trade table's layout."""
     out = Recorded()
@@ -150,6 +164,28 @@ async def test_a_kline_gap_rest_cannot_fill_is_given_up() -> None:
     fill = backfiller(rest, out, max_attempts=2)
     await run_until_idle(fill, GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap"))
     assert out.filled == [] and fill.failures == 1
+
+
+async def test_klines_outside_the_gap_are_neither_stored_nor_counted() -> None:
+    """A server answering klines from before the start asked for gets only the gap's klines
+    stored and counted."""
+    out, rest = Recorded(), FakeRest()
+    rest.kline_lag_ms = 2_000
+    await run_until_idle(backfiller(rest, out),
+                         GapDetected("btcusdt@kline_1s", 5_000, 9_000, "kline gap"))
+    assert [r[2] for r in out.rows[KLINE.name]] == [5_000, 6_000, 7_000, 8_000, 9_000]
+    assert [n for _, n in out.filled] == [5]
+
+
+async def test_a_server_answering_only_old_klines_does_not_make_the_fill_loop() -> None:
+    """When the next page holds nothing after the start asked for, the attempt ends (short)
+    instead of asking for the same start forever."""
+    out, rest = Recorded(), FakeRest(known_up_to=6_999)
+    rest.kline_lag_ms = 2_000
+    fill = backfiller(rest, out, max_attempts=2)
+    await run_until_idle(fill, GapDetected("btcusdt@kline_1s", 5_000, 9_000, "kline gap"))
+    assert out.filled == [] and fill.failures == 1 and rest.calls == 2 * 2
+    assert {r[2] for r in out.rows[KLINE.name]} == {5_000, 6_000}
 
 
 async def test_snapshots_are_stored_with_their_receive_time() -> None:

@@ -154,8 +154,8 @@ class Backfiller:
             await self._pace()
             limit = min(_PAGE, gap.last_missing - next_id + 1)
             items = await self._rest.agg_trades(symbol, next_id, limit)
-            wanted = [i for i in items if i.agg_id <= gap.last_missing]
-            if not wanted:
+            wanted = [i for i in items if next_id <= i.agg_id <= gap.last_missing]
+            if not wanted:  # nothing more, or (a server going backwards) nothing new
                 break
             self._submit(AGG_TRADE.name, agg_trade_rows(symbol, wanted))
             total += len(wanted)
@@ -168,8 +168,8 @@ class Backfiller:
             await self._pace()
             limit = min(_PAGE, gap.last_missing - next_id + 1)
             items = await self._rest.historical_trades(symbol, next_id, limit)
-            wanted = [i for i in items if i.trade_id <= gap.last_missing]
-            if not wanted:
+            wanted = [i for i in items if next_id <= i.trade_id <= gap.last_missing]
+            if not wanted:  # nothing more, or (a server going backwards) nothing new
                 break
             self._submit(TRADE.name, trade_rows(symbol, wanted))
             total += len(wanted)
@@ -181,12 +181,13 @@ class Backfiller:
         while start <= gap.last_missing:
             await self._pace()
             items = await self._rest.klines(symbol, stream.interval, start, gap.last_missing)
-            if not items:
+            wanted = [k for k in items if start <= k.open_time <= gap.last_missing]
+            if not wanted:  # nothing more, or (a server going backwards) nothing new
                 break
             now = time.time_ns() // (1_000 if self._rest.microseconds else 1_000_000)
-            self._submit(KLINE.name, kline_rows(symbol, stream.interval, items, now))
-            total += len(items)
-            start = items[-1].open_time + 1
+            self._submit(KLINE.name, kline_rows(symbol, stream.interval, wanted, now))
+            total += len(wanted)
+            start = wanted[-1].open_time + 1
         step = KLINE_INTERVAL_MS[stream.interval] * (1000 if self._rest.microseconds else 1)
         expected = (gap.last_missing - gap.first_missing) // step + 1 if step else 1
         if total < expected:
