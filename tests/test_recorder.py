@@ -178,3 +178,24 @@ async def test_microsecond_time_unit_is_recorded_and_kept(db_path: Path) -> None
         assert opens and all(t % 1_000_000 == 0 for t in opens)
         with pytest.raises(ConfigError, match="microseconds"):
             await Recorder(config(ex, db_path, symbols=["BTCUSDT"])).run()
+
+
+async def test_a_silence_is_stored_spanning_the_whole_silence(db_path: Path) -> None:
+    """A ticker stream silent for 8 s is one 'stale' gap row spanning the silence in receive
+    time, from its last message to its next, not just up to the moment the silence was noticed;
+    the connection is not replaced."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=20) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["BTCUSDT"], streams=["ticker"]))
+        task = asyncio.create_task(recorder.run())
+        await recorder.wait_until(lambda s: s.stored["ticker"] >= 2, TIMEOUT)
+        ex.faults.stall(8.0)
+        await recorder.wait_until(lambda s: s.stale == 1, TIMEOUT)
+        noticed = rows(db_path, "SELECT first_missing, last_missing FROM gaps")
+        stored = recorder.stats.stored["ticker"]
+        await recorder.wait_until(lambda s: s.stored["ticker"] > stored + 2, TIMEOUT)
+        recorder.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    [(first, last, cause)] = rows(db_path, "SELECT first_missing, last_missing, cause FROM gaps")
+    assert cause == "stale" and (first, last) != noticed[0]
+    assert 7_000 <= last - first <= 10_000
+    assert recorder.connections[0].reconnects == 0

@@ -28,8 +28,14 @@ from binance_streamer.batcher import Batcher
 from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
-from binance_streamer.core.sequencing import GapDetected, NeedSnapshot, Sequencer
-from binance_streamer.core.streams import StreamKind, streams_for
+from binance_streamer.core.sequencing import (
+    SEQUENCED_KINDS,
+    GapDetected,
+    NeedSnapshot,
+    Sequencer,
+    SilenceEnded,
+)
+from binance_streamer.core.streams import streams_for
 from binance_streamer.errors import (
     ConfigError,
     ExchangeError,
@@ -48,10 +54,6 @@ __all__ = ["BINANCE_WS_URL", "Recorder", "RecorderConfig", "RecorderStats"]
 
 log = logging.getLogger(__name__)
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
-# Kinds whose ids or open times are checked for gaps on every message.
-_SEQUENCED = frozenset(
-    {StreamKind.AGG_TRADE, StreamKind.TRADE, StreamKind.KLINE, StreamKind.DIFF_DEPTH})
-
 
 _SYMBOL = re.compile(r"[A-Z0-9_]{2,30}")  # rest-api.md "Terminology": symbols are upper case
 
@@ -313,7 +315,9 @@ class Recorder:
             watchdog.cancel()
             if later is not None:
                 later.cancel()
-            self._count_seen()
+            stopped_ms = time.time_ns() // 1_000_000
+            self._seen_until(stopped_ms)
+            self._end_silences(self.sequencer.ended(stopped_ms))
             if self.error is None:
                 await self.backfiller.drain(timeout=self.config.backfill_drain_s)
             backfill.cancel()
@@ -371,8 +375,12 @@ class Recorder:
             self.stats.messages[stream.kind] += 1
             # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
-            if stream.kind in _SEQUENCED:
-                self._sequence(stream.kind, stream.name, out.event, received_ns)
+            if stream.kind in SEQUENCED_KINDS:
+                for action in self.sequencer.observe(stream.name, out.event):
+                    if type(action) is GapDetected:
+                        self._gap(action, received_ns)
+                    else:
+                        self._request(action)  # NeedSnapshot: a diff-depth stream's first
         elif type(out) is Reject:
             self.stats.quarantined += 1
             batch.quarantine.append(
@@ -388,26 +396,6 @@ class Recorder:
             batcher.started(received_ns)
         if batch.market_rows >= batcher.batch_rows:
             batcher.flush()
-    def _sequence(self, kind: StreamKind, stream: str, event: object, received_ns: int) -> None:
-        seq = self.sequencer
-        if kind is StreamKind.AGG_TRADE:
-            actions = seq.observe_id(stream, event.agg_id)  # type: ignore[attr-defined]
-        elif kind is StreamKind.TRADE:
-            actions = seq.observe_id(stream, event.trade_id)  # type: ignore[attr-defined]
-        elif kind is StreamKind.KLINE:
-            kline = event.kline  # type: ignore[attr-defined]
-            actions = seq.observe_kline(stream, kline.open_time, kline.is_closed)
-        else:
-            actions = seq.observe_depth(
-                stream, event.first_update_id, event.final_update_id)  # type: ignore[attr-defined]
-        gap = False
-        for action in actions:
-            if type(action) is GapDetected:
-                gap = True
-                self._gap(action, received_ns)
-            elif type(action) is NeedSnapshot and not gap:
-                self._request(action)  # initial snapshot of a diff-depth stream
-
     def _gap(self, gap: GapDetected, detected_ns: int) -> None:
         self.stats.gaps += 1
         log.warning("gap on %s: %d..%d missing (%s)", gap.stream, gap.first_missing,
@@ -463,13 +451,25 @@ class Recorder:
         self._heard.update(counts)
         return counts
 
+    def _seen_until(self, now_ms: int) -> None:
+        """Feed the counts gathered since the last round to the sequencer; store silences ended."""
+        ends = [end for stream, count in self._count_seen().items()
+                if (end := self.sequencer.seen(stream, now_ms, count)) is not None]
+        self._end_silences(ends)
+
+    def _end_silences(self, ends: list[SilenceEnded]) -> None:
+        if ends:
+            assert self._batcher is not None
+            self._batcher.batch.silence_ends.extend(
+                (end.last_missing, end.stream, end.first_missing) for end in ends)
+            self._batcher.flush()
+
     async def _watch_staleness(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             # Messages counted since the last round are taken as seen now: 1 s resolution.
             now_ms = time.time_ns() // 1_000_000
-            for stream, count in self._count_seen().items():
-                self.sequencer.seen(stream, now_ms, count)
+            self._seen_until(now_ms)
             for gap in self.sequencer.stale(now_ms):
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1
