@@ -25,7 +25,8 @@ async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path)
                                   daemon=True)
         thread.start()
         async with asyncio.timeout(TIMEOUT):
-            while len(streamer.get_market_data("BTCUSDT")) < 3:  # read while streaming
+            # Polling on purpose: the data is in a database another thread writes.
+            while len(streamer.get_market_data("BTCUSDT")) < 3:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         streamer.stop()
         await asyncio.to_thread(thread.join, TIMEOUT)

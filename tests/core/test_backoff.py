@@ -98,7 +98,7 @@ def test_default_generator_needs_no_arguments() -> None:
 )
 def test_invalid_parameters_are_rejected_at_once(kwargs: dict[str, float]) -> None:
     """A negative base or cap, a factor below 1 or a non-finite value raises ValueError on call."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"base|cap|factor|finite"):
         full_jitter(**kwargs)  # type: ignore[arg-type]
 
 

@@ -35,7 +35,7 @@ def test_all_names_are_exported() -> None:
 def test_speed_and_fault_script_parsing() -> None:
     """``--speed max`` means as fast as possible; fault scripts parse or explain themselves."""
     assert parse_speed("max") is None and parse_speed("2.5") == 2.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         parse_speed("0")
     step = parse_script("10:stall=5")
     assert (step.at_s, step.name, step.args) == (10.0, "stall", (5,))
@@ -56,7 +56,8 @@ async def test_serve_prints_its_urls() -> None:
     with contextlib.redirect_stdout(out):
         task = asyncio.ensure_future(serve(port=0, synthetic=["BTCUSDT"]))
         async with asyncio.timeout(TIMEOUT):
-            while not out.getvalue():
+            # Polling on purpose: serve() announces itself only on stdout.
+            while not out.getvalue():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -46,7 +46,8 @@ async def test_drop_in_seconds_with_a_code(connect: Any) -> None:
     """``drop_in`` closes the connection with the code after the delay."""
     async with LocalExchange() as ex:
         client = await connect(ex.ws_url + "/ws")
-        while not ex.connections:
+        # Polling on purpose: a bare /ws connection subscribes nothing to wait for.
+        while not ex.connections:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         ex.faults.drop_in(0.1, code=4001)
         assert (await client.closed()).data == 4001
@@ -139,7 +140,8 @@ async def test_server_shutdown_event(connect: Any) -> None:
         raw = await connect(ex.ws_url + "/ws")
         combined = await connect(ex.ws_url + "/stream")
         await ex.wait_subscribed(0)
-        while len(ex.connections) < 2:
+        # Polling on purpose: bare connections subscribe nothing to wait for.
+        while len(ex.connections) < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         ex.faults.server_shutdown(close_after_s=0.05)
         bare = await raw.recv()

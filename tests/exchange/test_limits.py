@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from binance_streamer.exchange import Limits, LocalExchange
 
@@ -72,12 +73,9 @@ async def test_connection_attempts_per_window(connect: Any, http: Any) -> None:
     """Connection attempts past the per-IP budget are refused with 429."""
     async with LocalExchange(limits=Limits(connect_attempts=2)) as ex:
         kept = [await connect(ex.ws_url + "/ws"), await connect(ex.ws_url + "/ws")]
-        try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await connect(ex.ws_url + "/ws")
-        except aiohttp.WSServerHandshakeError as exc:
-            assert exc.status == 429
-        else:
-            raise AssertionError("third connection attempt was accepted")
+        assert refused.value.status == 429
         assert len(kept) == len(ex.connections) == 2
 
 

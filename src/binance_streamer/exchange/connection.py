@@ -139,7 +139,8 @@ class Connection:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.stalled_until > time.monotonic():
+            # Not a poll: a scripted pause of known length (faults.stall).
+            while self.stalled_until > time.monotonic():  # noqa: ASYNC110
                 await asyncio.sleep(self.stalled_until - time.monotonic())
             self.stalled_until = 0.0
             if not await self.flush():
