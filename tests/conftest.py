@@ -1,28 +1,13 @@
-"""Shared test helpers: fixture paths and one timeout constant every wait scales from."""
+"""Fixtures shared by every test: a fresh SQLite path and a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures"
-TIMEOUT = 30.0  # seconds; every await in the tests is bounded by a multiple of this
-
-
-def frames(name: str) -> list[bytes]:
-    """The raw frames of fixture file ``name``, one per line, exactly as Binance sent them."""
-    return [line.rstrip(b"\n") for line in (FIXTURES / name).read_bytes().splitlines() if line]
-
-
-def payloads(name: str) -> list[dict[str, Any]]:
-    """The ``data`` objects of the combined-stream frames in fixture ``name``."""
-    return [json.loads(f)["data"] for f in frames(name)]
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from binance_streamer.cli import main
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.storage.sqlite import SqliteSink
-from tests.conftest import TIMEOUT
-from tests.storage.test_sqlite import batch_of
+from tests.helpers import TIMEOUT, batch_of
 
 
 def run(*args: str) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from binance_streamer.cli import main
 from binance_streamer.storage.base import Batch
 from binance_streamer.storage.sqlite import SqliteSink
-from tests.storage.test_sqlite import batch_of
+from tests.helpers import batch_of
 
 
 @pytest.fixture

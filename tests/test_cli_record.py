@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from binance_streamer.exchange import LocalExchange
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT, wait_for_rows
 
 
 async def cli(*args: str, stop_after_rows: Path | None = None) -> tuple[int, str, str]:
@@ -18,7 +18,6 @@ async def cli(*args: str, stop_after_rows: Path | None = None) -> tuple[int, str
         sys.executable, "-m", "binance_streamer.cli", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     if stop_after_rows is not None:
-        from tests.test_reliability import wait_for_rows
         await wait_for_rows(stop_after_rows, "ticker", 3)
         proc.send_signal(signal.SIGTERM)
     out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)

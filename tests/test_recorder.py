@@ -15,8 +15,7 @@ from binance_streamer import Recorder, RecorderConfig, UnknownSymbolError
 from binance_streamer.cli import main
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
-from tests.conftest import TIMEOUT
-from tests.core.test_decoding import KEYS, KLINE_KEYS
+from tests.helpers import KEYS, KLINE_KEYS, TIMEOUT
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
 STREAMS = ["aggTrade", "depth@100ms", "kline_1m", "ticker"]

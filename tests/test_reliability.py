@@ -20,7 +20,7 @@ from binance_streamer import Recorder, RecorderConfig, RecorderStats
 from binance_streamer.core.backoff import ReconnectPolicy, full_jitter
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.io.websocket import ConnectionSettings
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT, wait_for_rows
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 ID_STREAMS = {"aggTrade": ("agg_trade", "agg_id", "a"), "trade": ("trade", "trade_id", "t")}
@@ -212,21 +212,6 @@ async def test_fifty_connections_reconnect_at_once_without_a_1008(db_path: Path)
     assert len(recorder.connections) == 50
     assert all(c.reconnects == 1 for c in recorder.connections)
     assert not [code for c in recorder.connections for code in c.close_codes if code == 1008]
-
-
-async def wait_for_rows(db: Path, table: str, n: int) -> None:
-    """Poll another process's database until ``table`` holds ``n`` rows (no event crosses
-    the process boundary, so this one wait polls)."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            if db.exists():  # noqa: ASYNC240 - a cheap stat() of another process's file
-                try:
-                    with sqlite3.connect(db) as conn:
-                        if conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] >= n:
-                            return
-                except sqlite3.OperationalError:
-                    pass  # schema not created yet
-            await asyncio.sleep(0.05)
 
 
 async def test_a_killed_recorder_resumes_without_a_hole(db_path: Path) -> None:

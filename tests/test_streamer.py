@@ -9,7 +9,7 @@ from pathlib import Path
 from binance_streamer import BinanceStreamer, RecorderStats, StreamKind
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT, wait_for_rows
 
 
 async def test_tutorial_api_streams_and_reads_from_another_thread(db_path: Path) -> None:
@@ -59,7 +59,6 @@ async def test_tutorial_api_with_only_ws_url_records_and_ctrl_c_returns_stats(
     import sqlite3
     import sys
 
-    from tests.test_reliability import wait_for_rows
 
     async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
         proc = await asyncio.create_subprocess_exec(

@@ -12,33 +12,7 @@ from hypothesis import strategies as st
 from binance_streamer.core import decoding
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.tables import TABLE_FOR_KIND
-from tests.conftest import frames
-
-# Column -> Binance key, per table, for comparing rows with the source payloads.
-KEYS = {
-    "agg_trade": {"symbol": "s", "agg_id": "a", "price": "p", "quantity": "q",
-                  "first_trade_id": "f", "last_trade_id": "l", "trade_time": "T",
-                  "buyer_is_maker": "m", "best_match": "M", "event_time": "E"},
-    "trade": {"symbol": "s", "trade_id": "t", "price": "p", "quantity": "q", "trade_time": "T",
-              "buyer_is_maker": "m", "best_match": "M", "event_time": "E"},
-    "ticker": {"symbol": "s", "event_time": "E", "price_change": "p",
-               "price_change_percent": "P", "weighted_avg_price": "w",
-               "first_trade_before_window_price": "x", "last_price": "c", "last_quantity": "Q",
-               "best_bid_price": "b", "best_bid_quantity": "B", "best_ask_price": "a",
-               "best_ask_quantity": "A", "open": "o", "high": "h", "low": "l",
-               "base_volume": "v", "quote_volume": "q", "open_time": "O", "close_time": "C",
-               "first_trade_id": "F", "last_trade_id": "L", "trade_count": "n"},
-    "mini_ticker": {"symbol": "s", "event_time": "E", "close": "c", "open": "o", "high": "h",
-                    "low": "l", "base_volume": "v", "quote_volume": "q"},
-    "book_ticker": {"symbol": "s", "update_id": "u", "best_bid_price": "b",
-                    "best_bid_quantity": "B", "best_ask_price": "a", "best_ask_quantity": "A"},
-    "depth_update": {"symbol": "s", "first_update_id": "U", "final_update_id": "u",
-                     "event_time": "E", "bids": "b", "asks": "a"},
-}
-KLINE_KEYS = {"open_time": "t", "close_time": "T", "interval": "i", "first_trade_id": "f",
-              "last_trade_id": "L", "open": "o", "close": "c", "high": "h", "low": "l",
-              "base_volume": "v", "trade_count": "n", "is_closed": "x", "quote_volume": "q",
-              "taker_buy_base_volume": "V", "taker_buy_quote_volume": "Q"}
+from tests.helpers import KEYS, KLINE_KEYS, frames
 
 
 def expected_value(payload: dict[str, object], column: str, key: str) -> object:

@@ -19,9 +19,8 @@ from binance_streamer.errors import (
 from binance_streamer.storage.open import open_sink
 from binance_streamer.storage.postgres import PostgresSink
 from binance_streamer.storage.sqlite import SqliteSink
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT, batch_of
 from tests.storage.helpers import SRC, outcome, unprivileged
-from tests.storage.test_sqlite import batch_of
 
 
 def test_a_postgresql_url_opens_postgres(pg_url: str) -> None:

@@ -9,7 +9,8 @@ from binance_streamer.errors import SchemaTooNew
 from binance_streamer.storage.base import Batch
 from binance_streamer.storage.postgres import PostgresSink, _redact
 from binance_streamer.storage.schema import SCHEMA_VERSION
-from tests.storage.test_sqlite import EXPECTED_GAPS, GAPS_SQL, batch_of, gaps_after_silences
+from tests.helpers import batch_of
+from tests.storage.helpers import EXPECTED_GAPS, GAPS_SQL, gaps_after_silences
 
 
 def test_batches_are_idempotent_and_exact(pg_url: str) -> None:

@@ -15,8 +15,8 @@ from binance_streamer.errors import ConfigError, InvalidDatabase, InvalidStreamN
 from binance_streamer.storage.postgres import PostgresSink
 from binance_streamer.storage.query import query, read_rows, table_for
 from binance_streamer.storage.sqlite import SqliteSink
+from tests.helpers import batch_of
 from tests.storage.helpers import outcome, unprivileged
-from tests.storage.test_sqlite import batch_of
 
 
 def recorded(db: Path) -> Path:

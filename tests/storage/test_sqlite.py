@@ -5,30 +5,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from binance_streamer.core.decoding import Decoded, FrameDecoder
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import InvalidDatabase, SchemaTooNew, StorageBusy, StorageFatal
-from binance_streamer.storage.base import Batch, Sink, WriteResult
+from binance_streamer.storage.base import Batch, WriteResult
 from binance_streamer.storage.schema import SCHEMA_VERSION, migrations
 from binance_streamer.storage.sqlite import SqliteSink, last_ids
 from binance_streamer.storage.writer import Writer
-from tests.conftest import TIMEOUT, frames
-
-
-def batch_of(name: str, received_ns: int = 1) -> Batch:
-    """A batch of the rows decoded from fixture ``name``, all received at ``received_ns``."""
-    batch = Batch()
-    decoder = FrameDecoder()
-    for raw in frames(name):
-        out = decoder.decode(raw)
-        assert isinstance(out, Decoded)
-        batch.add(out.route.table.name, out.route.rows(out.event, received_ns, "ws"))
-    return batch
+from tests.helpers import TIMEOUT, batch_of, frames
+from tests.storage.helpers import EXPECTED_GAPS, GAPS_SQL, gaps_after_silences
 
 
 def test_a_batch_written_twice_is_stored_once(db_path: Path) -> None:
@@ -235,32 +223,6 @@ async def test_any_writer_error_is_fatal_and_accounted_for() -> None:
     await writer.close()
     assert isinstance(error, StorageFatal) and "disk controller on fire" in str(error)
     assert sink.writes == 1 and writer.pending == 0 and fatal.empty()
-
-
-def gaps_after_silences(sink: Sink, read: Callable[[], list[tuple[object, ...]]]
-                        ) -> list[tuple[object, ...]]:
-    """Write silences, their ends and an id gap through ``sink``; the gaps ``read`` then finds."""
-    sink.write(Batch(gaps=[("btcusdt@ticker", 1000, 1000, "stale: silent 60 s", 1),
-                           ("btcusdt@aggTrade", 1000, 1000, "id gap", 1)]))
-    ends = Batch(silence_ends=[(5000, "btcusdt@ticker", 1000), (5000, "btcusdt@aggTrade", 1000)])
-    assert len(ends) == 2
-    sink.write(ends)
-    # A silence and its end in one batch; then one whose end comes with a row that cannot be
-    # stored, so the transaction (and the end with it) is rolled back.
-    sink.write(Batch(gaps=[("ethusdt@ticker", 7, 7, "stale", 1)],
-                     silence_ends=[(9, "ethusdt@ticker", 7)]))
-    sink.write(Batch(gaps=[("bnbusdt@ticker", 3, 3, "stale", 1)]))
-    good = batch_of("binance_spot_trade.singletons.jsonl").rows["trade"][0]
-    with pytest.raises((OverflowError, StorageFatal)):
-        sink.write(Batch(rows={"trade": [(good[0], 2**70, *good[2:])]},
-                         silence_ends=[(4, "bnbusdt@ticker", 3)]))
-    sink.close()
-    return read()
-
-
-EXPECTED_GAPS = [("bnbusdt@ticker", 3, 3), ("btcusdt@aggTrade", 1000, 1000),
-                 ("btcusdt@ticker", 1000, 5000), ("ethusdt@ticker", 7, 9)]
-GAPS_SQL = "SELECT stream, first_missing, last_missing FROM gaps ORDER BY stream"
 
 
 def test_a_silence_end_extends_only_its_stale_gap_in_sqlite(db_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from binance_streamer.storage.base import Batch
 from binance_streamer.storage.sqlite import SqliteSink
-from tests.storage.test_sqlite import batch_of
+from tests.helpers import batch_of
 
 LIMIT = 256 * 1024
 
