@@ -14,7 +14,7 @@ from binance_streamer.core.rest_payloads import (
     RestKline,
     RestTrade,
 )
-from tests.conftest import frames
+from tests.helpers import frames
 
 # rest-api.md, "Market Data endpoints": the documented example answers.
 AGG_TRADES = (b'[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,'

@@ -24,7 +24,7 @@ from binance_streamer.core.tables import (
     kline_rows,
     trade_rows,
 )
-from tests.conftest import frames
+from tests.helpers import frames
 
 NOW = 1_617_566_700_000  # after every candle of the kline capture closed
 

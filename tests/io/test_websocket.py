@@ -11,7 +11,7 @@ from binance_streamer.core.planning import AttemptLimiter, combined_url
 from binance_streamer.errors import HandshakeRefused, Unreachable
 from binance_streamer.exchange import Limits, LocalExchange
 from binance_streamer.io.websocket import ConnectionSettings, StreamConnection, translate
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
 
 
 class RecordingPolicy(ReconnectPolicy):
