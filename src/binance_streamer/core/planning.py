@@ -7,8 +7,7 @@ reconnects at once.
 Everything here is pure: callers pass the current monotonic time (``now``, float seconds) and get
 back values or delays; nothing sleeps, reads a clock or touches the network.
 
-Binance limits this module keeps (web-socket-streams.md, "WebSocket Limits"; see
-binance-protocol.md 1.2):
+Binance limits this module keeps (web-socket-streams.md, "WebSocket Limits"):
 
 * at most 1024 streams per connection (`plan_connections`);
 * at most 300 connection attempts every 5 minutes per IP, shared by every connection
@@ -33,15 +32,15 @@ __all__ = [
 ]
 
 # web-socket-streams.md "WebSocket Limits": "A single connection can listen to a maximum of 1024
-# streams" (binance-protocol.md 1.2).
+# streams".
 MAX_STREAMS_PER_CONNECTION = 1024
 
-# web-socket-streams.md "timeUnit" (binance-protocol.md 1.7): both spellings are accepted.
+# web-socket-streams.md "General WSS information" (timeUnit): both spellings are accepted.
 TIME_UNITS: frozenset[str] = frozenset({"MICROSECOND", "microsecond", "MILLISECOND", "millisecond"})
 
 # Characters left as they are in the ``streams=`` query value. ``+`` (from ``@+08:00`` kline
 # streams) is percent-encoded because a form decoder would read it as a space; Binance accepts
-# URL-encoded URLs since CHANGELOG 2025-12-02 (binance-protocol.md 1.1).
+# URL-encoded URLs since CHANGELOG.md 2025-12-02.
 _STREAM_SAFE = "@/!:_-."
 
 
@@ -94,11 +93,12 @@ def combined_url(ws_base: str, streams: Sequence[str], time_unit: str | None = N
 
     ``ws_base`` may end with or without ``/`` and may already name a ``/ws`` or ``/stream`` path
     (optionally with a raw stream after ``/ws/``); that path is replaced by ``/stream``, since only
-    the combined form wraps events with their stream name (binance-protocol.md 1.1). Other query
+    the combined form wraps events with their stream name (web-socket-streams.md "General WSS
+    information": ``{"stream":"<streamName>","data":<rawPayload>}``). Other query
     parameters of ``ws_base`` are kept; its ``streams`` and ``timeUnit`` are replaced. Without
     streams the URL is the bare ``/stream`` endpoint, ready for SUBSCRIBE.
 
-    Raises `ValueError` for a ``time_unit`` Binance does not know (binance-protocol.md 1.7).
+    Raises `ValueError` for a ``time_unit`` Binance does not know.
     """
     if time_unit is not None and time_unit not in TIME_UNITS:
         raise ValueError(f"time_unit must be one of {sorted(TIME_UNITS)}, got {time_unit!r}")
@@ -133,8 +133,9 @@ class AttemptLimiter:
     """Keeps connection attempts under Binance's 300 per 5 minutes per IP.
 
     One limiter is shared by every connection of the process (the limit is per IP,
-    binance-protocol.md 1.2). It allows ``max(1, floor(limit * headroom))`` attempts in any
-    sliding window of ``window_s`` seconds (270 by default), leaving the rest for other clients
+    web-socket-streams.md "WebSocket Limits"). It allows ``max(1, floor(limit * headroom))``
+    attempts in any sliding window of ``window_s`` seconds (270 by default), leaving the rest
+    for other clients
     on the same IP and for clock differences.
     """
 
