@@ -198,3 +198,44 @@ async def test_a_silence_is_stored_spanning_the_whole_silence(db_path: Path) -> 
     assert cause == "stale" and (first, last) != noticed[0]
     assert 7_000 <= last - first <= 10_000
     assert recorder.connections[0].reconnects == 0
+
+
+async def test_reading_paused_by_a_locked_database_is_not_a_silence(db_path: Path) -> None:
+    """While a locked database holds the writer for 7 s, reading pauses; neither a 'stale' gap
+    nor a reconnect follows, and every ticker received is stored once the lock is gone."""
+    import threading
+
+    from binance_streamer.storage.base import Batch, WriteResult
+    from binance_streamer.storage.sqlite import SqliteSink
+
+    locked = threading.Event()
+    release = threading.Event()
+
+    class LockedOnce(SqliteSink):
+        """The third write waits for another process's lock to go away."""
+
+        writes = 0
+
+        def write(self, batch: Batch) -> WriteResult:
+            LockedOnce.writes += 1
+            if LockedOnce.writes == 3:
+                locked.set()
+                release.wait(TIMEOUT)
+            return super().write(batch)
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=20) as ex:
+        recorder = Recorder(config(ex, db_path, symbols=["BTCUSDT"], streams=["ticker"],
+                                   max_pending_batches=2),
+                            sink_factory=lambda: LockedOnce(db_path))
+        task = asyncio.create_task(recorder.run())
+        await asyncio.to_thread(locked.wait, TIMEOUT)
+        await asyncio.sleep(7.0)  # longer than the ticker's 5 s silence bound
+        assert recorder.stats.paused >= 1
+        release.set()
+        stored = recorder.stats.messages["ticker"]
+        await recorder.wait_until(lambda s: s.stored["ticker"] > stored, TIMEOUT)
+        recorder.stop()
+        stats = await asyncio.wait_for(task, TIMEOUT)
+    assert stats.stale == 0 and rows(db_path, "SELECT COUNT(*) FROM gaps") == [(0,)]
+    assert recorder.connections[0].reconnects == 0
+    assert rows(db_path, "SELECT COUNT(*) FROM ticker") == [(stats.messages["ticker"],)]

@@ -180,6 +180,8 @@ class Recorder:
         self._seen_count: dict[str, int] = {}
         self._heard: set[str] = set()  # streams that sent at least one message this run
         self._deferred: list[GapDetected | NeedSnapshot] | None = None  # while REST is down
+        self._paused_since: float | None = None  # reading paused by back-pressure since then
+        self._paused_s = 0.0  # paused time not yet excused to the silence watchdogs
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
@@ -236,8 +238,7 @@ class Recorder:
             self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled)
             if not checked:
                 self._deferred = []
-            if self.config.backfill:
-                await self._resume_from(sink)
+            await self._resume_from(sink)
             try:
                 await self._record(names, deadline, rest, checked)
             finally:
@@ -347,8 +348,10 @@ class Recorder:
         """Seed sequencing with the last stored ids, so the first live id reveals the hole since
         the last run, and queue the gaps an earlier run left unfilled."""
         names = self.config.stream_names
-        for stream, last in (await asyncio.to_thread(sink.last_ids, names)).items():
-            self.sequencer.resume(stream, last)
+        for stream, (last, complete) in (await asyncio.to_thread(sink.last_ids, names)).items():
+            self.sequencer.resume(stream, last, complete)
+        if not self.config.backfill:
+            return
         for stream, first, last, cause in await asyncio.to_thread(sink.unfilled_gaps, names):
             log.info("gap %s %d..%d from an earlier run: filling it", stream, first, last)
             self.stats.gaps += 1
@@ -426,12 +429,24 @@ class Recorder:
 
     def _pause_reading(self) -> None:
         self.stats.paused += 1
+        self._paused_since = time.monotonic()
         for conn in self.connections:
             conn.pause_reading()
 
     def _resume_reading(self) -> None:
+        self._take_paused_ms()
+        self._paused_since = None
         for conn in self.connections:
             conn.resume_reading()
+
+    def _take_paused_ms(self) -> int:
+        """Milliseconds we did not read since the last call (back-pressure): not a silence."""
+        now = time.monotonic()
+        if self._paused_since is not None:
+            self._paused_s += now - self._paused_since
+            self._paused_since = now
+        paused, self._paused_s = self._paused_s, 0.0
+        return round(paused * 1000)
 
     def _on_fatal(self, exc: StorageError) -> None:
         self._fail(exc)
@@ -470,12 +485,16 @@ class Recorder:
             # Messages counted since the last round are taken as seen now: 1 s resolution.
             now_ms = time.time_ns() // 1_000_000
             self._seen_until(now_ms)
-            for gap in self.sequencer.stale(now_ms):
+            self.sequencer.excuse(self._take_paused_ms())
+            stale = self.sequencer.stale(now_ms)
+            for gap in stale:
                 log.warning("stream %s silent since %d ms", gap.stream, gap.first_missing)
                 self.stats.stale += 1
                 assert self._batcher is not None
                 self._batcher.batch.gaps.append((gap.stream, gap.first_missing, gap.last_missing,
                                                  gap.cause, time.time_ns()))
+            if stale:  # one batch for all of them: many at once must not trip back-pressure
+                assert self._batcher is not None
                 self._batcher.flush()
 
 

@@ -966,15 +966,55 @@ def test_seen_on_a_stream_without_a_watchdog_ends_nothing() -> None:
     assert seq.stale(10**10) == []
 
 
-def test_resume_applies_to_id_and_kline_streams_only() -> None:
-    """resume() sets the baseline of id and kline streams and declines depth and tickers."""
+def test_resume_applies_to_sequenced_streams_only() -> None:
+    """resume() sets the baseline of id, kline and diff-depth streams and declines tickers."""
     seq = Sequencer()
     assert seq.resume("btcusdt@aggTrade", 99)
     assert seq.resume("btcusdt@kline_1m", 0)
-    assert not seq.resume("btcusdt@depth", 99)
+    assert seq.resume("btcusdt@depth", 99)
     assert not seq.resume("btcusdt@ticker", 99)
     assert seq.observe("btcusdt@aggTrade", agg_trade(102)) == (
         GapDetected("btcusdt@aggTrade", 100, 101, CAUSE_RESUME),)
+    assert seq.observe("btcusdt@depth", diff_depth(105, 110)) == (
+        GapDetected("btcusdt@depth", 100, 104, CAUSE_RESUME),)
+
+
+def test_a_resumed_depth_chain_that_continues_needs_no_snapshot() -> None:
+    """A restart whose first live diff continues the stored chain reports nothing, not even the
+    initial snapshot request; a later break is an ordinary chain break."""
+    chain = DepthChain("btcusdt@depth")
+    chain.resume_from(100)
+    chain.resume_from(50)  # an older resume point changes nothing
+    assert chain.observe(98, 104) == ()
+    assert chain.observe(110, 112) == (GapDetected("btcusdt@depth", 105, 109, CAUSE_DEPTH),)
+
+
+def test_an_unclosed_stored_kline_is_fetched_again_after_a_restart() -> None:
+    """A kline stored mid-candle is reported missing once a later candle arrives, together with
+    the candles missed meanwhile; a closed one is not."""
+    grid = KlineGrid("s", MINUTE)
+    grid.resume_from(10 * MINUTE, closed=False)
+    assert grid.observe(12 * MINUTE) == (
+        GapDetected("s", 10 * MINUTE, 11 * MINUTE, CAUSE_RESUME),)
+    same = KlineGrid("s", MINUTE)
+    same.resume_from(10 * MINUTE, closed=False)
+    assert same.observe(10 * MINUTE, False) == () and same.observe(10 * MINUTE, True) == ()
+    assert same.observe(11 * MINUTE) == ()
+
+
+def test_time_we_did_not_read_is_not_the_exchange_silence() -> None:
+    """excuse(ms) moves every watchdog's clock later, so a pause of our own reading does not
+    make a stream stale; an open silence is left as it is, and 0 changes nothing."""
+    seq = Sequencer(["btcusdt@ticker", "ethusdt@ticker"])
+    seq.add("btcusdt@ticker", 0)
+    seq.add("ethusdt@ticker", 0)
+    assert [g.stream for g in seq.stale(6_000)] == ["btcusdt@ticker", "ethusdt@ticker"]
+    seq.seen("btcusdt@ticker", 6_000)
+    seq.excuse(0)
+    seq.excuse(4_000)  # paused for 4 s
+    assert seq.stale(14_000) == []
+    assert [g.stream for g in seq.stale(15_001)] == ["btcusdt@ticker"]
+    assert seq.seen("ethusdt@ticker", 15_001) == SilenceEnded("ethusdt@ticker", 1, 15_000)
 
 
 def test_unknown_stream_has_no_tracker() -> None:

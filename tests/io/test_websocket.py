@@ -180,3 +180,26 @@ async def test_a_close_frame_from_the_server_is_answered_and_reconnected() -> No
         await asyncio.wait_for(task, TIMEOUT)
     assert conn.close_codes == [1001]
     assert events == ["connected", "disconnected", "connected"] and conn.reconnects == 1
+
+
+async def test_a_connection_paused_by_us_is_not_taken_for_dead() -> None:
+    """While we pause reading (back-pressure) no pong can be read; the liveness ping counts the
+    connection alive instead of dropping it, and reading resumes on the same connection."""
+    got: list[bytes] = []
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        conn = StreamConnection(
+            0, combined_url(ex.ws_url, ["btcusdt@trade"]), lambda c, t, p: got.append(p),
+            AttemptLimiter(), ConnectionSettings(ping_idle_s=0.2, pong_timeout_s=0.2))
+        task = asyncio.create_task(conn.run())
+        await asyncio.wait_for(ex.wait_subscribed(1), TIMEOUT)
+        conn.pause_reading()
+        assert conn.reading_paused
+        await asyncio.sleep(1.5)  # several ping rounds: the pause itself is what is tested
+        before = len(got)
+        conn.resume_reading()
+        async with asyncio.timeout(TIMEOUT):
+            while len(got) <= before:  # noqa: ASYNC110 - frames arrive through a callback
+                await asyncio.sleep(0.01)
+        conn.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert conn.reconnects == 0 and conn.connects == 1

@@ -45,8 +45,8 @@ def test_kline_upsert_and_gaps_work_in_postgres(pg_url: str) -> None:
     sink.write(batch_of("binance_spot_kline_1m.0404.jsonl"))
     sink.write(Batch(gaps=[("btcusdt@aggTrade", 5, 9, "id gap", 1)] * 2,
                      gap_fills=[(2, 5, "btcusdt@aggTrade", 5, 9)]))
-    # Resume from the last *closed* candle: the one after it was stored mid-candle.
-    assert sink.last_ids(["ethusdt@kline_1m"]) == {"ethusdt@kline_1m": 1617566580000}
+    # Resume from the last stored candle, here one stored mid-candle (not closed).
+    assert sink.last_ids(["ethusdt@kline_1m"]) == {"ethusdt@kline_1m": (1617566640000, False)}
     sink.close()
     with psycopg.connect(pg_url) as conn:
         closed = conn.execute(

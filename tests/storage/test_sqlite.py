@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -95,14 +96,15 @@ def test_market_data_view_has_the_tutorial_columns(db_path: Path) -> None:
 
 
 def test_last_ids_give_resume_points(db_path: Path) -> None:
-    """The last stored aggregate id per stream is what a restart resumes from."""
+    """The last stored aggregate id per stream (always complete) is what a restart resumes from."""
     sink = SqliteSink(db_path)
     sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
     found = sink.last_ids(
         ["btcusdt@aggTrade", "ethusdt@aggTrade", "xyz@aggTrade", "btcusdt@ticker"])
     sink.close()
     rows = [r for r in frames("binance_spot_aggTrade.head400.jsonl") if b"btcusdt" in r[:30]]
-    assert found["btcusdt@aggTrade"] == max(int(r.split(b'"a":')[1].split(b",")[0]) for r in rows)
+    assert found["btcusdt@aggTrade"] == (
+        max(int(r.split(b'"a":')[1].split(b",")[0]) for r in rows), True)
     assert "xyz@aggTrade" not in found and "btcusdt@ticker" not in found
     assert last_ids(sqlite3.connect(db_path), ["ethusdt@aggTrade"]) == {
         "ethusdt@aggTrade": found["ethusdt@aggTrade"]}
@@ -272,3 +274,18 @@ async def test_a_failing_close_is_reported_as_fatal() -> None:
     await writer.close()  # the thread queued on_fatal before it ended, so it has run
     assert [type(e) for e in fatal] == [StorageFatal] and "fsync failed" in str(fatal[0])
     assert writer.failed is fatal[0]
+
+
+def test_resume_points_of_klines_and_depth(db_path: Path) -> None:
+    """A kline stream resumes from its newest stored candle, closed or not; a diff-depth stream
+    from its newest stored final update id."""
+    sink = SqliteSink(db_path)
+    sink.write(batch_of("binance_spot_kline_1m.0404.jsonl"))
+    sink.write(batch_of("binance_spot_depthUpdate_100ms.head600.jsonl"))
+    found = sink.last_ids(["ethusdt@kline_1m", "ethusdt@kline_5m", "btcusdt@depth@100ms"])
+    sink.close()
+    assert found["ethusdt@kline_1m"] == (1617566640000, False)
+    assert "ethusdt@kline_5m" not in found
+    depth = [json.loads(f)["data"] for f in frames("binance_spot_depthUpdate_100ms.head600.jsonl")]
+    assert found["btcusdt@depth@100ms"] == (max(d["u"] for d in depth if d["s"] == "BTCUSDT"),
+                                            True)

@@ -186,11 +186,13 @@ class KlineGrid:
         """The newest open time seen (or resumed from), ``None`` before any."""
         return self._last
 
-    def resume_from(self, last_open_time: int) -> None:
-        """Take ``last_open_time`` (from storage, after a restart) as the newest open time seen."""
+    def resume_from(self, last_open_time: int, closed: bool = True) -> None:
+        """Take ``last_open_time`` (from storage, after a restart) as the newest open time seen,
+        ``closed`` or not: an unclosed stored candle is reported missing (its final values are
+        fetched) as soon as a later candle shows up."""
         if self._last is None or last_open_time > self._last:
             self._last = last_open_time
-            self._closed = True
+            self._closed = closed
             self._resumed = True
 
     def observe(self, open_time: int, closed: bool = True) -> tuple[Action, ...]:
@@ -271,12 +273,13 @@ class DepthChain:
     book can only be rebuilt from one (step 3).
     """
 
-    __slots__ = ("_last", "gaps", "snapshot_due", "snapshot_on_start", "stream")
+    __slots__ = ("_last", "_resumed", "gaps", "snapshot_due", "snapshot_on_start", "stream")
 
     def __init__(self, stream: str, *, snapshot_on_start: bool = True) -> None:
         self.stream = stream
         self.snapshot_on_start = snapshot_on_start
         self._last: int | None = None
+        self._resumed = False
         self.snapshot_due = False
         self.gaps = 0
 
@@ -284,6 +287,14 @@ class DepthChain:
     def last(self) -> int | None:
         """The newest final update id ``u`` seen, ``None`` before any."""
         return self._last
+
+    def resume_from(self, last_final_update_id: int) -> None:
+        """Take ``last_final_update_id`` (the newest ``u`` in storage, after a restart) as the
+        chain's end: the first live event continues it (no snapshot is needed) or reveals the
+        updates missed since (cause `CAUSE_RESUME`; filling it fetches a snapshot)."""
+        if self._last is None or last_final_update_id > self._last:
+            self._last = last_final_update_id
+            self._resumed = True
 
     def observe(self, first_update_id: int, final_update_id: int) -> tuple[Action, ...]:
         """What the next event, by its first (``U``) and final (``u``) update ids, calls for."""
@@ -297,11 +308,13 @@ class DepthChain:
         if final_update_id <= last:
             return _NOTHING
         self._last = final_update_id
+        cause = CAUSE_RESUME if self._resumed else CAUSE_DEPTH
+        self._resumed = False
         if first_update_id <= last + 1:
             return _NOTHING
         self.gaps += 1
         self.snapshot_due = True
-        return (GapDetected(self.stream, last + 1, first_update_id - 1, CAUSE_DEPTH),)
+        return (GapDetected(self.stream, last + 1, first_update_id - 1, cause),)
 
     def bridge_snapshot(
         self, last_update_id: int, buffered: Sequence[tuple[int, int]]
@@ -375,6 +388,12 @@ class Staleness:
     def ended(self, now_ms: int) -> SilenceEnded | None:
         """End the open silence, if any, at ``now_ms`` (a clean stop while it lasts)."""
         return self._end(now_ms)
+
+    def excuse(self, ms: int) -> None:
+        """Move the silence clock ``ms`` later: we did not read for that long (back-pressure,
+        a locked database), so the stream's silence then was ours, not the exchange's."""
+        if self._last is not None and self._open is None:
+            self._last += ms
 
     def __repr__(self) -> str:
         return f"<Staleness {self.stream} max={self.max_silence_ms}ms last={self._last}>"
@@ -585,18 +604,28 @@ class Sequencer:
         """End every silence still open at ``now_ms`` (a clean stop), each once."""
         return [end for dog in self._watchdogs.values() if (end := dog.ended(now_ms)) is not None]
 
-    def resume(self, stream: str, last_id: int) -> bool:
-        """Resume an id or kline stream from its last stored id (open time for klines).
+    def resume(self, stream: str, last_id: int, complete: bool = True) -> bool:
+        """Resume a sequenced stream from its last stored id (open time for klines, whose
+        candle may be unfinished: ``complete`` False; final update id for diff depth).
 
-        Returns ``False`` (and does nothing) for kinds that cannot resume: diff depth needs a
-        snapshot, and the others carry no sequence.
+        Returns ``False`` (and does nothing) for kinds that carry no sequence.
         """
         self.add(stream)
         tracker = self._trackers.get(stream)
-        if isinstance(tracker, IdSequence | KlineGrid):
+        if isinstance(tracker, KlineGrid):
+            tracker.resume_from(last_id, complete)
+        elif isinstance(tracker, IdSequence | DepthChain):
             tracker.resume_from(last_id)
-            return True
-        return False
+        else:
+            return False
+        return True
+
+    def excuse(self, ms: int) -> None:
+        """Time we did not read (``ms``) is not the exchange's silence: move every watchdog's
+        clock that much later (`Staleness.excuse`)."""
+        if ms > 0:
+            for dog in self._watchdogs.values():
+                dog.excuse(ms)
 
     def tracker(self, stream: str) -> IdSequence | KlineGrid | DepthChain | Staleness | None:
         """The tracker of ``stream`` (its watchdog for unsequenced kinds), ``None`` if unknown."""

@@ -85,6 +85,15 @@ class _Listener(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
+    def send_user_specific_ping(self, transport: WSTransport) -> None:
+        """picows's liveness ping after ``ping_idle_s`` without a frame. While we pause reading
+        ourselves (back-pressure) the silence is ours: count the connection as alive instead
+        of pinging a peer whose pong we would not read."""
+        if self.owner.reading_paused:
+            asyncio.get_running_loop().call_soon(transport.notify_user_specific_pong_received)
+        else:
+            transport.send_ping()
+
 
 class StreamConnection:
     """A combined-stream connection to ``url`` that keeps itself up until `stop`."""
@@ -128,6 +137,11 @@ class StreamConnection:
     def is_open(self) -> bool:
         """True while a WebSocket is connected."""
         return self._transport is not None
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while `pause_reading` holds (back-pressure from the writer)."""
+        return self._paused
 
     def deliver(self, payload: bytes) -> None:
         """Hand one text frame to the recorder (called by the listener)."""

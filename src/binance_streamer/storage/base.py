@@ -7,10 +7,12 @@ from typing import Protocol
 
 from binance_streamer.core.tables import Row
 
-__all__ = ["Batch", "GapFill", "GapRow", "SilenceEnd", "Sink", "WriteResult"]
+__all__ = ["Batch", "GapFill", "GapRow", "ResumePoint", "SilenceEnd", "Sink", "WriteResult"]
 
 GapRow = tuple[str, int, int, str, int]  # stream, first_missing, last_missing, cause, detected_ns
 GapFill = tuple[int, int, str, int, int]  # filled_ns, rows_filled, stream, first, last
+# last id / kline open time / final depth update id, and whether that item is complete
+ResumePoint = tuple[int, bool]
 # last_missing, stream, first_missing: where a silence (a 'stale...' gap row) ended.
 SilenceEnd = tuple[int, str, int]
 
@@ -61,8 +63,9 @@ class Sink(Protocol):
         """Store ``batch`` in one transaction; raise StorageBusy or StorageFatal on failure."""
         ...
 
-    def last_ids(self, streams: list[str]) -> dict[str, int]:
-        """The last stored id (trade, aggTrade) or closed kline open time of each stream."""
+    def last_ids(self, streams: list[str]) -> dict[str, ResumePoint]:
+        """Where each sequenced stream resumes: (last id, kline open time or final depth
+        update id; whether that item is complete)."""
         ...
 
     def unfilled_gaps(self, streams: list[str]) -> list[tuple[str, int, int, str]]:

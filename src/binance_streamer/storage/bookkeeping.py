@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from binance_streamer.core.streams import StreamKind, parse_stream
-from binance_streamer.storage.base import Batch
+from binance_streamer.storage.base import Batch, ResumePoint
 from binance_streamer.storage.schema import Statements
 
 __all__ = ["last_id_params", "last_ids", "read_meta", "unfilled_gaps", "write_bookkeeping"]
@@ -39,16 +39,17 @@ def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:
     """Which ``Statements.last_id`` query, with which parameters, gives ``stream``'s last stored
     id; None for a stream without ids."""
     s = parse_stream(stream)
-    if s.kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
+    if s.kind in (StreamKind.AGG_TRADE, StreamKind.TRADE, StreamKind.DIFF_DEPTH):
         return s.kind, (s.symbol.upper(),)
     if s.kind is StreamKind.KLINE:
         return s.kind, (s.symbol.upper(), s.interval)
     return None
 
 
-def last_ids(conn: Any, sql: Statements, streams: list[str]) -> dict[str, int]:
-    """The last stored id (trade, aggTrade) or closed kline open time of each stream."""
-    found: dict[str, int] = {}
+def last_ids(conn: Any, sql: Statements, streams: list[str]) -> dict[str, ResumePoint]:
+    """Where each sequenced stream resumes: its last stored id (trade, aggTrade), kline open
+    time or final depth update id, and whether that item is complete (a kline closed)."""
+    found: dict[str, ResumePoint] = {}
     for stream in streams:
         spec = last_id_params(stream)
         if spec is None:
@@ -56,7 +57,7 @@ def last_ids(conn: Any, sql: Statements, streams: list[str]) -> dict[str, int]:
         kind, params = spec
         row = conn.execute(sql.last_id[kind], params).fetchone()
         if row and row[0] is not None:
-            found[stream] = int(row[0])
+            found[stream] = (int(row[0]), bool(row[1]))
     return found
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import StorageBusy, StorageFatal
 from binance_streamer.storage import bookkeeping
-from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.base import Batch, ResumePoint, WriteResult
 from binance_streamer.storage.schema import SCHEMA_VERSION, insert_sql, migrations, statements
 
 __all__ = ["PostgresSink", "first_line", "is_postgres_url", "redact"]
@@ -89,7 +89,7 @@ class PostgresSink:
         """The stored value of ``key``, storing ``default`` first if there is none."""
         return self._transaction(lambda: bookkeeping.read_meta(self._conn, _SQL, key, default))
 
-    def last_ids(self, streams: list[str]) -> dict[str, int]:
+    def last_ids(self, streams: list[str]) -> dict[str, ResumePoint]:
         """The last stored id or kline open time of each id-sequenced stream."""
         return self._transaction(lambda: bookkeeping.last_ids(self._conn, _SQL, streams))
 

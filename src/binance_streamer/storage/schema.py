@@ -175,12 +175,15 @@ def statements(dialect: Dialect) -> Statements:
                        f"WHERE filled_ns IS NULL AND NOT {stale} ORDER BY id"),
         meta_insert=f"INSERT INTO meta (key, value) VALUES ({m}, {m}) ON CONFLICT DO NOTHING",
         meta_select=f"SELECT value FROM meta WHERE key = {m}",
-        # A kline resumes from its last *closed* candle, so one stored mid-candle (at a crash or
-        # disconnect) is fetched again, complete.
+        # Resume points: (the last stored id, open time or final update id; whether complete).
+        # A kline resumes from its last stored candle, closed or not: an unclosed one (a crash
+        # or a run shorter than one interval) is fetched again, complete.
         last_id={
-            StreamKind.AGG_TRADE: f"SELECT MAX(agg_id) FROM agg_trade WHERE symbol = {m}",
-            StreamKind.TRADE: f"SELECT MAX(trade_id) FROM trade WHERE symbol = {m}",
-            StreamKind.KLINE: f"SELECT MAX(open_time) FROM kline WHERE symbol = {m} "
-                              f"AND interval = {m} AND is_closed",
+            StreamKind.AGG_TRADE: f"SELECT MAX(agg_id), 1 FROM agg_trade WHERE symbol = {m}",
+            StreamKind.TRADE: f"SELECT MAX(trade_id), 1 FROM trade WHERE symbol = {m}",
+            StreamKind.KLINE: f"SELECT open_time, is_closed FROM kline WHERE symbol = {m} "
+                              f"AND interval = {m} ORDER BY open_time DESC LIMIT 1",
+            StreamKind.DIFF_DEPTH: f"SELECT MAX(final_update_id), 1 FROM depth_update "
+                                   f"WHERE symbol = {m}",
         },
     )

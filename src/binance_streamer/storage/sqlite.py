@@ -30,7 +30,7 @@ from binance_streamer.errors import (
     StreamerError,
 )
 from binance_streamer.storage import bookkeeping
-from binance_streamer.storage.base import Batch, WriteResult
+from binance_streamer.storage.base import Batch, ResumePoint, WriteResult
 from binance_streamer.storage.postgres import redact
 from binance_streamer.storage.schema import SCHEMA_VERSION, insert_sql, migrations, statements
 
@@ -424,7 +424,7 @@ class SqliteSink:
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 
-    def last_ids(self, streams: list[str]) -> dict[str, int]:
+    def last_ids(self, streams: list[str]) -> dict[str, ResumePoint]:
         """See `last_ids`; called once before recording starts."""
         try:
             return last_ids(self._conn, streams)
@@ -514,6 +514,6 @@ def _translate(exc: sqlite3.Error, path: str) -> StorageBusy | StorageFatal:
     return StorageFatal(f"cannot write {path}: {exc}")
 
 
-def last_ids(conn: sqlite3.Connection, streams: list[str]) -> dict[str, int]:
+def last_ids(conn: sqlite3.Connection, streams: list[str]) -> dict[str, ResumePoint]:
     """The last stored id (trade, aggTrade) or open time (kline) of each id-sequenced stream."""
     return bookkeeping.last_ids(conn, _SQL, streams)
