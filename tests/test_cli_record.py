@@ -115,3 +115,18 @@ async def test_demo_records_the_bundled_session(tmp_path: Path) -> None:
     assert "First tickers" in out and "58001.04000000" in out
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM agg_trade").fetchone() == (1910,)
+
+
+async def test_a_run_ending_with_gaps_open_says_so_and_exits_3(db_path: Path) -> None:
+    """Gaps not filled by the stop are counted in the summary and make the exit code 3."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "binance_streamer", "record", "BTCUSDT", "--streams",
+            "aggTrade", "--no-backfill", "--duration", "4", "--db", str(db_path),
+            "--ws-url", ex.ws_url, "--rest-url", ex.rest_url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await wait_for_rows(db_path, "agg_trade", 10)
+        ex.faults.skip(3, "btcusdt@aggTrade")
+        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 3, err.decode()
+    assert "open 1" in out.decode() and "1 gap(s) could not be filled" in err.decode()

@@ -53,6 +53,7 @@ DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 # soft_wrap: a message is one line however narrow the terminal, and never wrapped off a terminal.
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("binance_streamer")
+GAPS_OPEN_EXIT = 3  # the run ended with gaps not filled yet
 DEMO_HINT = ("no network to Binance? `binance-streamer demo` records from a bundled local "
              "exchange, offline")
 
@@ -154,7 +155,8 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
     Symbols are checked against the exchange first (when its REST API answers). Ctrl-C or
     SIGTERM stops after writing everything received; a summary follows. Exit codes: 0 done,
     1 storage or network failure or a stream that sent nothing, 2 bad input (unknown symbol,
-    bad stream name, bad option).
+    bad stream name, bad option), 3 done but some gaps are still open (the next run fills
+    them).
     """
     config = RecorderConfig(
         symbols=[s.upper() for s in symbols] if symbols else list(DEFAULT_SYMBOLS),
@@ -171,6 +173,11 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
         if not stats.total_messages and config.ws_url == BINANCE_WS_URL:
             err.print(f"[yellow]hint:[/yellow] {escape(DEMO_HINT)}")
         sys.exit(1)
+    if stats.gaps_open:
+        err.print(f"[yellow]gaps open:[/yellow] {stats.gaps_open} gap(s) could not be filled "
+                  "before the stop; they are kept in the gaps table and the next run fills "
+                  "them (exit code 3)")
+        sys.exit(GAPS_OPEN_EXIT)
 
 
 def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderStats:
@@ -274,7 +281,8 @@ def _print_summary(stats: RecorderStats, db: str) -> None:
     out.print(table)
     out.print(
         f"messages received {stats.total_messages:,}, gaps {stats.gaps} "
-        f"(filled {stats.gaps_filled}, {stats.rows_backfilled:,} rows over REST), "
+        f"(filled {stats.gaps_filled}, open {stats.gaps_open}, "
+        f"{stats.rows_backfilled:,} rows over REST), "
         f"silences {stats.stale}, quarantined {stats.quarantined}"
     )
     if stats.rest_unchecked:

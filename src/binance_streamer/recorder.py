@@ -146,6 +146,11 @@ class RecorderStats:
         return sum(self.messages.values())
 
     @property
+    def gaps_open(self) -> int:
+        """Gaps handled this run and not (yet) filled: the next run fills them."""
+        return max(0, self.gaps - self.gaps_filled)
+
+    @property
     def total_stored(self) -> int:
         """Market rows written (new or, for klines, updated), bookkeeping tables excluded."""
         skip = ("raw_frame", "quarantine", "gaps")
