@@ -355,3 +355,34 @@ async def test_a_fill_that_could_not_be_stored_is_not_reported_filled(db_path: P
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM gaps WHERE filled_ns IS NULL "
                             "AND cause NOT LIKE 'stale%'").fetchone() == (1,)
+
+
+async def test_a_restart_after_a_run_shorter_than_one_candle_leaves_no_hole(
+        db_path: Path) -> None:
+    """A first run that stored only an unfinished candle, then a pause across candle
+    boundaries: the restart completes that candle and fills the ones missed, over REST."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        first = make_recorder(ex, db_path, symbols=["BTCUSDT"], streams=["kline_1s"])
+        task = asyncio.create_task(first.run())
+        await first.wait_until(lambda s: s.stored["kline"] >= 1, TIMEOUT)
+        first.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        with sqlite3.connect(db_path) as conn:
+            [(stored_open, closed)] = conn.execute(
+                "SELECT open_time, is_closed FROM kline").fetchall()
+        assert not closed  # the first run ended inside its only candle
+        await asyncio.sleep(2.5)  # candles pass while nothing records: what is tested
+        second = make_recorder(ex, db_path, symbols=["BTCUSDT"], streams=["kline_1s"])
+        task = asyncio.create_task(second.run())
+        await second.wait_until(lambda s: s.gaps >= 1 and s.gaps_filled == s.gaps
+                                and s.stored["kline"] >= 2, TIMEOUT)
+        second.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    with sqlite3.connect(db_path) as conn:
+        candles = conn.execute("SELECT open_time, is_closed FROM kline ORDER BY open_time"
+                               ).fetchall()
+        [(first_missing, cause)] = conn.execute("SELECT first_missing, cause FROM gaps").fetchall()
+    opens = [t for t, _ in candles]
+    assert opens[0] == stored_open == first_missing and cause == "gap since restart"
+    assert opens == list(range(opens[0], opens[-1] + 1000, 1000))
+    assert all(closed for _, closed in candles[:-2])
