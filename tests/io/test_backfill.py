@@ -1,9 +1,13 @@
-"""The backfill with an injected REST client: complete fills only, typed rows, one retry policy."""
+"""The backfill with an injected REST client: complete fills only, typed rows, lanes that never
+starve a snapshot, and every gap retried on its own back-off within the run."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
@@ -11,50 +15,85 @@ import pytest
 from binance_streamer.core.rest_payloads import DepthSnapshot, RestAggTrade, RestKline, RestTrade
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
-from binance_streamer.errors import BadResponse, RateLimited, RestError
+from binance_streamer.errors import BadResponse, RateLimited, RestError, Unreachable
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import RestClient
-from tests.conftest import TIMEOUT
+from tests.helpers import TIMEOUT
+
+Request = GapDetected | NeedSnapshot
 
 
-class FakeRest:
+class Signal:
+    """Something tests can await: `until` returns once a condition holds, re-checked whenever
+    `changed` is called."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def changed(self) -> None:
+        self._event.set()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not done():
+                self._event.clear()
+                await self._event.wait()
+
+
+class FakeRest(Signal):
     """A REST client whose history ends at id ``known_up_to`` until ``catch_up_after`` calls,
-    failing first with each of ``failures`` (per symbol)."""
+    failing first with each of ``failures`` (per symbol); ``hold`` keeps an endpoint's answers
+    back until its event is set."""
 
-    used_weight, weight_limit, microseconds = 0, 6000, False
+    microseconds = False
 
     def __init__(self, known_up_to: int = 10**9, catch_up_after: int | None = None,
                  failures: dict[str, list[Exception]] | None = None) -> None:
+        super().__init__()
         self.known_up_to = known_up_to
         self.catch_up_after = catch_up_after  # calls after which REST has everything
         self.failures = failures or {}
-        self.calls = 0
+        self.used_weight, self.weight_limit = 0, 6000
+        self.calls: list[tuple[str, str, int, float]] = []  # endpoint, symbol, argument, time
+        self.hold: dict[str, asyncio.Event] = {}
         self.kline_lag_ms = 0  # > 0: klines answered from before the time asked (a faulty server)
         self.id_lag = 0  # > 0: trades answered from before the id asked (a faulty server)
+        self.skip_once: set[int] = set()  # ids left out of the next answer (a faulty server)
+        self.snapshot_id = 77
 
-    def _call(self, symbol: str) -> None:
-        if self.calls == self.catch_up_after:
+    def asked(self, endpoint: str) -> list[int]:
+        """The fromId, startTime or limit of each call to ``endpoint``, in order."""
+        return [arg for name, _, arg, _ in self.calls if name == endpoint]
+
+    async def _call(self, endpoint: str, symbol: str, arg: int) -> None:
+        if len(self.calls) == self.catch_up_after:
             self.known_up_to = 10**9
-        self.calls += 1
+        self.calls.append((endpoint, symbol, arg, asyncio.get_running_loop().time()))
+        self.changed()
+        if endpoint in self.hold:
+            await self.hold[endpoint].wait()
         pending = self.failures.get(symbol)
         if pending:
             raise pending.pop(0)
 
-    def _ids(self, from_id: int, limit: int) -> range:
-        return range(from_id - self.id_lag, min(from_id + limit - 1, self.known_up_to) + 1)
+    def _ids(self, from_id: int, limit: int) -> list[int]:
+        ids = range(from_id - self.id_lag, min(from_id + limit - 1, self.known_up_to) + 1)
+        kept = [i for i in ids if i not in self.skip_once]
+        self.skip_once = set()
+        return kept
 
     async def agg_trades(self, symbol: str, from_id: int, limit: int) -> list[RestAggTrade]:
-        self._call(symbol)
+        await self._call("aggTrades", symbol, from_id)
         return [RestAggTrade(i, "1.0", "2.0", i, i, i, True, True)
                 for i in self._ids(from_id, limit)]
 
     async def historical_trades(self, symbol: str, from_id: int, limit: int) -> list[RestTrade]:
-        self._call(symbol)
+        await self._call("historicalTrades", symbol, from_id)
         return [RestTrade(i, "1.0", "2.0", i, False) for i in self._ids(from_id, limit)]
 
     async def klines(self, symbol: str, interval: str, start: int, end: int | None
                      ) -> list[RestKline]:
-        self._call(symbol)
+        await self._call("klines", symbol, start)
         assert end is not None
         first = start + (-start) % 1_000 - self.kline_lag_ms
         opens = range(first, min(end, self.known_up_to) + 1, 1_000)
@@ -62,79 +101,82 @@ class FakeRest:
                 for t in opens]
 
     async def depth(self, symbol: str, limit: int) -> DepthSnapshot:
-        self._call(symbol)
-        return DepthSnapshot(77, [("1.0", "2.0")], [("1.1", "3.0")])
+        await self._call("depth", symbol, limit)
+        self.snapshot_id += 1
+        return DepthSnapshot(self.snapshot_id - 1, [("1.0", "2.0")], [("1.1", "3.0")])
 
 
-class Recorded:
-    """What a Backfiller hands back: rows by table, and the gaps it reports filled."""
+class Recorded(Signal):
+    """What a Backfiller hands back: rows by table, gaps reported filled, snapshots taken."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.rows: dict[str, list[Row]] = {}
         self.filled: list[tuple[GapDetected, int]] = []
+        self.snapshots: list[tuple[str, int, GapDetected | None]] = []
 
     def submit(self, table: str, rows: list[Row]) -> None:
         self.rows.setdefault(table, []).extend(rows)
 
     def fill(self, gap: GapDetected, n: int) -> None:
         self.filled.append((gap, n))
+        self.changed()
+
+    def snapshot(self, stream: str, last_update_id: int, gap: GapDetected | None) -> None:
+        self.snapshots.append((stream, last_update_id, gap))
+        self.changed()
+
+
+def no_wait() -> Iterator[float]:
+    """Retry delays of nothing at all."""
+    return itertools.repeat(0.0)
 
 
 def backfiller(rest: FakeRest, out: Recorded, **kw: Any) -> Backfiller:
-    """A Backfiller over ``rest`` that waits no time between tries."""
-    return Backfiller(cast(RestClient, rest), out.submit, out.fill,
-                      delays=itertools.repeat(0.0), **kw)
+    """A Backfiller over ``rest`` reporting to ``out``, by default waiting no time between tries."""
+    kw.setdefault("delays", no_wait)
+    return Backfiller(cast(RestClient, rest), out.submit, out.fill, snapshot_taken=out.snapshot,
+                      **kw)
 
 
-async def run_until_idle(backfiller: Backfiller, *requests: GapDetected | NeedSnapshot) -> None:
+@asynccontextmanager
+async def running(backfiller: Backfiller, *requests: Request) -> AsyncIterator[Backfiller]:
+    """``backfiller`` running, with ``requests`` made; cancelled on the way out."""
     task = asyncio.create_task(backfiller.run())
     for request in requests:
         backfiller.request(request)
-    await backfiller.drain(TIMEOUT)
-    task.cancel()
+    try:
+        yield backfiller
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
-async def test_a_gap_rest_can_only_partly_fill_is_not_marked_filled() -> None:
-    """REST lagging behind the stream: rows it has are stored, the gap is retried, and after the
-    last attempt it stays unfilled (the next start queues it again)."""
-    out, rest = Recorded(), FakeRest(known_up_to=104)
-    fill = backfiller(rest, out, max_attempts=3)
-    await run_until_idle(fill, GapDetected("btcusdt@aggTrade", 100, 200, "id gap"))
-    # Each of the 3 attempts asks for the missing ids, then once more past what REST has.
-    assert out.filled == [] and fill.failures == 1 and rest.calls == 2 * 3
-    assert sorted({r[1] for r in out.rows[AGG_TRADE.name]}) == [100, 101, 102, 103, 104]
+async def run_until_idle(backfiller: Backfiller, *requests: Request) -> None:
+    async with running(backfiller, *requests):
+        await backfiller.drain(TIMEOUT)
 
 
-async def test_a_gap_filled_after_rest_catches_up_is_reported_once() -> None:
-    """When a retry finds every missing id, the gap is reported filled with its row count."""
-    out = Recorded()
-    fill = backfiller(FakeRest(known_up_to=150, catch_up_after=2), out)
-    await run_until_idle(fill, GapDetected("btcusdt@aggTrade", 100, 200, "id gap"))
-    assert [(g.first_missing, n) for g, n in out.filled] == [(100, 101)]
-    assert fill.failures == 0
+def agg_gap(symbol: str = "btcusdt", first: int = 1, last: int = 2) -> GapDetected:
+    return GapDetected(f"{symbol}@aggTrade", first, last, "id gap")
+
+
+DEPTH_GAP = GapDetected("btcusdt@depth@100ms", 5, 9, "depth chain broken")
+
+
+# -- rows ------------------------------------------------------------------------------------
 
 
 async def test_agg_trade_rows_are_the_table_rows_of_the_missing_ids_only() -> None:
     """A filled aggTrade gap stores exactly its ids, each row in agg_trade's column order."""
     out = Recorded()
-    await run_until_idle(backfiller(FakeRest(), out),
-                         GapDetected("btcusdt@aggTrade", 1_500, 2_600, "id gap"))
+    await run_until_idle(backfiller(FakeRest(), out), agg_gap(first=1_500, last=2_600))
     rows = out.rows[AGG_TRADE.name]
     assert [r[1] for r in rows] == list(range(1_500, 2_601))
     assert rows[0] == ("BTCUSDT", 1_500, "1.0", "2.0", 1_500, 1_500, 1_500, True, True, None,
                        None, "rest")
-    assert out.filled[0][1] == 1_101
-
-
-async def test_trades_before_the_id_asked_are_neither_stored_nor_asked_again() -> None:
-    """A server answering from before fromId gets only the gap's ids stored, and a page with no
-    new id ends the attempt instead of asking for the same ids forever."""
-    out, rest = Recorded(), FakeRest(known_up_to=104)
-    rest.id_lag = 3
-    fill = backfiller(rest, out, max_attempts=2)
-    await run_until_idle(fill, GapDetected("btcusdt@trade", 100, 110, "id gap"))
-    assert {r[1] for r in out.rows[TRADE.name]} == {100, 101, 102, 103, 104}
-    assert out.filled == [] and fill.failures == 1 and rest.calls == 2 * 2
+    assert out.filled == [(agg_gap(first=1_500, last=2_600), 1_101)]
 
 
 async def test_trade_gaps_are_filled_from_historical_trades() -> None:
@@ -158,14 +200,6 @@ async def test_kline_gaps_are_filled_with_closed_klines() -> None:
     assert [n for _, n in out.filled] == [3]
 
 
-async def test_a_kline_gap_rest_cannot_fill_is_given_up() -> None:
-    """Klines REST does not have yet leave the gap unfilled after the last attempt."""
-    out, rest = Recorded(), FakeRest(known_up_to=5_999)
-    fill = backfiller(rest, out, max_attempts=2)
-    await run_until_idle(fill, GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap"))
-    assert out.filled == [] and fill.failures == 1
-
-
 async def test_klines_outside_the_gap_are_neither_stored_nor_counted() -> None:
     """A server answering klines from before the start asked for gets only the gap's klines
     stored and counted."""
@@ -177,64 +211,320 @@ async def test_klines_outside_the_gap_are_neither_stored_nor_counted() -> None:
     assert [n for _, n in out.filled] == [5]
 
 
-async def test_a_server_answering_only_old_klines_does_not_make_the_fill_loop() -> None:
-    """When the next page holds nothing after the start asked for, the attempt ends (short)
-    instead of asking for the same start forever."""
+async def test_snapshots_are_stored_and_reported_not_filled() -> None:
+    """A NeedSnapshot and a diff-depth gap each store a depth snapshot row with its receive time
+    and are reported through snapshot_taken; the depth gap is not reported filled."""
+    out = Recorded()
+    await run_until_idle(backfiller(FakeRest(), out), NeedSnapshot("ethusdt@depth", "initial"),
+                         DEPTH_GAP)
+    rows = out.rows[DEPTH_SNAPSHOT.name]
+    assert sorted(r[:4] + r[5:] for r in rows) == [
+        (symbol, lid, '[["1.0","2.0"]]', '[["1.1","3.0"]]', "rest")
+        for symbol, lid in (("BTCUSDT", 78), ("ETHUSDT", 77))]
+    assert all(isinstance(r[4], int) and r[4] > 0 for r in rows)
+    assert out.snapshots == [("ethusdt@depth", 77, None), ("btcusdt@depth@100ms", 78, DEPTH_GAP)]
+    assert out.filled == []
+
+
+async def test_without_snapshot_taken_a_depth_gap_is_reported_filled() -> None:
+    """A caller that passes no snapshot_taken gets a snapshotted depth gap reported filled with
+    one row, as before."""
+    out = Recorded()
+    fill = Backfiller(cast(RestClient, FakeRest()), out.submit, out.fill, delays=no_wait)
+    await run_until_idle(fill, NeedSnapshot("btcusdt@depth@100ms", "initial"), DEPTH_GAP)
+    assert out.filled == [(DEPTH_GAP, 1)] and len(out.rows[DEPTH_SNAPSHOT.name]) == 1
+
+
+# -- lanes and weight --------------------------------------------------------------------------
+
+
+async def test_a_snapshot_is_fetched_while_trade_pages_queue_and_one_is_in_flight() -> None:
+    """A depth request made behind twenty trade gaps, one of whose pages gets no answer, is
+    fetched and reported anyway."""
+    out, rest = Recorded(), FakeRest()
+    rest.hold["aggTrades"] = asyncio.Event()
+    gaps = [agg_gap(first=i * 10_000, last=i * 10_000 + 5_000) for i in range(1, 21)]
+    async with running(backfiller(rest, out), *gaps, NeedSnapshot("btcusdt@depth", "initial")):
+        await out.until(lambda: bool(out.snapshots))
+    assert rest.asked("aggTrades") == [10_000] and out.filled == []
+
+
+async def test_a_snapshot_goes_ahead_while_trade_pages_wait_for_the_weight_window() -> None:
+    """With the trade lanes' share of the minute's weight used up, a snapshot is still fetched
+    at once, 100 levels deep, and no trade page is sent."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 5_000  # of 6000: past the 4800 of trade pages, within the 5700 reserve
+    async with running(backfiller(rest, out, wall=lambda: 0.0), agg_gap(),
+                       NeedSnapshot("btcusdt@depth", "initial")):
+        await out.until(lambda: bool(out.snapshots))
+    assert rest.asked("depth") == [100] and rest.asked("aggTrades") == []
+
+
+async def test_snapshots_are_1000_levels_deep_while_the_weight_is_plentiful() -> None:
+    """Within the bulk budget a snapshot has the 1000 levels the order book guide fetches."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 4_750
+    await run_until_idle(backfiller(rest, out), NeedSnapshot("btcusdt@depth", "initial"))
+    assert rest.asked("depth") == [1000]
+
+
+async def test_a_lane_out_of_weight_resumes_in_the_next_minute() -> None:
+    """Trade pages past their share wait for the minute to end, then fill the gap, after the
+    snapshot that did not wait."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 5_000
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    fill = backfiller(rest, out, wall=lambda: 119.97 + loop.time() - started)  # minute ends soon
+    await run_until_idle(fill, agg_gap(), NeedSnapshot("btcusdt@depth", "initial"))
+    assert [name for name, *_ in rest.calls] == ["depth", "aggTrades"]
+    assert out.filled == [(agg_gap(), 2)] and rest.calls[1][3] - started >= 0.53
+
+
+async def test_a_used_weight_read_in_an_earlier_minute_holds_nothing_back() -> None:
+    """The used weight an answer reported counts only within its minute: a gap requested in a
+    later one is filled at once."""
+    out, rest, clock = Recorded(), FakeRest(), [100.0]
+    rest.used_weight = 5_900
+    fill = backfiller(rest, out, wall=lambda: clock[0])
+    clock[0] = 125.0
+    await run_until_idle(fill, agg_gap())
+    assert out.filled == [(agg_gap(), 2)]
+
+
+async def test_klines_yield_the_weight_to_trade_pages() -> None:
+    """Past the klines' share but within the trade pages', a trade gap is filled while an older
+    kline gap waits."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 4_000  # klines stop at 3600, trade pages at 4800
+    kline_gap = GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap")
+    async with running(backfiller(rest, out, wall=lambda: 0.0), kline_gap, agg_gap()) as fill:
+        await out.until(lambda: bool(out.filled))
+        assert rest.asked("klines") == [] and fill.open_gaps == 1
+    assert out.filled == [(agg_gap(), 2)]
+
+
+async def test_a_retry_after_pauses_every_lane() -> None:
+    """After a 429 with Retry-After, no lane sends a request before it has passed: it is per
+    IP."""
+    out = Recorded()
+    rest = FakeRest(failures={"BTCUSDT": [RateLimited(429, 0.2)]})
+    async with running(backfiller(rest, out), agg_gap()) as fill:
+        await rest.until(lambda: len(rest.calls) == 1)
+        fill.request(NeedSnapshot("ethusdt@depth", "initial"))
+        await out.until(lambda: bool(out.snapshots) and bool(out.filled))
+    limited_at = rest.calls[0][3]
+    assert all(at - limited_at >= 0.2 for *_, at in rest.calls[1:]) and len(rest.calls) == 3
+    assert fill.rate_limited == 1 and fill.failures == 0
+
+
+# -- snapshots coalesce --------------------------------------------------------------------------
+
+
+async def test_snapshot_requests_before_the_fetch_share_it() -> None:
+    """Repeated requests for one stream's snapshot made before it is fetched are answered by one
+    fetch, reported once per gap and once for the NeedSnapshots."""
+    out, rest = Recorded(), FakeRest()
+    need = NeedSnapshot("btcusdt@depth@100ms", "initial")
+    await run_until_idle(backfiller(rest, out), need, DEPTH_GAP, need, DEPTH_GAP)
+    assert rest.asked("depth") == [1000]
+    assert out.snapshots == [("btcusdt@depth@100ms", 77, DEPTH_GAP),
+                             ("btcusdt@depth@100ms", 77, None)]
+
+
+async def test_snapshot_requests_during_the_fetch_share_one_more_fetch() -> None:
+    """Requests for a stream's snapshot made while one is in flight are answered together by one
+    further fetch, made after it."""
+    out, rest = Recorded(), FakeRest()
+    rest.hold["depth"] = asyncio.Event()
+    later = GapDetected("btcusdt@depth@100ms", 20, 30, "depth chain broken")
+    need = NeedSnapshot("btcusdt@depth@100ms", "too old to bridge")
+    async with running(backfiller(rest, out), need) as fill:
+        await rest.until(lambda: len(rest.calls) == 1)
+        for request in (DEPTH_GAP, need, later):
+            fill.request(request)
+        rest.hold["depth"].set()
+        await fill.drain(TIMEOUT)
+    assert len(rest.asked("depth")) == 2
+    assert out.snapshots == [("btcusdt@depth@100ms", 77, None),
+                             ("btcusdt@depth@100ms", 78, DEPTH_GAP),
+                             ("btcusdt@depth@100ms", 78, later),
+                             ("btcusdt@depth@100ms", 78, None)]
+
+
+# -- retries within the run ----------------------------------------------------------------------
+
+
+async def test_a_gap_failing_while_rest_is_down_is_filled_once_rest_answers() -> None:
+    """A gap whose requests find REST unreachable, eight times over, is filled in the same run
+    once REST answers."""
+    down: list[Exception] = [Unreachable("https://x", "connection refused") for _ in range(8)]
+    out = Recorded()
+    fill = backfiller(FakeRest(failures={"BTCUSDT": down}), out)
+    await run_until_idle(fill, agg_gap())
+    assert out.filled == [(agg_gap(), 2)] and fill.failures == 0 and fill.open_gaps == 0
+
+
+async def test_server_errors_and_rate_limits_are_retried_and_counted() -> None:
+    """503 and 429 answers are retried until the gap is filled; 429s are counted."""
+    answers: list[Exception] = [RestError(503, None, "busy"), RateLimited(429, 0.0),
+                                RateLimited(429, 0.0)]
+    out = Recorded()
+    fill = backfiller(FakeRest(failures={"BTCUSDT": answers}), out)
+    await run_until_idle(fill, agg_gap())
+    assert fill.rate_limited == 2 and fill.failures == 0 and [n for _, n in out.filled] == [2]
+
+
+class Delays:
+    """A delays factory recording, for each sequence it builds, the delays handed out."""
+
+    def __init__(self) -> None:
+        self.handed: list[list[float]] = []
+
+    def __call__(self) -> Iterator[float]:
+        mine: list[float] = []
+        self.handed.append(mine)
+        return self._doubling(mine)
+
+    @staticmethod
+    def _doubling(mine: list[float]) -> Iterator[float]:
+        for n in itertools.count():
+            mine.append(0.001 * 2**n)
+            yield mine[-1]
+
+
+async def test_failing_gaps_back_off_independently() -> None:
+    """Each gap's retries follow its own delay sequence: a gap failing once waits the first
+    delay, however often another gap failed before."""
+    busy: list[Exception] = [RestError(503, None, "busy") for _ in range(3)]
+    once: list[Exception] = [RestError(503, None, "busy")]
+    delays, out = Delays(), Recorded()
+    fill = backfiller(FakeRest(failures={"BTCUSDT": busy, "ETHUSDT": once}), out, delays=delays)
+    await run_until_idle(fill, agg_gap("btcusdt"), agg_gap("ethusdt"))
+    assert delays.handed == [[0.001, 0.002, 0.004], [0.001]]
+    assert sorted(g.stream for g, _ in out.filled) == ["btcusdt@aggTrade", "ethusdt@aggTrade"]
+
+
+async def test_a_later_gap_does_not_wait_for_an_earlier_gaps_back_off() -> None:
+    """While a failed gap waits 30 s for its retry, a gap requested after it is filled."""
+    down: list[Exception] = [Unreachable("https://x", "connection refused")]
+    out, rest = Recorded(), FakeRest(failures={"BTCUSDT": down})
+    fill = backfiller(rest, out, delays=lambda: itertools.repeat(30.0))
+    async with running(fill, agg_gap("btcusdt"), agg_gap("ethusdt")):
+        await out.until(lambda: bool(out.filled))
+        assert out.filled == [(agg_gap("ethusdt"), 2)] and fill.open_gaps == 1
+    assert rest.asked("aggTrades") == [1, 1]
+
+
+@pytest.mark.parametrize("failure", [
+    RestError(400, -1100, "Illegal characters found in parameter"), BadResponse("bad shape")])
+async def test_a_fatal_failure_gives_the_gap_up_at_once(failure: Exception) -> None:
+    """A 400 (our request is wrong) or a body of the wrong shape is not retried: the gap is given
+    up, counted in failures, and no longer open."""
+    out, rest = Recorded(), FakeRest(failures={"BTCUSDT": [failure]})
+    fill = backfiller(rest, out)
+    await run_until_idle(fill, agg_gap())
+    assert len(rest.calls) == 1 and fill.failures == 1 and fill.open_gaps == 0
+    assert out.filled == []
+
+
+async def test_a_snapshot_given_up_counts_every_request_it_answered() -> None:
+    """A snapshot fetch given up on counts one failure per gap and NeedSnapshot it answered."""
+    out = Recorded()
+    fill = backfiller(FakeRest(failures={"BTCUSDT": [RestError(400, -1121, "Invalid symbol")]}),
+                      out)
+    await run_until_idle(fill, NeedSnapshot("btcusdt@depth@100ms", "initial"), DEPTH_GAP)
+    assert fill.failures == 2 and out.snapshots == [] and fill.open_gaps == 0
+
+
+async def test_a_request_rest_cannot_fill_is_given_up() -> None:
+    """A gap on a stream without ids is counted in failures and never sent to REST."""
+    out, rest = Recorded(), FakeRest()
+    fill = backfiller(rest, out)
+    await run_until_idle(fill, GapDetected("btcusdt@ticker", 1, 2, "stale"))
+    assert fill.failures == 1 and rest.calls == [] and fill.pending == 0
+
+
+async def test_a_retry_resumes_where_rest_stopped() -> None:
+    """REST lagging behind the stream: the rows it has are stored, and each retry asks from the
+    first id still missing until REST has them all; the gap is reported filled once, with every
+    row."""
+    out, rest = Recorded(), FakeRest(known_up_to=150, catch_up_after=3)
+    await run_until_idle(backfiller(rest, out), agg_gap(first=100, last=200))
+    assert rest.asked("aggTrades") == [100, 151, 151, 151]
+    assert out.filled == [(agg_gap(first=100, last=200), 101)]
+    assert sorted(r[1] for r in out.rows[AGG_TRADE.name]) == list(range(100, 201))
+
+
+async def test_a_gap_rest_cannot_fill_yet_stays_open_and_is_retried() -> None:
+    """A gap REST has only part of is neither reported filled nor given up: it stays open and
+    is asked for again from its first missing id."""
+    out, rest = Recorded(), FakeRest(known_up_to=104)
+    rest.id_lag = 3
+    async with running(backfiller(rest, out), GapDetected("btcusdt@trade", 100, 110, "id gap")
+                       ) as fill:
+        await rest.until(lambda: len(rest.calls) >= 4)
+        assert fill.open_gaps == 1 and fill.failures == 0 and out.filled == []
+    assert rest.asked("historicalTrades")[:4] == [100, 105, 105, 105]
+    assert {r[1] for r in out.rows[TRADE.name]} == {100, 101, 102, 103, 104}
+
+
+async def test_a_kline_gap_rest_cannot_fill_yet_resumes_after_the_klines_it_has() -> None:
+    """A server answering only old klines has the ones in the gap stored once, and is asked
+    again from the first missing open time, never from the gap's start."""
     out, rest = Recorded(), FakeRest(known_up_to=6_999)
     rest.kline_lag_ms = 2_000
-    fill = backfiller(rest, out, max_attempts=2)
-    await run_until_idle(fill, GapDetected("btcusdt@kline_1s", 5_000, 9_000, "kline gap"))
-    assert out.filled == [] and fill.failures == 1 and rest.calls == 2 * 2
-    assert {r[2] for r in out.rows[KLINE.name]} == {5_000, 6_000}
+    async with running(backfiller(rest, out),
+                       GapDetected("btcusdt@kline_1s", 5_000, 9_000, "kline gap")) as fill:
+        await rest.until(lambda: len(rest.calls) >= 3)
+        assert fill.open_gaps == 1 and out.filled == []
+    assert rest.asked("klines")[:3] == [5_000, 6_001, 6_001]
+    assert [r[2] for r in out.rows[KLINE.name]] == [5_000, 6_000]
 
 
-async def test_snapshots_are_stored_with_their_receive_time() -> None:
-    """A NeedSnapshot, and a diff-depth gap, each store one depth snapshot row."""
-    out = Recorded()
-    gap = GapDetected("btcusdt@depth@100ms", 5, 9, "depth chain broken")
-    await run_until_idle(backfiller(FakeRest(), out), NeedSnapshot("btcusdt@depth", "initial"),
-                         gap)
-    rows = out.rows[DEPTH_SNAPSHOT.name]
-    assert [r[:4] + r[5:] for r in rows] == [
-        ("BTCUSDT", 77, '[["1.0","2.0"]]', '[["1.1","3.0"]]', "rest")] * 2
-    assert all(isinstance(r[4], int) and r[4] > 0 for r in rows)
-    assert out.filled == [(gap, 1)]
+async def test_a_pass_that_skipped_ids_starts_over() -> None:
+    """When REST's pages reach the gap's end with an id left out, the gap is fetched again from
+    its start, and reported filled once every id is stored."""
+    out, rest = Recorded(), FakeRest()
+    rest.skip_once = {102}
+    gap = agg_gap(first=100, last=104)
+    await run_until_idle(backfiller(rest, out), gap)
+    assert rest.asked("aggTrades") == [100, 100] and out.filled == [(gap, 5)]
 
 
-async def test_rate_limits_are_waited_out_and_counted() -> None:
-    """429 answers are counted in rate_limited and retried; the gap is still filled."""
-    out = Recorded()
-    limited: list[Exception] = [RateLimited(429, 0.0), RateLimited(429, 0.0)]
-    fill = backfiller(FakeRest(failures={"BTCUSDT": limited}), out)
-    await run_until_idle(fill, GapDetected("btcusdt@aggTrade", 1, 2, "id gap"))
-    assert fill.rate_limited == 2 and fill.failures == 0
-    assert [n for _, n in out.filled] == [2]
+# -- open gaps and draining ----------------------------------------------------------------------
 
 
-async def test_client_errors_and_bad_answers_are_given_up_at_once() -> None:
-    """A 4xx answer (our request is wrong) or a body of the wrong shape is not retried."""
-    for failure in (RestError(400, -1100, "Illegal characters found in parameter"),
-                    BadResponse("unexpected shape")):
-        out, rest = Recorded(), FakeRest(failures={"BTCUSDT": [failure]})
-        fill = backfiller(rest, out)
-        await run_until_idle(fill, GapDetected("btcusdt@aggTrade", 1, 2, "id gap"))
-        assert rest.calls == 1 and fill.failures == 1 and out.filled == []
+async def test_open_gaps_counts_requested_gaps_neither_filled_nor_given_up() -> None:
+    """Id, kline and depth gaps count once each while unanswered (a NeedSnapshot and a repeated
+    gap do not), and none once they are filled or snapshotted."""
+    out, rest = Recorded(), FakeRest()
+    for endpoint in ("aggTrades", "klines", "depth"):
+        rest.hold[endpoint] = asyncio.Event()
+    requests = [agg_gap(), agg_gap("ethusdt"), agg_gap(),
+                GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap"),
+                NeedSnapshot("btcusdt@depth@100ms", "initial"), DEPTH_GAP]
+    async with running(backfiller(rest, out), *requests) as fill:
+        await rest.until(lambda: len(rest.calls) == 3)
+        assert (fill.open_gaps, fill.pending) == (4, 4)
+        for event in rest.hold.values():
+            event.set()
+        await fill.drain(TIMEOUT)
+        assert (fill.open_gaps, fill.pending, len(out.filled), len(out.snapshots)) == (0, 0, 3, 2)
 
 
-async def test_each_gap_gets_all_its_attempts() -> None:
-    """A gap given up on does not use up the tries of the next one."""
-    busy = [RestError(503, None, "busy") for _ in range(10)]
-    two = [RestError(503, None, "busy") for _ in range(2)]
-    out = Recorded()
-    fill = backfiller(FakeRest(failures={"BTCUSDT": busy, "ETHUSDT": two}), out, max_attempts=3)
-    await run_until_idle(fill, GapDetected("btcusdt@aggTrade", 1, 2, "id gap"),
-                         GapDetected("ethusdt@aggTrade", 1, 2, "id gap"))
-    assert fill.failures == 1 and len(busy) == 7
-    assert [(g.stream, n) for g, n in out.filled] == [("ethusdt@aggTrade", 2)]
+async def test_drain_gives_up_waiting_at_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """drain returns after its timeout while a gap is still open, and says how many."""
+    down: list[Exception] = [Unreachable("https://x", "connection refused")]
+    fill = backfiller(FakeRest(failures={"BTCUSDT": down}), Recorded(),
+                      delays=lambda: itertools.repeat(30.0))
+    with caplog.at_level(logging.WARNING, "binance_streamer.io.backfill"):
+        async with running(fill, agg_gap()):
+            await fill.drain(0.05)
+    assert fill.open_gaps == 1 and "stopping with 1 gap(s) still open" in caplog.text
 
 
-def test_fewer_than_two_attempts_is_refused() -> None:
-    """max_attempts below 2 (no retry at all) raises ValueError."""
-    with pytest.raises(ValueError, match="max_attempts"):
-        Backfiller(cast(RestClient, FakeRest()), Recorded().submit, Recorded().fill,
-                   max_attempts=1)
+def test_a_weight_budget_past_the_snapshot_reserve_is_refused() -> None:
+    """A bulk weight budget leaving snapshots no reserve raises ValueError."""
+    with pytest.raises(ValueError, match="weight budget"):
+        backfiller(FakeRest(), Recorded(), weight_budget=0.99)

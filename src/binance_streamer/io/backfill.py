@@ -1,27 +1,39 @@
 """Backfill over REST beside the live stream, never blocking it (rest-api.md, "Market Data
 endpoints").
 
-Gaps queue up here; one task fetches them in order: aggTrades and historicalTrades by ``fromId``,
-klines by ``startTime``, a fresh depth snapshot when a diff chain breaks. Requests pace themselves
-by ``X-MBX-USED-WEIGHT-1M`` against the per-minute limit (rest-api.md, "IP Limits"). Whether and
-when a failed fill is tried again is decided by the one retry policy,
-`binance_streamer.core.backoff.ReconnectPolicy` (a 429/418 waits at least its ``Retry-After``).
-REST payloads become rows through `binance_streamer.core.tables`, like stream events: source
-``rest`` and no receive time.
+Requests queue in a `BackfillQueue` (core/backfill_queue.py) with one lane per kind of work, and
+each lane has its own task, so a depth snapshot is fetched at once even while a trade page is in
+flight or the trade lane waits for the next weight window. Snapshots come from ``depth`` when a
+diff chain breaks; aggTrades and historicalTrades are fetched by ``fromId``, klines by
+``startTime``. Each lane paces itself by ``X-MBX-USED-WEIGHT-1M`` (``rest.used_weight``) against
+its share of the per-minute limit (rest-api.md, "IP Limits"); a 429/418 ``Retry-After`` pauses
+every lane, since the limits are per IP ("LIMITS"). Each gap is retried on its own back-off
+(`binance_streamer.core.backoff.ReconnectPolicy`) until it is filled or the run stops; only a
+failure `classify` calls fatal gives it up. REST payloads become rows through
+`binance_streamer.core.tables`, like stream events: source ``rest`` and no receive time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from functools import partial
+from typing import TypeAlias
 
-from binance_streamer.core.backoff import ReconnectPolicy, full_jitter
+from binance_streamer.core.backfill_queue import (
+    BackfillQueue,
+    Job,
+    Lane,
+    WeightBudget,
+    lane_of,
+    page_weight,
+    used_now,
+    window_wait,
+)
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
-from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind, StreamName, parse_stream
+from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind
 from binance_streamer.core.tables import (
     AGG_TRADE,
     DEPTH_SNAPSHOT,
@@ -33,22 +45,30 @@ from binance_streamer.core.tables import (
     kline_rows,
     trade_rows,
 )
-from binance_streamer.errors import IncompleteBackfill, RateLimited
+from binance_streamer.errors import IncompleteBackfill, RateLimited, RestError
 from binance_streamer.io.rest import RestClient
 
-__all__ = ["Backfiller"]
+__all__ = ["Backfiller", "SnapshotTaken"]
 
 log = logging.getLogger(__name__)
-_PAGE = 1000
+_PAGE = 1000  # ids per aggTrades/historicalTrades page: their weight does not depend on it
+
+# snapshot_taken(stream, last_update_id, gap): a snapshot of ``stream`` was stored for ``gap``
+# (None: for a NeedSnapshot).
+SnapshotTaken: TypeAlias = Callable[[str, int, GapDetected | None], None]
 
 
 class Backfiller:
-    """Fills gaps over REST; ``submit(table, rows)`` stores rows, ``filled(gap, n)`` reports.
+    """Fills gaps over REST; ``submit(table, rows)`` stores rows, ``filled(gap, n)`` reports an
+    id or kline gap filled with ``n`` rows, ``snapshot_taken`` reports a stored depth snapshot.
 
-    A gap is tried up to ``max_attempts`` times (at least 2: the first try and one retry), the
-    waits between tries coming from ``delays`` (full jitter from 0.5 s up to 30 s by default).
-    A gap given up on stays unfilled in the database, is counted in `failures`, and is queued
-    again by the next start.
+    A depth request (`NeedSnapshot`, or a `GapDetected` on a diff-depth stream) stores one
+    ``depth_snapshot`` row and calls ``snapshot_taken(stream, last_update_id, gap)`` once for each
+    gap it answers, and once with None if a `NeedSnapshot` asked for it; whether it bridges the
+    stored diffs is for the caller to decide. Until a caller passes ``snapshot_taken``, a depth gap
+    is reported as before, ``filled(gap, 1)``. ``weight_budget`` is the share of the weight limit
+    trade pages may use (`WeightBudget`); ``delays`` builds each gap's back-off (full jitter up to
+    30 s by default); ``wall`` is the wall clock the weight window is read from.
     """
 
     def __init__(
@@ -56,163 +76,230 @@ class Backfiller:
         rest: RestClient,
         submit: Callable[[str, list[Row]], None],
         filled: Callable[[GapDetected, int], None],
+        *,
+        snapshot_taken: SnapshotTaken | None = None,
         weight_budget: float = 0.8,
-        max_attempts: int = 5,
-        delays: Iterator[float] | None = None,
+        delays: Callable[[], Iterator[float]] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        if max_attempts < 2:
-            raise ValueError(f"max_attempts must be at least 2, got {max_attempts!r}")
         self._rest = rest
         self._submit = submit
         self._filled = filled
-        self._budget = weight_budget
-        self._queue: deque[GapDetected | NeedSnapshot] = deque()
-        self._wakeup = asyncio.Event()
+        self._snapshot_taken = snapshot_taken
+        self._budget = WeightBudget(weight_budget)
+        self._queue = BackfillQueue(delays)
+        self._wall = wall
+        self._weight_read_at = wall()  # when rest.used_weight last came with an answer of ours
+        self._wakeups = {lane: asyncio.Event() for lane in Lane}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.failures = 0
-        self.rate_limited = 0
-        self.max_attempts = max_attempts
-        # One policy, reset for each gap: max_attempts tries are max_attempts - 1 retries.
-        self._policy = ReconnectPolicy(_delays(delays), max_attempts=max_attempts - 1)
+        self._paused_until = 0.0  # event-loop time until which a 429/418 stops all REST work
+        self.failures = 0  # requests given up on
+        self.rate_limited = 0  # 429/418 answers
 
     def __repr__(self) -> str:
-        return f"<Backfiller queued={len(self._queue)} failures={self.failures} {self._rest!r}>"
+        return (f"<Backfiller pending={self.pending} open_gaps={self.open_gaps} "
+                f"failures={self.failures} {self._rest!r}>")
 
-    def request(self, gap: GapDetected | NeedSnapshot) -> None:
-        """Queue ``gap`` for filling, or a depth snapshot to fetch (non-blocking)."""
-        self._queue.append(gap)
-        self._idle.clear()
-        self._wakeup.set()
+    @property
+    def open_gaps(self) -> int:
+        """Gaps requested and neither filled (for depth: snapshotted) nor given up."""
+        return self._queue.open_gaps
+
+    @property
+    def pending(self) -> int:
+        """Jobs not done yet (a coalesced snapshot counts once); `drain` waits for none."""
+        return self._queue.pending
+
+    def request(self, request: GapDetected | NeedSnapshot) -> None:
+        """Queue a gap to fill or a depth snapshot to fetch (non-blocking); repeats coalesce."""
+        lane = lane_of(request)
+        if lane is None:
+            self.failures += 1
+            log.warning("backfill for %s given up: REST cannot fill it (%s)", request.stream,
+                        request)
+            return
+        if self._queue.add(request):
+            self._idle.clear()
+            self._wakeups[lane].set()
 
     async def drain(self, timeout: float) -> None:
-        """Wait until every queued gap is handled, or ``timeout`` seconds."""
+        """Wait until every request is handled, or ``timeout`` seconds."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
-            log.warning("stopping with %d gap(s) not backfilled", len(self._queue))
+            log.warning("stopping with %d gap(s) still open (%d backfill request(s) pending)",
+                        self.open_gaps, self.pending)
 
     async def run(self) -> None:
-        """Handle queued gaps forever (cancel to stop)."""
-        while True:
-            if not self._queue:
-                self._idle.set()
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if await self._attempt(self._queue[0]):
-                self._queue.popleft()
-                self._policy.reset()
+        """Serve every lane forever (cancel to stop)."""
+        async with asyncio.TaskGroup() as lanes:
+            for lane in Lane:
+                lanes.create_task(self._serve_lane(lane), name=f"backfill-{lane.name.lower()}")
 
-    async def _attempt(self, gap: GapDetected | NeedSnapshot) -> bool:
-        """Try ``gap`` once; True when done with it (filled, or given up on)."""
+    async def _serve_lane(self, lane: Lane) -> None:
+        """Send ``lane``'s requests one at a time, oldest ready job first, when the weight and
+        any Retry-After allow."""
+        wakeup = self._wakeups[lane]
+        while True:
+            now = _now()
+            job = self._queue.peek(lane, now)
+            if job is None:
+                wakeup.clear()
+                self._settle()
+                await _nap(wakeup, self._queue.wake_at(lane), now)
+            elif self._paused_until > now:
+                await asyncio.sleep(self._paused_until - now)
+            elif not self._affordable(job):
+                await self._next_window(lane)
+            else:
+                await self._serve(job)
+                await asyncio.sleep(0)  # let other tasks run even if REST answers at once
+
+    def _used(self) -> int:
+        """The weight used this minute, as far as the last answer told."""
+        return used_now(self._rest.used_weight, self._weight_read_at, self._wall())
+
+    def _affordable(self, job: Job) -> bool:
+        """Whether ``job``'s next request fits its lane's share of the weight now."""
+        used, limit = self._used(), self._rest.weight_limit
+        if job.lane is Lane.DEPTH:
+            return self._budget.depth_levels(used, limit) is not None
+        return self._budget.fits(job.lane, page_weight(job), used, limit)
+
+    async def _next_window(self, lane: Lane) -> None:
+        """Wait for the next minute's weight window (only ``lane`` waits)."""
+        wait = window_wait(self._wall())
+        log.info("REST weight %d of %d used: %s backfill waits %.1fs for the next minute",
+                 self._used(), self._rest.weight_limit, lane.name.lower(), wait)
+        await asyncio.sleep(wait)
+
+    async def _serve(self, job: Job) -> None:
+        """Send ``job``'s next request and account for the outcome."""
+        self._queue.start(job)
+        last_update_id, finished = 0, True
         try:
-            if isinstance(gap, NeedSnapshot):
-                await self._snapshot(parse_stream(gap.stream))
-                return True
-            rows = await self._fill(gap)
-        except Exception as exc:  # never crash the recorder: the policy decides what to retry
-            return await self._failed(gap, exc)
-        self._filled(gap, rows)
+            if job.lane is Lane.DEPTH:
+                last_update_id = await self._snapshot(job)
+            else:
+                finished = await self._page(job)
+        except Exception as exc:  # never crash the recorder: classify decides what to retry
+            if isinstance(exc, RestError | IncompleteBackfill):  # answered, with its weight
+                self._weight_read_at = self._wall()
+            self._failed(job, exc)
+            return
+        self._weight_read_at = self._wall()
+        if not finished:
+            self._queue.resume(job)
+            return
+        self._queue.done(job)
+        self._report(job, last_update_id)
+        self._settle()
+
+    def _report(self, job: Job, last_update_id: int) -> None:
+        if job.lane is not Lane.DEPTH:
+            self._filled(job.gap, job.rows)
+        elif self._snapshot_taken is None:
+            for gap in job.gaps:
+                self._filled(gap, 1)
+        else:
+            for gap in job.gaps:
+                self._snapshot_taken(job.stream, last_update_id, gap)
+            if job.bare:
+                self._snapshot_taken(job.stream, last_update_id, None)
+
+    def _failed(self, job: Job, exc: Exception) -> None:
+        """Schedule ``job``'s retry on its own back-off, or give it up."""
+        if isinstance(exc, RateLimited):  # per IP: every lane pauses (rest-api.md "IP Limits")
+            self.rate_limited += 1
+            self._paused_until = max(self._paused_until, _now() + exc.retry_after)
+        delay = self._queue.failed(job, exc, _now())
+        if delay is None:
+            self.failures += job.requests
+            log.warning("backfill for %s given up: %s", job.stream, exc)
+            self._settle()
+        elif job.policy.attempts == 1:
+            log.warning("backfill for %s failed (%s); retrying in %.1fs, and until it is filled",
+                        job.stream, exc, delay)
+        else:
+            log.info("backfill for %s failed again (%s); retrying in %.1fs", job.stream, exc,
+                     delay)
+
+    def _settle(self) -> None:
+        if self._queue.pending == 0:
+            self._idle.set()
+
+    async def _snapshot(self, job: Job) -> int:
+        """Fetch and store a snapshot of ``job``'s stream, as deep as the weight allows."""
+        levels = self._budget.depth_levels(self._used(), self._rest.weight_limit)
+        assert levels is not None  # _affordable said so just before, with nothing run since
+        symbol = job.name.symbol.upper()
+        snapshot = await self._rest.depth(symbol, limit=levels)
+        self._submit(DEPTH_SNAPSHOT.name, [depth_snapshot_row(symbol, snapshot, time.time_ns())])
+        return snapshot.last_update_id
+
+    async def _page(self, job: Job) -> bool:
+        """Fetch and store ``job``'s next page; True once the whole gap is stored."""
+        if job.name.kind is StreamKind.KLINE:
+            return await self._kline_page(job)
+        return await self._id_page(job)
+
+    async def _id_page(self, job: Job) -> bool:
+        gap, symbol = job.gap, job.name.symbol.upper()
+        first, last = job.cursor, gap.last_missing
+        limit = min(_PAGE, last - first + 1)
+        if job.name.kind is StreamKind.AGG_TRADE:
+            aggs = await self._rest.agg_trades(symbol, first, limit)
+            ids = [a.agg_id for a in aggs]
+            table = AGG_TRADE.name
+            rows = agg_trade_rows(symbol, [a for a in aggs if first <= a.agg_id <= last])
+        else:
+            trades = await self._rest.historical_trades(symbol, first, limit)
+            ids = [t.trade_id for t in trades]
+            table = TRADE.name
+            rows = trade_rows(symbol, [t for t in trades if first <= t.trade_id <= last])
+        after = ids[-1] + 1 if ids else first
+        return self._advance(job, table, rows, after, last - gap.first_missing + 1, "ids")
+
+    async def _kline_page(self, job: Job) -> bool:
+        gap, name, micro = job.gap, job.name, self._rest.microseconds
+        symbol, first, last = name.symbol.upper(), job.cursor, gap.last_missing
+        items = await self._rest.klines(symbol, name.interval, first, last)
+        wanted = [k for k in items if first <= k.open_time <= last]
+        now = time.time_ns() // (1_000 if micro else 1_000_000)
+        step = KLINE_INTERVAL_MS[name.interval] * (1000 if micro else 1)
+        expected = (last - gap.first_missing) // step + 1 if step else 1
+        after = wanted[-1].open_time + 1 if wanted else first
+        rows = kline_rows(symbol, name.interval, wanted, now)
+        return self._advance(job, KLINE.name, rows, after, expected, "klines")
+
+    def _advance(self, job: Job, table: str, rows: list[Row], after: int, expected: int,
+                 what: str) -> bool:
+        """Store a page's ``rows`` and move ``job`` on to ``after``; True once the gap is whole.
+
+        A page with nothing new (REST is behind the stream, or no longer has these rows; or a
+        server going backwards) raises `IncompleteBackfill`: the retry resumes at the cursor. A
+        pass that ends short (REST skipped some) starts over from the gap's start.
+        """
+        if not rows:
+            raise IncompleteBackfill(job.stream, job.rows, expected, what)
+        self._submit(table, rows)
+        job.rows += len(rows)
+        job.cursor = after
+        if job.cursor <= job.gap.last_missing:
+            return False
+        if job.rows < expected:
+            got, job.rows, job.cursor = job.rows, 0, job.gap.first_missing
+            raise IncompleteBackfill(job.stream, got, expected, what)
         return True
 
-    async def _failed(self, gap: GapDetected | NeedSnapshot, exc: Exception) -> bool:
-        """Wait before the next try of ``gap`` and return False, or give up on it: True."""
-        if isinstance(exc, RateLimited):
-            self.rate_limited += 1
-        delay = self._policy.after(exc)
-        if delay is None:
-            self.failures += 1
-            log.warning("backfill for %s gave up: %s", gap.stream, exc)
-            return True
-        log.warning("backfill for %s failed (%s); retrying in %.1fs", gap.stream, exc, delay)
-        await asyncio.sleep(delay)
-        return False
 
-    async def _fill(self, gap: GapDetected) -> int:
-        stream = parse_stream(gap.stream)
-        if stream.kind is StreamKind.AGG_TRADE:
-            return await self._agg_trades(gap, stream)
-        if stream.kind is StreamKind.TRADE:
-            return await self._trades(gap, stream)
-        if stream.kind is StreamKind.KLINE:
-            return await self._klines(gap, stream)
-        if stream.kind is StreamKind.DIFF_DEPTH:
-            return await self._snapshot(stream)
-        return 0
-
-    async def _pace(self) -> None:
-        if self._rest.used_weight >= self._budget * self._rest.weight_limit:
-            wait = 60.0 - time.time() % 60.0 + 0.5
-            log.info("REST weight %d used; pausing backfill %.0fs", self._rest.used_weight, wait)
-            await asyncio.sleep(wait)
-            self._rest.used_weight = 0
-
-    async def _agg_trades(self, gap: GapDetected, stream: StreamName) -> int:
-        symbol, next_id, total = stream.symbol.upper(), gap.first_missing, 0
-        while next_id <= gap.last_missing:
-            await self._pace()
-            limit = min(_PAGE, gap.last_missing - next_id + 1)
-            items = await self._rest.agg_trades(symbol, next_id, limit)
-            wanted = [i for i in items if next_id <= i.agg_id <= gap.last_missing]
-            if not wanted:  # nothing more, or (a server going backwards) nothing new
-                break
-            self._submit(AGG_TRADE.name, agg_trade_rows(symbol, wanted))
-            total += len(wanted)
-            next_id = items[-1].agg_id + 1
-        return _complete(gap, total, "ids")
-
-    async def _trades(self, gap: GapDetected, stream: StreamName) -> int:
-        symbol, next_id, total = stream.symbol.upper(), gap.first_missing, 0
-        while next_id <= gap.last_missing:
-            await self._pace()
-            limit = min(_PAGE, gap.last_missing - next_id + 1)
-            items = await self._rest.historical_trades(symbol, next_id, limit)
-            wanted = [i for i in items if next_id <= i.trade_id <= gap.last_missing]
-            if not wanted:  # nothing more, or (a server going backwards) nothing new
-                break
-            self._submit(TRADE.name, trade_rows(symbol, wanted))
-            total += len(wanted)
-            next_id = items[-1].trade_id + 1
-        return _complete(gap, total, "ids")
-
-    async def _klines(self, gap: GapDetected, stream: StreamName) -> int:
-        symbol, start, total = stream.symbol.upper(), gap.first_missing, 0
-        while start <= gap.last_missing:
-            await self._pace()
-            items = await self._rest.klines(symbol, stream.interval, start, gap.last_missing)
-            wanted = [k for k in items if start <= k.open_time <= gap.last_missing]
-            if not wanted:  # nothing more, or (a server going backwards) nothing new
-                break
-            now = time.time_ns() // (1_000 if self._rest.microseconds else 1_000_000)
-            self._submit(KLINE.name, kline_rows(symbol, stream.interval, wanted, now))
-            total += len(wanted)
-            start = wanted[-1].open_time + 1
-        step = KLINE_INTERVAL_MS[stream.interval] * (1000 if self._rest.microseconds else 1)
-        expected = (gap.last_missing - gap.first_missing) // step + 1 if step else 1
-        if total < expected:
-            raise IncompleteBackfill(gap.stream, total, expected, "klines")
-        return total
-
-    async def _snapshot(self, stream: StreamName) -> int:
-        await self._pace()
-        symbol = stream.symbol.upper()
-        snapshot = await self._rest.depth(symbol, limit=1000)
-        self._submit(DEPTH_SNAPSHOT.name, [depth_snapshot_row(symbol, snapshot, time.time_ns())])
-        return 1
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
-def _complete(gap: GapDetected, total: int, what: str) -> int:
-    """``total``, if it is every id ``gap`` misses; else `IncompleteBackfill` (REST is behind the
-    stream, or no longer has these ids)."""
-    expected = gap.last_missing - gap.first_missing + 1
-    if total < expected:
-        raise IncompleteBackfill(gap.stream, total, expected, what)
-    return total
-
-
-def _delays(injected: Iterator[float] | None) -> Callable[[], Iterator[float]]:
-    """Fresh full-jitter delays for each gap, or else the ``injected`` ones, carried on."""
-    if injected is None:
-        return partial(full_jitter, 0.5, 30.0)
-    return lambda: injected
+async def _nap(wakeup: asyncio.Event, wake_at: float | None, now: float) -> None:
+    """Wait for ``wakeup`` (a new request), or until ``wake_at`` (a retry is due)."""
+    timeout = None if wake_at is None else max(0.0, wake_at - now)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wakeup.wait(), timeout)

@@ -1,0 +1,269 @@
+"""The backfill queue: lanes by kind, oldest first, own back-off per gap, coalesced snapshots, and
+each lane's share of the REST weight."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from binance_streamer.core.backfill_queue import (
+    AGG_TRADES_WEIGHT,
+    FULL_DEPTH,
+    HISTORICAL_TRADES_WEIGHT,
+    KLINES_WEIGHT,
+    SMALL_DEPTH,
+    BackfillQueue,
+    Job,
+    Lane,
+    WeightBudget,
+    depth_weight,
+    lane_of,
+    page_weight,
+    used_now,
+    window_wait,
+)
+from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
+from binance_streamer.errors import RestError, Unreachable
+
+DOWN = Unreachable("https://api.binance.com/api/v3/aggTrades", "connection refused")
+WRONG = RestError(400, -1100, "Illegal characters found in parameter")
+
+
+def gap(stream: str = "btcusdt@aggTrade", first: int = 1, last: int = 2) -> GapDetected:
+    return GapDetected(stream, first, last, "id gap")
+
+
+def snap(stream: str = "btcusdt@depth") -> NeedSnapshot:
+    return NeedSnapshot(stream, "initial snapshot")
+
+
+def ready(queue: BackfillQueue, lane: Lane, now: float = 0.0) -> Job:
+    """The job ``lane`` serves next (there must be one)."""
+    job = queue.peek(lane, now)
+    assert job is not None
+    return job
+
+
+def take(queue: BackfillQueue, lane: Lane, now: float = 0.0) -> Job:
+    """Start the job ``lane`` serves next."""
+    job = ready(queue, lane, now)
+    queue.start(job)
+    return job
+
+
+def steady(seconds: float) -> Callable[[], Iterator[float]]:
+    """A delays factory: every retry waits ``seconds``."""
+    return lambda: itertools.repeat(seconds)
+
+
+@pytest.mark.parametrize(("request_", "lane"), [
+    (gap("btcusdt@depth@100ms"), Lane.DEPTH),
+    (snap("btcusdt@depth"), Lane.DEPTH),
+    (gap("btcusdt@aggTrade"), Lane.IDS),
+    (gap("btcusdt@trade"), Lane.IDS),
+    (gap("btcusdt@kline_1m"), Lane.KLINES),
+    (snap("btcusdt@aggTrade"), None),
+    (gap("btcusdt@ticker"), None),
+    (gap("not a stream"), None),
+])
+def test_each_request_has_the_lane_of_its_stream_kind(
+        request_: GapDetected | NeedSnapshot, lane: Lane | None) -> None:
+    """Diff depth goes to the depth lane, trades to ids, klines to klines; anything else (a
+    snapshot of a trade stream, a ticker, a bad name) has no lane."""
+    assert lane_of(request_) is lane
+
+
+@pytest.mark.parametrize(("levels", "weight"), [
+    (1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50), (1001, 250), (5000, 250)])
+def test_snapshot_weight_follows_the_order_book_table(levels: int, weight: int) -> None:
+    """A snapshot weighs 5 up to 100 levels, 25 up to 500, 50 up to 1000 and 250 beyond."""
+    assert depth_weight(levels) == weight
+
+
+def test_page_weights_are_those_of_each_endpoint() -> None:
+    """historicalTrades weighs 25, aggTrades 4 and klines 2 a page."""
+    queue = BackfillQueue()
+    for stream in ("btcusdt@trade", "btcusdt@aggTrade", "btcusdt@kline_1s"):
+        queue.add(gap(stream))
+    weights = [page_weight(take(queue, lane)) for lane in (Lane.IDS, Lane.IDS, Lane.KLINES)]
+    assert weights == [HISTORICAL_TRADES_WEIGHT, AGG_TRADES_WEIGHT, KLINES_WEIGHT] == [25, 4, 2]
+
+
+def test_the_weight_window_ends_just_after_the_minute() -> None:
+    """The wait lasts until half a second past the end of the current wall-clock minute."""
+    assert (window_wait(120.0), window_wait(179.75)) == (60.5, 0.75)
+
+
+def test_a_used_weight_counts_within_its_minute_only() -> None:
+    """A used weight read earlier in the same minute stands; one read in an earlier minute is
+    0."""
+    assert [used_now(4000, 61.0, wall) for wall in (61.0, 119.9, 120.0)] == [4000, 4000, 0]
+
+
+@pytest.mark.parametrize("bulk", [0.0, -0.1, 0.96, float("nan")])
+def test_a_bulk_budget_outside_the_reserve_is_refused(bulk: float) -> None:
+    """The bulk share must be positive and leave the snapshots' reserve: ValueError."""
+    with pytest.raises(ValueError, match="weight budget"):
+        WeightBudget(bulk)
+
+
+def test_each_lane_stops_at_its_share_of_the_limit() -> None:
+    """Snapshots may use 95 % of the limit, trade pages the bulk budget, klines 3/4 of it."""
+    budget = WeightBudget(0.8)
+    assert [budget.ceiling(lane, 6000) for lane in Lane] == pytest.approx([5700, 4800, 3600])
+    assert budget.fits(Lane.IDS, 4, 4796, 6000) and not budget.fits(Lane.IDS, 4, 4797, 6000)
+    assert budget.fits(Lane.DEPTH, 4, 4797, 6000) and not budget.fits(Lane.KLINES, 2, 3599, 6000)
+    assert repr(budget) == "<WeightBudget depth=0.95 ids=0.8 klines=0.6>"
+
+
+def test_snapshots_shrink_in_the_reserve_and_wait_past_it() -> None:
+    """1000 levels fit within the bulk budget, 100 in the reserve above it, none past it."""
+    budget = WeightBudget(0.8)
+    assert [budget.depth_levels(used, 6000) for used in (0, 4750, 4751, 5695, 5696)] == [
+        FULL_DEPTH, FULL_DEPTH, SMALL_DEPTH, SMALL_DEPTH, None]
+
+
+def test_a_gap_is_queued_once() -> None:
+    """A gap already queued is not queued again, and may be once it is done."""
+    queue = BackfillQueue()
+    assert queue.add(gap()) and not queue.add(gap())
+    job = take(queue, Lane.IDS)
+    queue.done(job)
+    assert (queue.pending, queue.open_gaps) == (0, 0)
+    assert queue.add(gap()) and queue.pending == 1
+
+
+def test_a_request_rest_cannot_fill_is_refused() -> None:
+    """add raises ValueError for a request no lane serves."""
+    with pytest.raises(ValueError, match="REST cannot fill"):
+        BackfillQueue().add(gap("btcusdt@bookTicker"))
+
+
+def test_the_oldest_ready_job_of_a_lane_goes_first() -> None:
+    """Within a lane the earliest request is served first; a job backing off or running is
+    skipped until it is ready again."""
+    queue = BackfillQueue(steady(10.0))
+    old, new = gap("btcusdt@aggTrade"), gap("ethusdt@trade")
+    queue.add(old)
+    queue.add(new)
+    first = take(queue, Lane.IDS)
+    assert queue.failed(first, DOWN, 5.0) == 10.0
+    assert ready(queue, Lane.IDS, 5.0).gap == new and ready(queue, Lane.IDS, 15.0) is first
+    assert queue.wake_at(Lane.IDS) == 0.0 and queue.peek(Lane.DEPTH, 0.0) is None
+
+
+def test_a_job_resumed_after_a_page_is_ready_at_once_and_keeps_its_cursor() -> None:
+    """A job with more pages to go is ready again, at the cursor it reached."""
+    queue = BackfillQueue()
+    queue.add(gap(first=100, last=5000))
+    job = take(queue, Lane.IDS)
+    assert queue.peek(Lane.IDS, 0.0) is None and queue.wake_at(Lane.IDS) is None
+    job.cursor = 1100
+    queue.resume(job)
+    assert queue.peek(Lane.IDS, 0.0) is job and job.cursor == 1100
+
+
+def test_each_job_backs_off_on_its_own() -> None:
+    """Two failing gaps each get their own delay sequence: the second's first retry is not
+    lengthened by the first's failures."""
+    queue = BackfillQueue(lambda: iter([1.0, 2.0, 4.0]))
+    queue.add(gap("btcusdt@aggTrade"))
+    queue.add(gap("ethusdt@aggTrade"))
+    a, b = take(queue, Lane.IDS), take(queue, Lane.IDS)
+    delays = [queue.failed(a, DOWN, 0.0), queue.failed(a, DOWN, 0.0), queue.failed(b, DOWN, 0.0)]
+    assert delays == [1.0, 2.0, 1.0]
+    assert (a.ready_at, b.ready_at, queue.wake_at(Lane.IDS)) == (2.0, 1.0, 1.0)
+
+
+def test_a_fatal_failure_gives_the_job_up() -> None:
+    """A 400 (our request is wrong) drops the job: nothing pending, no gap open."""
+    queue = BackfillQueue(steady(0.0))
+    queue.add(gap())
+    job = take(queue, Lane.IDS)
+    assert queue.failed(job, WRONG, 0.0) is None
+    assert (queue.pending, queue.open_gaps, job.running) == (0, 0, False)
+
+
+def test_the_default_back_off_starts_short() -> None:
+    """Without injected delays, the first retry comes within half a second."""
+    queue = BackfillQueue()
+    queue.add(gap())
+    delay = queue.failed(take(queue, Lane.IDS), DOWN, 0.0)
+    assert delay is not None and 0.0 <= delay <= 0.5
+
+
+def test_snapshot_requests_before_the_fetch_share_it() -> None:
+    """Requests for one stream's snapshot made before it is fetched join one job answering each
+    distinct gap and the NeedSnapshot once."""
+    queue = BackfillQueue()
+    g = gap("btcusdt@depth", 5, 9)
+    added = [queue.add(r) for r in (snap(), g, snap(), g, gap("ethusdt@depth"))]
+    assert added == [True, True, False, False, True]
+    job = ready(queue, Lane.DEPTH)
+    assert (job.stream, job.gaps, job.bare, job.requests) == ("btcusdt@depth", [g], True, 2)
+    assert (queue.pending, queue.open_gaps) == (2, 2)
+
+
+def test_snapshot_requests_during_the_fetch_share_one_more_fetch() -> None:
+    """Requests made while a stream's snapshot is being fetched wait for it to finish, then are
+    answered together by one further fetch."""
+    queue = BackfillQueue()
+    queue.add(snap())
+    running = take(queue, Lane.DEPTH)
+    g1, g2 = gap("btcusdt@depth", 5, 9), gap("btcusdt@depth", 20, 30)
+    assert [queue.add(r) for r in (g1, snap(), g2, g1)] == [True, True, True, False]
+    assert queue.peek(Lane.DEPTH, 0.0) is None and queue.pending == 2
+    queue.done(running)
+    after = ready(queue, Lane.DEPTH)
+    assert (after.gaps, after.bare, queue.pending, queue.open_gaps) == ([g1, g2], True, 1, 2)
+    queue.start(after)
+    queue.done(after)
+    assert (queue.pending, queue.open_gaps) == (0, 0)
+
+
+def test_a_failed_snapshot_fetch_answers_the_requests_made_meanwhile() -> None:
+    """When a snapshot fetch fails and will be retried, requests made during it are merged into
+    its retry instead of a separate fetch."""
+    queue = BackfillQueue(steady(1.0))
+    queue.add(snap())
+    running = take(queue, Lane.DEPTH)
+    g = gap("btcusdt@depth", 5, 9)
+    queue.add(g)
+    assert queue.failed(running, DOWN, 0.0) == 1.0
+    assert (running.gaps, running.bare, queue.pending) == ([g], True, 1)
+    assert queue.peek(Lane.DEPTH, 1.0) is running
+
+
+def test_a_snapshot_given_up_leaves_the_requests_made_meanwhile_queued() -> None:
+    """A snapshot fetch given up on drops its own requests only; those made meanwhile get their
+    own fetch."""
+    queue = BackfillQueue()
+    queue.add(snap())
+    running = take(queue, Lane.DEPTH)
+    g = gap("btcusdt@depth", 5, 9)
+    queue.add(g)
+    assert queue.failed(running, WRONG, 0.0) is None
+    after = ready(queue, Lane.DEPTH)
+    assert after is not running and after.gaps == [g] and queue.pending == 1
+
+
+def test_open_gaps_count_distinct_gaps_of_every_lane() -> None:
+    """open_gaps counts id, kline and depth gaps once each, and no NeedSnapshot."""
+    queue = BackfillQueue()
+    for r in (gap(), gap("btcusdt@kline_1s", 1000, 2000), snap(), gap("btcusdt@depth", 5, 9)):
+        queue.add(r)
+    assert (queue.open_gaps, queue.pending) == (3, 3)
+    assert repr(queue) == "<BackfillQueue depth=1 ids=1 klines=1 again=0 open_gaps=3>"
+
+
+def test_jobs_describe_themselves() -> None:
+    """A job's repr names its lane, stream, age, requests, progress and state."""
+    queue = BackfillQueue()
+    queue.add(gap(first=7, last=9))
+    job = ready(queue, Lane.IDS)
+    assert repr(job) == ("<Job ids btcusdt@aggTrade age=0 requests=1 cursor=7 rows=0 "
+                         "ready_at=0.000>")
+    queue.start(job)
+    assert repr(job).endswith("rows=0 running>")
