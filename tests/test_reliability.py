@@ -386,3 +386,39 @@ async def test_a_restart_after_a_run_shorter_than_one_candle_leaves_no_hole(
     assert opens[0] == stored_open == first_missing and cause == "gap since restart"
     assert opens == list(range(opens[0], opens[-1] + 1000, 1000))
     assert all(closed for _, closed in candles[:-2])
+
+
+def bridged_snapshots(db: Path, symbol: str) -> list[int]:
+    """lastUpdateIds of stored snapshots that a stored diff bridges (U <= L + 1 <= u)."""
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT s.last_update_id FROM depth_snapshot s WHERE s.symbol = ? AND EXISTS "
+            "(SELECT 1 FROM depth_update d WHERE d.symbol = s.symbol AND "
+            "d.first_update_id <= s.last_update_id + 1 "
+            "AND s.last_update_id + 1 <= d.final_update_id)", (symbol,))]
+
+
+async def test_the_depth_chain_broken_by_a_restart_is_recorded_and_reanchored(
+        db_path: Path) -> None:
+    """After a stop, the first live diff of the next run reveals the updates missed: a gap
+    since restart, filled once a fresh snapshot is bridged by a stored diff."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+        first = make_recorder(ex, db_path, symbols=["BTCUSDT"], streams=["depth@100ms"])
+        task = asyncio.create_task(first.run())
+        await first.wait_until(lambda s: s.stored["depth_update"] >= 5
+                               and s.stored["depth_snapshot"] >= 1, TIMEOUT)
+        first.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        anchors = bridged_snapshots(db_path, "BTCUSDT")
+        ex.faults.refuse_connections(0.5)  # the book moves on while nothing records
+        second = make_recorder(ex, db_path, symbols=["BTCUSDT"], streams=["depth@100ms"])
+        task = asyncio.create_task(second.run())
+        await second.wait_until(lambda s: s.gaps >= 1 and s.gaps_filled == s.gaps, TIMEOUT)
+        second.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    with sqlite3.connect(db_path) as conn:
+        [(cause, first_missing, filled)] = conn.execute(
+            "SELECT cause, first_missing, filled_ns FROM gaps").fetchall()
+    assert cause == "gap since restart" and filled is not None
+    assert len(bridged_snapshots(db_path, "BTCUSDT")) > len(anchors) >= 1
+    assert max(bridged_snapshots(db_path, "BTCUSDT")) >= first_missing

@@ -26,7 +26,9 @@ from urllib.parse import urlsplit
 
 from binance_streamer.batcher import Batcher
 from binance_streamer.core.backoff import full_jitter
+from binance_streamer.core.bridging import Bridged, BridgeOutcome, DepthBridge
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
+from binance_streamer.core.events import DiffDepth
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
 from binance_streamer.core.sequencing import (
     SEQUENCED_KINDS,
@@ -185,6 +187,7 @@ class Recorder:
         self._seen_count: dict[str, int] = {}
         self._heard: set[str] = set()  # streams that sent at least one message this run
         self._deferred: list[GapDetected | NeedSnapshot] | None = None  # while REST is down
+        self._bridges: dict[str, DepthBridge] = {}  # per diff-depth stream
         self._paused_since: float | None = None  # reading paused by back-pressure since then
         self._paused_s = 0.0  # paused time not yet excused to the silence watchdogs
 
@@ -240,7 +243,8 @@ class Recorder:
                 batch_age_s=self.config.batch_age_s,
                 max_pending=self.config.max_pending_batches,
                 pause=self._pause_reading, resume=self._resume_reading)
-            self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled)
+            self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled,
+                                         snapshot_taken=self._on_snapshot)
             if not checked:
                 self._deferred = []
             await self._resume_from(sink)
@@ -384,11 +388,14 @@ class Recorder:
             # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
             if stream.kind in SEQUENCED_KINDS:
-                for action in self.sequencer.observe(stream.name, out.event):
+                event = out.event
+                for action in self.sequencer.observe(stream.name, event):
                     if type(action) is GapDetected:
                         self._gap(action, received_ns)
                     else:
                         self._request(action)  # NeedSnapshot: a diff-depth stream's first
+                if type(event) is DiffDepth:
+                    self._bridge_diff(stream.name, event)
         elif type(out) is Reject:
             self.stats.quarantined += 1
             batch.quarantine.append(
@@ -455,6 +462,36 @@ class Recorder:
 
     def _on_fatal(self, exc: StorageError) -> None:
         self._fail(exc)
+
+    def _bridge(self, stream: str) -> DepthBridge:
+        bridge = self._bridges.get(stream)
+        if bridge is None:
+            bridge = self._bridges[stream] = DepthBridge(stream)
+        return bridge
+
+    def _bridge_diff(self, stream: str, event: DiffDepth) -> None:
+        for outcome in self._bridge(stream).diff(event.first_update_id, event.final_update_id):
+            self._bridged(outcome)
+
+    def _on_snapshot(self, stream: str, last_update_id: int, gap: GapDetected | None) -> None:
+        """A depth snapshot was stored: it counts once a stored diff bridges it."""
+        outcome = self._bridge(stream).snapshot(last_update_id, gap)
+        if outcome is not None:
+            self._bridged(outcome)
+
+    def _bridged(self, outcome: BridgeOutcome) -> None:
+        """A depth gap is filled only when a stored snapshot is bridged by a stored diff
+        (web-socket-streams.md, "How to manage a local order book correctly"); a snapshot
+        older than the diffs at hand is fetched again."""
+        if type(outcome) is Bridged:
+            log.info("%s: snapshot %d bridged by diff %d..%d", outcome.stream,
+                     outcome.last_update_id, outcome.first, outcome.final)
+            if outcome.gap is not None:
+                self._on_filled(outcome.gap, 1)
+            return
+        log.info("%s: snapshot %d is older than the diffs received; fetching another",
+                 outcome.stream, outcome.last_update_id)
+        self._request(outcome.gap or NeedSnapshot(outcome.stream, "snapshot too old"))
 
     def _on_filled(self, gap: GapDetected, rows: int) -> None:
         assert self._batcher is not None

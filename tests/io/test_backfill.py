@@ -226,13 +226,13 @@ async def test_snapshots_are_stored_and_reported_not_filled() -> None:
     assert out.filled == []
 
 
-async def test_without_snapshot_taken_a_depth_gap_is_reported_filled() -> None:
-    """A caller that passes no snapshot_taken gets a snapshotted depth gap reported filled with
-    one row, as before."""
+async def test_a_depth_gap_is_never_reported_filled_by_the_backfiller() -> None:
+    """A snapshot stored for a depth gap does not fill it: only a diff bridging the snapshot
+    can, which the recorder decides; without snapshot_taken nothing is reported."""
     out = Recorded()
     fill = Backfiller(cast(RestClient, FakeRest()), out.submit, out.fill, delays=no_wait)
     await run_until_idle(fill, NeedSnapshot("btcusdt@depth@100ms", "initial"), DEPTH_GAP)
-    assert out.filled == [(DEPTH_GAP, 1)] and len(out.rows[DEPTH_SNAPSHOT.name]) == 1
+    assert out.filled == [] and len(out.rows[DEPTH_SNAPSHOT.name]) == 1
 
 
 # -- lanes and weight --------------------------------------------------------------------------

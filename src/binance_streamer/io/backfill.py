@@ -199,10 +199,7 @@ class Backfiller:
     def _report(self, job: Job, last_update_id: int) -> None:
         if job.lane is not Lane.DEPTH:
             self._filled(job.gap, job.rows)
-        elif self._snapshot_taken is None:
-            for gap in job.gaps:
-                self._filled(gap, 1)
-        else:
+        elif self._snapshot_taken is not None:
             for gap in job.gaps:
                 self._snapshot_taken(job.stream, last_update_id, gap)
             if job.bare:
