@@ -43,9 +43,11 @@ FrameHandler = Callable[[int, int, bytes], None]
 class ConnectionSettings:
     """Timing of one connection; tests shrink these."""
 
-    # Nothing received for this long -> we send a ping (Binance pings every 20 s by itself).
-    ping_idle_s: float = 10.0
-    pong_timeout_s: float = 10.0  # ... and no data nor pong for this long after it -> reconnect
+    # Nothing received for this long -> we send a ping (Binance pings every 20 s by itself; a
+    # ping of ours counts towards the 5 incoming messages per second, web-socket-streams.md
+    # "WebSocket Limits"): a dead connection is found within about 10 s.
+    ping_idle_s: float = 5.0
+    pong_timeout_s: float = 5.0  # ... and no data nor pong for this long after it -> reconnect
     lifetime_s: float = 23.5 * 3600  # roll over before Binance's 24 h disconnect
     first_data_timeout_s: float = 10.0  # a rollover's new connection must deliver by then
     handshake_timeout_s: float = 10.0
