@@ -239,3 +239,18 @@ async def test_reading_paused_by_a_locked_database_is_not_a_silence(db_path: Pat
     assert stats.stale == 0 and rows(db_path, "SELECT COUNT(*) FROM gaps") == [(0,)]
     assert recorder.connections[0].reconnects == 0
     assert rows(db_path, "SELECT COUNT(*) FROM ticker") == [(stats.messages["ticker"],)]
+
+
+async def test_no_silence_is_recorded_before_a_stream_was_ever_subscribed(db_path: Path
+                                                                          ) -> None:
+    """While the connection never opens, its streams' silence clocks do not run: the run ends
+    with no 'stale' gap, and the streams are listed as never heard from."""
+    from binance_streamer.core.sequencing import Sequencer
+    from binance_streamer.core.streams import StreamKind
+
+    recorder = Recorder(RecorderConfig(symbols=["BTCUSDT"], streams=["ticker"], database=db_path,
+                                       ws_url="ws://127.0.0.1:9", rest_url="http://127.0.0.1:9"))
+    recorder.sequencer = Sequencer(max_silence_ms={StreamKind.TICKER: 300})
+    stats = await asyncio.wait_for(recorder.run(duration=2.0), TIMEOUT)
+    assert stats.stale == 0 and stats.silent_streams == ["btcusdt@ticker"]
+    assert rows(db_path, "SELECT COUNT(*) FROM gaps") == [(0,)]

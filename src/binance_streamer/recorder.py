@@ -188,6 +188,7 @@ class Recorder:
         self._heard: set[str] = set()  # streams that sent at least one message this run
         self._deferred: list[GapDetected | NeedSnapshot] | None = None  # while REST is down
         self._bridges: dict[str, DepthBridge] = {}  # per diff-depth stream
+        self._unwatched: dict[int, list[str]] = {}  # connection -> streams, until it first opens
         self._paused_since: float | None = None  # reading paused by back-pressure since then
         self._paused_s = 0.0  # paused time not yet excused to the silence watchdogs
 
@@ -305,9 +306,9 @@ class Recorder:
                              self._on_frame, limiter, self.config.connection, self._on_event)
             for p in plans
         ]
-        now_ms = time.time_ns() // 1_000_000
+        self._unwatched = {p.index: list(p.streams) for p in plans}
         for name in names:
-            self.sequencer.add(name, now_ms)
+            self.sequencer.add(name)  # silence clocks start when their connection first opens
         assert self.backfiller is not None and self._loop is not None
         async with asyncio.TaskGroup() as tasks:
             for conn in self.connections:
@@ -501,6 +502,12 @@ class Recorder:
 
     def _on_event(self, conn: StreamConnection, event: str) -> None:
         log.info("connection #%d %s", conn.index, event)
+        if event == "connected" and (streams := self._unwatched.pop(conn.index, None)):
+            # A stream cannot be silent before it was ever subscribed; after that, time spent
+            # reconnecting counts (tickers have no ids to reveal what was missed).
+            now_ms = time.time_ns() // 1_000_000
+            for stream in streams:
+                self.sequencer.add(stream, now_ms)
 
     def _count_seen(self) -> dict[str, int]:
         """Take the per-stream message counts gathered since the last call."""
