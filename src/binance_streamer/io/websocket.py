@@ -212,14 +212,21 @@ class StreamConnection:
 
     async def _open(self) -> tuple[WSTransport, _Listener]:
         self.connects += 1
-        transport, listener = await picows.ws_connect(
-            lambda: _Listener(self), self.url,
-            websocket_handshake_timeout=self.settings.handshake_timeout_s,
-            enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
-            enable_auto_ping=True, auto_ping_idle_timeout=self.settings.ping_idle_s,
-            auto_ping_reply_timeout=self.settings.pong_timeout_s,
-            socket_factory=self._socket, ssl_context=self.settings.ssl_context,
-        )
+        sockets: list[socket.socket] = []  # the socket we made, closed if the attempt fails
+        try:
+            transport, listener = await picows.ws_connect(
+                lambda: _Listener(self), self.url,
+                websocket_handshake_timeout=self.settings.handshake_timeout_s,
+                enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
+                enable_auto_ping=True, auto_ping_idle_timeout=self.settings.ping_idle_s,
+                auto_ping_reply_timeout=self.settings.pong_timeout_s,
+                socket_factory=lambda url: self._socket(url, sockets),
+                ssl_context=self.settings.ssl_context,
+            )
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
         if not isinstance(listener, _Listener):  # picows gives None when the server aborts
             transport.disconnect()
             raise ConnectionError("the server closed the connection during the handshake")
@@ -228,12 +235,15 @@ class StreamConnection:
             raise ConnectionError("stopped while connecting")
         return transport, listener
 
-    async def _socket(self, url: picows.WSParsedURL) -> socket.socket:
-        """An unconnected TCP socket for ``url`` with a bounded receive buffer."""
+    async def _socket(self, url: picows.WSParsedURL, made: list[socket.socket]
+                      ) -> socket.socket:
+        """An unconnected TCP socket for ``url`` with a bounded receive buffer (also appended
+        to ``made``)."""
         infos = await asyncio.get_running_loop().getaddrinfo(
             url.host, url.port, type=socket.SOCK_STREAM)
         family, kind, proto, _, _ = infos[0]
         sock = socket.socket(family, kind, proto)
+        made.append(sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.receive_buffer_bytes)
         sock.setblocking(False)
         return sock
