@@ -238,3 +238,16 @@ async def test_a_stream_that_sends_nothing_is_reported_with_exit_1(db_path: Path
     assert "Recorded into" in out
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM ticker").fetchone()[0] > 0
+
+
+def test_replay_on_a_port_in_use_is_one_line_and_exit_1() -> None:
+    """`replay --port` on a port another program holds says so in one line, exit 1."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, stderr = run("replay", "--port", str(port), "--synthetic", "BTCUSDT")
+    assert code == 1, stderr
+    assert_one_clear_line(stderr, "in use", str(port))

@@ -83,6 +83,8 @@ class _Commands(click.Group):
             fail(str(exc), 2)
         except StreamerError as exc:
             fail(str(exc), 1)
+        except OSError as exc:  # e.g. `replay --port` already in use
+            fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         sys.exit(code if isinstance(code, int) else 0)
