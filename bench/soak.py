@@ -9,12 +9,16 @@ skip provokes. The recorder runs in a child process, so its memory is its own (s
 second from ``/proc``); the size of the SQLite write-ahead log (``soak.db-wal``) is sampled every
 0.1 s. At the end the database is compared with the exchange's history of the
 id-sequenced streams (aggTrade ``a``, trade ``t``): over the stored id range every published id
-must be stored exactly once, with its price and quantity.
+must be stored exactly once, with its price and quantity. The klines, the depth chain and the
+``gaps`` table are then judged by the fault matrix's checks (tests/test_fault_matrix.py): one
+kline per second, all closed but the newest and each closed one with the exchange's final
+values; every break of the diff-depth chain anchored by a stored snapshot; every gap filled.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--seed 1] [--fault-every 4] [--rate 20]
                                    [--wal-limit-mb 32]
 
-Exit status 1 if any message was lost, duplicated or altered.
+Exit status 1 if any message was lost, duplicated or altered, a kline is missing, unclosed or
+wrong, a depth break is unbridged, or a gap is left open.
 """
 
 from __future__ import annotations
@@ -245,7 +249,8 @@ async def soak(args: argparse.Namespace) -> int:
         wal.sample(db, time.monotonic() - start)  # after the recorder closed the database
         elapsed = time.monotonic() - start
         check = compare(db, ex, symbols)
-    return report(args, elapsed, result, check, injected, rss, wal, db, log_path)
+        kinds = kind_checks(db, ex, symbols)
+    return report(args, elapsed, result, check, kinds, injected, rss, wal, db, log_path)
 
 
 async def _sample_rss(pid: int, start: float, out: list[tuple[float, float]]) -> None:
@@ -328,9 +333,52 @@ def compare(db: Path, ex: Any, symbols: list[str]) -> list[StreamCheck]:
     return checks
 
 
+def kind_checks(db: Path, ex: Any, symbols: list[str]) -> list[Any]:
+    """The fault matrix's checks of klines, depth chain and gaps, per symbol (`Finding` each)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+    from tests.test_fault_matrix import (
+        check_depth_chain,
+        check_gaps,
+        check_klines,
+        final_klines,
+    )
+
+    found = []
+    with sqlite3.connect(db) as conn:
+        for symbol in symbols:
+            found.append(check_klines(conn, symbol, "1s", final_klines(ex, symbol, "1s")))
+            found.append(check_depth_chain(conn, symbol))
+            found.append(check_gaps(conn, symbol))
+    return found
+
+
+def kind_lines(kinds: list[Any]) -> tuple[list[str], int]:
+    """One line per kind (klines, depth, gaps) summed over the symbols, and the problem count."""
+    by_check: dict[str, list[Any]] = {}
+    for f in kinds:
+        by_check.setdefault(f.check, []).append(f)
+    labels = {"kline_1s": ("klines", ("missing", "unclosed", "wrong", "off grid")),
+              "depth chain": ("depth diffs", ("unbridged", "unrecorded")),
+              "gaps": ("gap rows", ("open",))}
+    lines, bad = [], 0
+    for check, (label, problems) in labels.items():
+        fs = by_check.get(check, [])
+        total = sum(f.checked for f in fs)
+        counts = {p: sum(f.problems[p] for f in fs) for p in problems}
+        empty = sum(f.problems["no rows"] for f in fs)
+        extra = "".join(f", {p} {sum(f.info[p] for f in fs)}" for p in ("breaks",)
+                        if check == "depth chain")
+        bad += sum(counts.values()) + empty
+        lines.append(f"{check:<12} {label} {total:,}{extra}: "
+                     + ", ".join(f"{p} {n}" for p, n in counts.items())
+                     + (f", symbols with no rows {empty}" if empty else ""))
+        lines += [f"    {f}" for f in fs if not f.ok]
+    return lines, bad
+
+
 def report(args: argparse.Namespace, elapsed: float, result: dict[str, Any],
-           checks: list[StreamCheck], injected: list[Injected], rss: list[tuple[float, float]],
-           wal: WalSizes, db: Path, log_path: Path) -> int:
+           checks: list[StreamCheck], kinds: list[Any], injected: list[Injected],
+           rss: list[tuple[float, float]], wal: WalSizes, db: Path, log_path: Path) -> int:
     print(f"soak: {elapsed / 60:.1f} min, symbols {' '.join(args.symbols)}, streams "
           f"{','.join(STREAMS)}, seed {args.seed}, a fault every ~{args.fault_every:g}s "
           f"({len(injected)} injected)")
@@ -350,8 +398,13 @@ def report(args: argparse.Namespace, elapsed: float, result: dict[str, Any],
     lost = sum(len(c.lost) for c in checks)
     dup = sum(c.duplicated for c in checks)
     bad = sum(c.unknown + c.altered for c in checks)
-    verdict = "OK" if lost == dup == bad == 0 and all(c.stored for c in checks) else "FAILED"
-    print(f"messages lost: {lost}   duplicated: {dup}   unknown/altered: {bad}   -> {verdict}")
+    lines, kind_bad = kind_lines(kinds)
+    for line in lines:
+        print(line)
+    verdict = ("OK" if lost == dup == bad == kind_bad == 0 and all(c.stored for c in checks)
+               else "FAILED")
+    print(f"messages lost: {lost}   duplicated: {dup}   unknown/altered: {bad}   "
+          f"kline/depth/gap problems: {kind_bad}   -> {verdict}")
     print()
     if "error" not in result:
         msgs = sum(result["messages"].values())

@@ -123,3 +123,64 @@ async def test_replayed_depth_snapshot_is_the_recorded_one_and_bridges(http: Any
             event = await client.recv()
         assert event["U"] <= snap["lastUpdateId"] + 1 <= event["u"]
         assert len(snap["bids"]) == 1000 and snap["bids"][0] == ["58001.03000000", "1.60107400"]
+
+
+def _agg(agg_id: int, time_ms: int, price: str) -> dict[str, Any]:
+    """An aggTrade payload (web-socket-streams.md "Aggregate Trade Streams") at ``time_ms``."""
+    return {"e": "aggTrade", "E": time_ms, "s": "BTCUSDT", "a": agg_id, "p": price,
+            "q": "1.00000000", "f": agg_id, "l": agg_id, "T": time_ms, "m": False,
+            "M": True}
+
+
+OPEN = 1_699_999_980_000  # a whole minute: the open time of the first 1s and 1m candles
+
+
+async def test_the_first_partial_candle_is_selected_by_its_open_time(http: Any) -> None:
+    """The first candle, whose first trade comes after its open time, is returned for any
+    [startTime, endTime] holding its open time, and startTime/endTime select candles by open
+    time (rest-api.md "Kline/Candlestick data": klines are uniquely identified by their open
+    time)."""
+    async with LocalExchange() as ex:
+        for agg_id, offset, price in ((1, 250, "10.00000000"), (2, 700, "11.00000000"),
+                                      (3, 1_400, "12.00000000"), (4, 2_900, "13.00000000")):
+            ex.market.publish("btcusdt@aggTrade", _agg(agg_id, OPEN + offset, price))
+        base = ex.rest_url + "/api/v3/klines?symbol=BTCUSDT&interval=1s"
+
+        async def opens(query: str) -> list[int]:
+            status, body, _ = await get(http, base + query)
+            assert status == 200, body
+            return [row[0] for row in body]
+
+        status, body, _ = await get(http, base + f"&startTime={OPEN}&endTime={OPEN}")
+        assert status == 200 and [row[:7] for row in body] == [
+            [OPEN, "10.00000000", "11.00000000", "10.00000000", "11.00000000", "2.00000000",
+             OPEN + 999]]
+        assert await opens(f"&endTime={OPEN}") == [OPEN]
+        assert await opens(f"&startTime={OPEN - 5_000}&endTime={OPEN + 100}") == [OPEN]
+        assert await opens(f"&startTime={OPEN - 5_000}") == [OPEN, OPEN + 1_000, OPEN + 2_000]
+        assert await opens(f"&startTime={OPEN + 1}") == [OPEN + 1_000, OPEN + 2_000]
+        assert await opens(f"&startTime={OPEN + 2_000}&endTime={OPEN + 9_000}") == [OPEN + 2_000]
+        assert await opens(f"&startTime={OPEN + 3_000}") == []
+        assert await opens(f"&endTime={OPEN - 1}") == []
+        assert await opens("&limit=2") == [OPEN + 1_000, OPEN + 2_000]
+        status, body, _ = await get(http, ex.rest_url + "/api/v3/klines?symbol=BTCUSDT"
+                                    f"&interval=1m&startTime={OPEN}&endTime={OPEN}")
+        assert [(row[0], row[8]) for row in body] == [(OPEN, 4)]
+
+
+async def test_time_parameters_may_be_sent_in_microseconds(http: Any) -> None:
+    """startTime and endTime in microseconds select the same klines and aggTrades as in
+    milliseconds (rest-api.md "General API Information")."""
+    async with LocalExchange() as ex:
+        for agg_id, offset in ((1, 250), (2, 1_400), (3, 2_900)):
+            ex.market.publish("btcusdt@aggTrade", _agg(agg_id, OPEN + offset, "10.00000000"))
+        base = ex.rest_url + "/api/v3/"
+        us = OPEN * 1000
+        for query, opens in ((f"startTime={us}&endTime={us}", [OPEN]),
+                             (f"startTime={us + 1}", [OPEN + 1_000, OPEN + 2_000]),
+                             (f"endTime={us + 1_999_999}", [OPEN, OPEN + 1_000])):
+            _, body, _ = await get(http, base + f"klines?symbol=BTCUSDT&interval=1s&{query}")
+            assert [row[0] for row in body] == opens, query
+        _, body, _ = await get(http, base + "aggTrades?symbol=BTCUSDT"
+                               f"&startTime={us + 250_001}&endTime={us + 2_900_000}")
+        assert [row["a"] for row in body] == [2, 3]

@@ -55,6 +55,21 @@ def _int(req: web.Request, name: str, default: int | None = None) -> int | None:
                                f"is '^[0-9]{{1,20}}$'.") from None
 
 
+_MICROS_FROM = 10**15  # a time parameter this large is in microseconds (ms: the year 33658)
+
+
+def _times(req: web.Request) -> tuple[int | None, int | None]:
+    """``startTime`` and ``endTime`` in milliseconds. Both may be sent in microseconds
+    (rest-api.md "General API Information": timestamp parameters can be passed in milliseconds
+    or microseconds); a start then rounds up and an end down, so the same items are selected."""
+    start, end = _int(req, "startTime"), _int(req, "endTime")
+    if start is not None and start >= _MICROS_FROM:
+        start = -(-start // 1000)
+    if end is not None and end >= _MICROS_FROM:
+        end //= 1000
+    return start, end
+
+
 def _limit(req: web.Request, default: int, top: int) -> int:
     value = _int(req, "limit", default)
     assert value is not None
@@ -229,7 +244,7 @@ class RestApi:
         if state is None:
             return []
         recs = state.aggs
-        from_id, start, end = _int(req, "fromId"), _int(req, "startTime"), _int(req, "endTime")
+        from_id, (start, end) = _int(req, "fromId"), _times(req)
         if from_id is not None:  # ids are increasing: bisect instead of scanning
             first = bisect_left(recs, from_id, key=lambda r: r.agg_id)
             chosen = recs[first:first + limit]
@@ -275,7 +290,7 @@ class RestApi:
         limit = _limit(req, 500, 1000)
         if state is None:
             return []
-        start, end = _int(req, "startTime"), _int(req, "endTime")
+        start, end = _times(req)
         stream = f"{state.symbol.lower()}@kline_{interval}"
         if stream in state.recorded:
             return recorded_kline_rows(self.market.history.events(stream), start, end, limit)
@@ -367,24 +382,35 @@ def recorded_kline_rows(events: list[Any], start: int | None, end: int | None, l
 def kline_rows(state: SymbolState, interval: str, start: int | None, end: int | None,
                limit: int) -> list[list[Any]]:
     """REST kline rows of ``state``'s trades: oldest first from ``start``, else the most recent
-    ``limit`` up to ``end``; empty buckets between trades are flat at the previous close."""
-    first_t, last_t = state.agg_times[0], state.agg_times[-1]
-    lo = max(start if start is not None else first_t, first_t)
-    hi = min(end if end is not None else last_t, last_t)
-    if lo > hi:
-        return []
+    ``limit`` up to ``end``; empty buckets between trades are flat at the previous close.
+
+    Candles are selected by open time, ``start <= openTime <= end`` (rest-api.md
+    "Kline/Candlestick data": klines are uniquely identified by their open time). The candles
+    that exist run from the one holding the first trade to the one holding the last: the first
+    opens before its first trade, so the bounds are clamped to open times, never to trade times
+    (clamping ``start`` to the first trade made ``startTime = endTime =`` the first candle's
+    open time answer ``[]``).
+    """
+    first_open = stats.bucket_bounds(state.agg_times[0], interval)[0]
+    last_open = stats.bucket_bounds(state.agg_times[-1], interval)[0]
+    lo = max(start, first_open) if start is not None else first_open
+    hi = min(end, last_open) if end is not None else last_open
     buckets: list[tuple[int, int]] = []
     if start is not None:
         b = stats.bucket_bounds(lo, interval)
+        if b[0] < lo:  # ``start`` inside a candle: that candle opened before it
+            b = stats.bucket_bounds(b[1] + 1, interval)
         while b[0] <= hi and len(buckets) < limit:
             buckets.append(b)
             b = stats.bucket_bounds(b[1] + 1, interval)
-    else:
-        b = stats.bucket_bounds(hi, interval)
-        while b[1] >= lo and len(buckets) < limit:
+    elif hi >= lo:
+        b = stats.bucket_bounds(hi, interval)  # the candle holding ``end`` opened at or before it
+        while b[0] >= lo and len(buckets) < limit:
             buckets.append(b)
             b = stats.bucket_bounds(b[0] - 1, interval)
         buckets.reverse()
+    if not buckets:
+        return []
     rows = []
     before = bisect_left(state.agg_times, buckets[0][0])
     close = state.aggs[before - 1].p if before else state.aggs[0].p
