@@ -19,8 +19,7 @@ from binance_streamer.exchange import (
     parse_speed,
     serve,
 )
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 SHARED = Path("/work/shared/data")

@@ -11,8 +11,7 @@ import aiohttp
 import pytest
 
 from binance_streamer.exchange import LocalExchange
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 
 async def raw_messages(client: Any, n: int) -> list[aiohttp.WSMessage]:

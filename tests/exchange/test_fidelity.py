@@ -14,8 +14,7 @@ import pytest
 import websocket  # websocket-client, the tutorial's library
 
 from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 

@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binance_streamer.exchange import Limits, LocalExchange
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 
 from binance_streamer.exchange import Limits, LocalExchange
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 
 async def test_more_than_five_messages_per_second_closes_with_1008(connect: Any) -> None:

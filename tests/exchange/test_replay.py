@@ -9,8 +9,7 @@ from typing import Any
 
 from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
 from binance_streamer.exchange.sources import load_source
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 

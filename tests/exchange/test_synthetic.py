@@ -7,8 +7,7 @@ import itertools
 from typing import Any
 
 from binance_streamer.exchange import LocalExchange
-
-from .conftest import TIMEOUT
+from tests.exchange.helpers import TIMEOUT
 
 STREAMS = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@depth@100ms", "btcusdt@bookTicker",
            "btcusdt@kline_1s", "btcusdt@ticker", "btcusdt@miniTicker", "btcusdt@depth5",
