@@ -14,23 +14,9 @@ from binance_streamer.core.backoff import (
     BAN_FALLBACK_S,
     ReconnectPolicy,
     Verdict,
-    classify,
     classify_http_status,
     full_jitter,
-    retry_after_of,
     retry_after_s,
-)
-from binance_streamer.errors import (
-    BadResponse,
-    HandshakeRefused,
-    IncompleteBackfill,
-    InvalidStreamName,
-    RateLimited,
-    RestError,
-    StorageBusy,
-    StorageFatal,
-    UnknownSymbolError,
-    Unreachable,
 )
 
 
@@ -243,67 +229,3 @@ def test_success_is_not_classified() -> None:
 def test_retry_after_header_is_parsed(status: int, header: str | None, expected: float) -> None:
     """Retry-After seconds are read as given; a 418 without them waits the 2-minute fallback."""
     assert retry_after_s(status, header) == expected
-
-
-# classify: the one place that decides what to retry
-
-RETRYABLE: list[BaseException] = [
-    RateLimited(429, 7.0),
-    RestError(503, None, "Service Unavailable"),
-    RestError(403, None, "WAF"),
-    HandshakeRefused("ws://x", 429, "Too Many Requests", 60.0),
-    HandshakeRefused("ws://x", 502, "Bad Gateway"),
-    Unreachable("http://x", "Connection refused"),
-    IncompleteBackfill("btcusdt@aggTrade", 3, 5),
-    StorageBusy("locked"),
-    ConnectionResetError("reset"),
-    TimeoutError(),
-]
-FATAL: list[BaseException] = [
-    RestError(400, -1100, "Illegal characters found in parameter"),
-    RestError(404, None, "Not Found"),
-    HandshakeRefused("ws://x", 404, "Not Found"),
-    HandshakeRefused("ws://x", 200, "OK"),  # a plain HTTP server where a WebSocket was due
-    BadResponse("not JSON"),
-    StorageFatal("disk full"),
-    InvalidStreamName("nope"),
-    UnknownSymbolError(["NOPEUSDT"]),
-    ValueError("a bug"),
-]
-
-
-@pytest.mark.parametrize("failure", RETRYABLE, ids=repr)
-def test_transient_failures_are_retried(failure: BaseException) -> None:
-    """Rate limits, server errors, no connection, a backfill REST has not caught up with, a
-    locked database and socket errors are retried."""
-    assert classify(failure) is Verdict.RETRY
-
-
-@pytest.mark.parametrize("failure", FATAL, ids=repr)
-def test_permanent_failures_are_fatal(failure: BaseException) -> None:
-    """A wrong request or URL, an answer of the wrong shape, bad input, a database that refuses
-    writes and anything unexpected are not retried."""
-    assert classify(failure) is Verdict.FATAL
-
-
-def test_after_gives_up_on_fatal_failures_at_once() -> None:
-    """after() answers None for a fatal failure, without using up a delay."""
-    policy = ReconnectPolicy(counting)
-    assert policy.after(HandshakeRefused("ws://x", 404, "Not Found")) is None
-    assert policy.attempts == 0
-
-
-def test_after_lets_retry_after_win_and_gives_up_after_max_attempts() -> None:
-    """A server's Retry-After wins over a shorter delay; after max_attempts retries, None."""
-    policy = ReconnectPolicy(counting, max_attempts=2)
-    assert policy.after(RateLimited(429, 30.0)) == 30.0
-    assert policy.after(Unreachable("http://x", "refused")) == 2.0
-    assert policy.after(Unreachable("http://x", "refused")) is None
-    assert retry_after_of(HandshakeRefused("ws://x", 418, "banned", 120.0)) == 120.0
-    assert retry_after_of(Unreachable("http://x", "refused")) is None
-
-
-def test_max_attempts_must_be_positive() -> None:
-    """A policy that may never retry is a mistake: ValueError."""
-    with pytest.raises(ValueError, match="max_attempts"):
-        ReconnectPolicy(max_attempts=0)
