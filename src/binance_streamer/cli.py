@@ -27,6 +27,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from binance_streamer.core.streams import kind_names, parse_stream_spec
 from binance_streamer.errors import (
@@ -250,7 +251,8 @@ def _status_display(recorder: Recorder) -> Iterator[Callable[[], None]]:
     line = _StatusLine(recorder)
     if err.is_terminal:
         with Live(console=err, refresh_per_second=4, transient=True) as live:
-            yield lambda: live.update(line())
+            # Cropped to the terminal's width: a wrapped live line would leave stale copies.
+            yield lambda: live.update(Text(line(), no_wrap=True, overflow="ellipsis"))
         return
     logged = time.monotonic()
     def plain() -> None:
