@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from binance_streamer.exchange import LocalExchange
@@ -134,3 +136,73 @@ async def test_invalid_stream_in_url_is_refused(http: Any) -> None:
     async with LocalExchange() as ex, http.get(ex.rest_url + "/ws/btcusdt@nonsense") as resp:
         assert resp.status == 400
         assert await resp.json() == {"code": 2, "msg": "Invalid request: invalid stream"}
+
+
+UUID = "5b854d65-3982-4b08-ae71-3d65f25b6260"  # as binance-sdk-spot sends it
+
+
+@pytest.mark.parametrize("req_id", [UUID, "A" * 36, "abc123", 0, -(2**63), 2**63 - 1, None])
+@pytest.mark.parametrize(("method", "params", "result"), [
+    ("SUBSCRIBE", ["btcusdt@trade"], None),
+    ("UNSUBSCRIBE", ["btcusdt@trade"], None),
+    ("LIST_SUBSCRIPTIONS", [], []),
+    ("SET_PROPERTY", ["combined", True], None),
+    ("GET_PROPERTY", ["combined"], False),
+])
+def test_every_method_echoes_each_documented_id_form(method: str, params: list[Any],
+                                                     result: Any, req_id: Any) -> None:
+    """Every control method accepts a 64-bit signed integer, a string of at most 36 letters,
+    digits and hyphens (a UUID), or null as its id, and echoes it in the reply."""
+    text = json.dumps({"method": method, "params": params, "id": req_id})
+    assert control(text) == {"result": result, "id": req_id}
+
+
+@pytest.mark.parametrize("req_id", ["A" * 37, UUID + "0", "a b", "", "a_b", "abc\n", 2**63,
+                                    -(2**63) - 1, True, 1.5, [1], {"id": 1}])
+def test_ids_outside_the_documented_forms_get_code_2(req_id: Any) -> None:
+    """An id that is not a 64-bit signed integer, a string of at most 36 letters, digits and
+    hyphens, or null is refused with code 2 and nothing is subscribed."""
+    state = SessionState()
+    text = json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": req_id})
+    assert control(text, state) == {
+        "error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
+        "id": None}
+    assert state.subscriptions == {}
+
+
+async def test_a_raw_path_without_a_stream_upgrades_and_subscribes(connect: Any) -> None:
+    """``/ws/0`` (as ccxt opens it) is a raw connection without streams: it upgrades, and
+    SUBSCRIBE then delivers bare payloads."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=100) as ex:
+        client = await connect(ex.ws_url + "/ws/0")
+        await client.send({"method": "LIST_SUBSCRIPTIONS", "id": 1})
+        assert await client.reply(1) == {"result": [], "id": 1}
+        await client.send({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 2})
+        assert await client.reply(2) == {"result": None, "id": 2}
+        trade = await client.until(lambda m: "e" in m)
+        sent = next(t for t in ex.history.events("btcusdt@trade") if t["t"] == trade["t"])
+        assert trade == sent
+        assert ex.connections[0].state.subscriptions == {"btcusdt@trade": None}
+
+
+async def test_a_combined_url_with_1024_streams_connects_and_1025_are_refused(
+        connect: Any, http: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A ``/stream?streams=`` URL naming 1024 streams (about 20 KB) connects with all of them
+    subscribed; one naming 1025 is refused with Binance's JSON error before the upgrade, and
+    the server logs no error for either."""
+    names = [f"s{i:04d}usdt@aggTrade" for i in range(1025)]
+    async with LocalExchange() as ex:
+        url = "/stream?streams=" + "/".join(names[:1024])
+        assert len(url) > 16_000
+        client = await connect(ex.ws_url + url)
+        await client.send({"method": "LIST_SUBSCRIPTIONS", "id": 1})
+        assert (await client.reply(1))["result"] == names[:1024]
+        too_many = "/stream?streams=" + "/".join(names)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await connect(ex.ws_url + too_many)
+        assert refused.value.status == 400
+        async with http.get(ex.rest_url + too_many) as resp:
+            assert resp.status == 400 and resp.content_type == "application/json"
+            assert await resp.json() == {"code": 4, "msg": "Too many subscriptions"}
+        assert len(ex.connections) == 1
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("aiohttp")] == []

@@ -105,3 +105,128 @@ async def test_python_binance_socket_manager_and_rest_client() -> None:
             assert info is not None and info["symbol"] == "BTCUSDT"
         finally:
             await client.close_connection()
+
+
+async def test_official_connector_streams_and_rest_models() -> None:
+    """binance-sdk-spot, with its stream URL and REST base path set to the exchange, subscribes
+    with UUID ids, receives every replayed aggregate trade and parses the REST answers into its
+    models with the replayed values and no undocumented fields."""
+    from binance_common.configuration import ConfigurationRestAPI, ConfigurationWebSocketStreams
+    from binance_sdk_spot.spot import Spot
+
+    async with LocalExchange(replay=[APRIL_4], speed=None, start="manual") as ex:
+        recorded = [i.payload for i in ex.sources[0].items if i.stream == "btcusdt@aggTrade"]
+        client = Spot(config_ws_streams=ConfigurationWebSocketStreams(stream_url=ex.ws_url),
+                      config_rest_api=ConfigurationRestAPI(base_path=ex.rest_url,
+                                                           timeout=int(TIMEOUT * 1000)))
+        conn = await client.websocket_streams.create_connection()
+        got: list[Any] = []
+        complete = asyncio.Event()
+
+        def on_message(msg: Any) -> None:
+            got.append(msg)
+            if len(got) == len(recorded):
+                complete.set()
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                stream = await conn.agg_trade(symbol="btcusdt")
+                stream.on("message", on_message)
+                await ex.wait_subscribed(1)
+                listed = await conn.list_subscribe()
+                await ex.start()
+                await complete.wait()
+        finally:
+            await conn.close_connection(close_session=True)
+        assert listed["result"] == ["btcusdt@aggTrade"] and len(listed["id"]) == 36
+        fields = ("a", "p", "q", "f", "l", "T", "m")
+        assert [tuple(getattr(m, k) for k in fields) for m in got] == [
+            tuple(a[k] for k in fields) for a in ex.history.events("btcusdt@aggTrade")]
+        assert [m.a for m in got] == list(range(recorded[0]["a"], recorded[0]["a"] + len(got)))
+
+        api = client.rest_api
+
+        async def call(name: str, **kwargs: Any) -> Any:
+            data = (await asyncio.to_thread(getattr(api, name), **kwargs)).data()
+            data = getattr(data, "actual_instance", data)  # oneOf: one object or a list
+            for model in data if isinstance(data, list) else [data]:
+                assert model.additional_properties == {}, (name, model)
+            return data
+
+        last = recorded[-1]
+        rows = await call("agg_trades", symbol="BTCUSDT", limit=3)
+        assert [(r.a, r.p, r.q, r.T) for r in rows] == [
+            (a["a"], a["p"], a["q"], a["T"]) for a in recorded[-3:]]
+        price = await call("ticker_price", symbol="BTCUSDT")
+        assert (price.symbol, price.price) == ("BTCUSDT", last["p"])
+        prices = await call("ticker_price", symbols=["ETHUSDT", "BTCUSDT"])
+        assert [p.symbol for p in prices] == ["ETHUSDT", "BTCUSDT"]
+        depth = await call("depth", symbol="BTCUSDT", limit=5)
+        book = await call("ticker_book_ticker", symbol="BTCUSDT")
+        assert [book.bid_price, book.bid_qty, book.ask_price, book.ask_qty] == (
+            depth.bids[0] + depth.asks[0])
+        avg = await call("avg_price", symbol="BTCUSDT")
+        assert (avg.mins, avg.close_time) == (5, last["T"])
+        rolling = await call("ticker", symbol="BTCUSDT", window_size="1h")
+        assert (rolling.last_price, rolling.first_id, rolling.last_id, rolling.close_time) == (
+            last["p"], recorded[0]["f"], last["l"], last["T"])
+        daily = await call("ticker24hr", symbols=["BTCUSDT"], type="MINI")
+        assert (daily[0].last_price, daily[0].count) == (
+            last["p"], last["l"] - recorded[0]["f"] + 1)
+
+
+async def test_ccxt_pro_order_book_and_trades() -> None:
+    """ccxt.pro, with its urls set to the exchange, keeps an order book equal to the replayed
+    one and receives every replayed aggregate trade and the synthetic trades, in id order
+    without gaps."""
+    import ccxt.pro as ccxtpro
+
+    async with LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=100, speed=None,
+                             start="manual") as ex:
+        items = ex.sources[0].items
+        recorded = [i.payload for i in items if i.stream == "btcusdt@aggTrade"]
+        last_u = [i.payload for i in items if i.stream == "btcusdt@depth@100ms"][-1]["u"]
+        client = ccxtpro.binance({
+            "urls": {"api": {"public": ex.rest_url + "/api/v3",
+                             "ws": {"spot": ex.ws_url + "/ws"}}},
+            "options": {"fetchMarkets": {"types": ["spot"]}, "tradesLimit": 10_000},
+        })
+        aggs: list[dict[str, Any]] = []
+        trades: list[dict[str, Any]] = []
+
+        async def watch_aggs() -> None:
+            while len(aggs) < len(recorded):
+                aggs.extend(await client.watch_trades("BTC/USDT", params={"name": "aggTrade"}))
+
+        async def watch_trades() -> None:
+            while len(trades) < 50:
+                trades.extend(await client.watch_trades("SOL/USDT"))
+
+        async def watch_book() -> Any:
+            while True:
+                book = await client.watch_order_book("BTC/USDT")
+                if book["nonce"] >= last_u:
+                    return book
+        try:
+            async with asyncio.timeout(3 * TIMEOUT), asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(watch_aggs()), tg.create_task(watch_trades())]
+                book_task = tg.create_task(watch_book())
+                await ex.wait_subscribed(3)
+                paths = sorted(c.path for c in ex.connections)
+                await ex.start()
+                await asyncio.gather(*tasks, book_task)
+        finally:
+            await client.close()
+        assert paths == ["/ws/0", "/ws/1", "/ws/2"]  # ccxt's own stream numbers, then SUBSCRIBE
+        book = book_task.result()
+        final = ex.market.symbols["BTCUSDT"].book.top(100)
+        assert book["nonce"] == final["lastUpdateId"] == last_u
+        assert book["bids"][:100] == [[float(p), float(q)] for p, q in final["bids"]]
+        assert book["asks"][:100] == [[float(p), float(q)] for p, q in final["asks"]]
+        assert [(int(t["id"]), t["price"], t["amount"], t["timestamp"]) for t in aggs] == [
+            (a["a"], float(a["p"]), float(a["q"]), a["T"])
+            for a in ex.history.events("btcusdt@aggTrade")]
+        sent = {t["t"]: t for t in ex.history.events("solusdt@trade")}
+        ids = [int(t["id"]) for t in trades]
+        assert ids == list(range(ids[0], ids[0] + len(ids)))
+        assert [(t["price"], t["amount"], t["timestamp"]) for t in trades] == [
+            (float(sent[i]["p"]), float(sent[i]["q"]), sent[i]["T"]) for i in ids]

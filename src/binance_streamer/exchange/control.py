@@ -19,7 +19,12 @@ from binance_streamer.core.streams import InvalidStreamName, parse_stream
 __all__ = ["ControlResult", "SessionState", "handle_control", "is_valid_stream"]
 
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
-_ID_STR = re.compile(r"^[A-Za-z0-9]{1,36}$")
+# web-socket-streams.md "Live Subscribing/Unsubscribing to streams": an ``id`` is a 64-bit signed
+# integer, an alphanumeric string of at most 36 characters, or null. The CHANGELOG entry that
+# introduced string ids says they are "the same values as used for id in the WebSocket API", whose
+# docs (web-socket-api.md) suggest UUIDs: 36 characters with hyphens, as the official connector
+# (binance-sdk-spot) sends them. So hyphens count; anything else fails with code 2.
+_ID_STR = re.compile(r"[A-Za-z0-9-]{1,36}")
 # Stream types Binance documents that core.streams does not parse (yet).
 _EXTRA = re.compile(r"^([a-z0-9_\-.]{1,30}@(blockTrade|referencePrice)|!ticker_(1h|4h|1d)@arr)$")
 _INT64 = 2**63
@@ -38,7 +43,7 @@ def is_valid_stream(name: object) -> bool:
             return True
         except InvalidStreamName:
             pass
-    return bool(_EXTRA.match(name) or _EXTRA.match(_lower_symbol(name)))
+    return bool(_EXTRA.fullmatch(name) or _EXTRA.fullmatch(_lower_symbol(name)))
 
 
 def _lower_symbol(name: str) -> str:
@@ -74,7 +79,7 @@ def _valid_id(value: Any) -> bool:
         return False
     if isinstance(value, int):
         return -_INT64 <= value < _INT64
-    return isinstance(value, str) and bool(_ID_STR.match(value))
+    return isinstance(value, str) and bool(_ID_STR.fullmatch(value))
 
 
 def handle_control(text: str, state: SessionState, max_streams: int) -> ControlResult:

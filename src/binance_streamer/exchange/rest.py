@@ -2,7 +2,9 @@
 ``X-MBX-USED-WEIGHT-1M`` header, 429 with ``Retry-After`` past the limit and 418 bans after
 continued abuse (rest-api.md "LIMITS", "Market Data endpoints").
 
-Answers come from the same history the streams published.
+Answers come from the same history the streams published. Every error, including an unknown
+path or method, is Binance's JSON error shape ``{"code":..,"msg":..}`` (rest-api.md "Error
+Codes"; codes and messages from errors.md), never aiohttp's text/plain.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable
@@ -44,6 +47,26 @@ def _mandatory(name: str) -> RestError:
                             "or malformed.")
 
 
+# errors.md -1100 ILLEGAL_CHARS, with the legal ranges Binance prints for these parameters.
+_SYMBOL_RANGE = "^[A-Z0-9-_.]{1,20}$"
+_SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
+_SYMBOL = re.compile(r"[A-Z0-9\-_.]{1,20}")
+_SYMBOLS = re.compile(r'\[("[A-Z0-9\-_.]{1,20}"(,"[A-Z0-9\-_.]{1,20}")*)?\]')
+_MAX_ROLLING_SYMBOLS = 100  # rest-api.md "Rolling window price change statistics"
+
+
+def _illegal(name: str, legal: str) -> RestError:
+    return RestError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                            f"'{legal}'.")
+
+
+def _check_symbol(symbol: str) -> str:
+    """``symbol`` if it is well formed (upper case, at most 20 characters), else -1100."""
+    if not _SYMBOL.fullmatch(symbol):
+        raise _illegal("symbol", _SYMBOL_RANGE)
+    return symbol
+
+
 def _int(req: web.Request, name: str, default: int | None = None) -> int | None:
     raw = req.query.get(name)
     if raw is None or raw == "":
@@ -55,6 +78,7 @@ def _int(req: web.Request, name: str, default: int | None = None) -> int | None:
                                f"is '^[0-9]{{1,20}}$'.") from None
 
 
+_ZERO = "0.00000000"
 _MICROS_FROM = 10**15  # a time parameter this large is in microseconds (ms: the year 33658)
 
 
@@ -89,17 +113,28 @@ def _ticker_weight(req: web.Request) -> int:
     return 80
 
 
+def _price_weight(req: web.Request) -> int:
+    """``ticker/price`` and ``ticker/bookTicker``: 2 for one symbol, else 4."""
+    return 2 if "symbol" in req.query else 4
+
+
+def _rolling_weight(req: web.Request) -> int:
+    """``ticker``: 4 per symbol, capped at 200 past 50 symbols."""
+    n = len(_symbols_param(req) or []) if "symbols" in req.query else 1
+    return min(4 * n, 200)
+
+
 def _symbols_param(req: web.Request) -> list[str] | None:
+    """The ``symbols`` parameter, a compact JSON array of well-formed symbols (-1100 if not,
+    -1151 if one repeats), or None when absent."""
     raw = req.query.get("symbols")
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise RestError(-1100, "Illegal characters found in parameter 'symbols'; legal range "
-                               "is a JSON array of symbol strings.")
+    if not _SYMBOLS.fullmatch(raw):
+        raise _illegal("symbols", _SYMBOLS_RANGE)
+    value: list[str] = json.loads(raw)
+    if len(set(value)) != len(value):
+        raise RestError(-1151, "Symbol is present multiple times in the list.")
     return value
 
 
@@ -108,7 +143,31 @@ _WEIGHTS: dict[str, Callable[[web.Request], int]] = {
     "aggTrades": lambda r: 4, "trades": lambda r: 25, "historicalTrades": lambda r: 25,
     "klines": lambda r: 2, "uiKlines": lambda r: 2, "avgPrice": lambda r: 2,
     "depth": lambda r: _depth_weight(_limit(r, 100, 5000)), "ticker/24hr": _ticker_weight,
+    "ticker/price": _price_weight, "ticker/bookTicker": _price_weight,
+    "ticker": _rolling_weight,
 }
+
+# rest-api.md "Rolling window price change statistics": 1m..59m, 1h..23h, 1d..7d.
+_WINDOW_UNITS = {"m": (59, 60_000), "h": (23, 3_600_000), "d": (7, stats.DAY_MS)}
+
+
+def _window_ms(req: web.Request) -> int:
+    """``windowSize`` in milliseconds (default 1d), or -1130 for an unsupported value."""
+    raw = req.query.get("windowSize", "1d")
+    top, unit_ms = _WINDOW_UNITS.get(raw[-1:], (0, 0))
+    digits = raw[:-1]
+    if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= top
+            and digits[0] != "0"):
+        raise RestError(-1130, "Data sent for parameter 'windowSize' is not valid.")
+    return int(digits) * unit_ms
+
+
+def _ticker_type(req: web.Request) -> bool:
+    """True for ``type=MINI``; FULL is the default; anything else is -1139."""
+    kind = req.query.get("type", "FULL")
+    if kind not in ("FULL", "MINI"):
+        raise RestError(-1139, "Invalid ticker type.")
+    return kind == "MINI"
 
 
 class _Weights:
@@ -148,6 +207,23 @@ class RestApi:
     def routes(self) -> list[web.RouteDef]:
         """The aiohttp route table."""
         return [web.get(f"/api/v3/{name}", self._wrap(name)) for name in _WEIGHTS]
+
+    @web.middleware
+    async def json_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answer aiohttp's own HTTP errors (no such path: 404, no such method: 405) in
+        Binance's JSON error shape instead of text/plain.
+
+        Binance answers an unknown path with 404 (and HTML only when the client accepts
+        text/html, CHANGELOG 2023-12-04); the body here is errors.md -1020 UNSUPPORTED_OPERATION
+        so that clients see a Binance error rather than an undecodable body.
+        """
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return self._json({"code": -1020, "msg": "This operation is not supported."},
+                              exc.status, request.remote or "?")
 
     def _wrap(self, name: str) -> Handler:
         handler: Callable[[web.Request], Any] = getattr(self, "_" + name.replace("/", "_"))
@@ -215,13 +291,37 @@ class RestApi:
     # -- endpoints ---------------------------------------------------------------------------
 
     def _symbol(self, req: web.Request) -> SymbolState | None:
-        """The requested symbol's state (None if listed but without data) or -1121/-1102."""
+        """The requested symbol's state (None if listed but without data), or -1102 when it is
+        missing, -1100 when malformed (lower case, say) and -1121 when unknown."""
         symbol = req.query.get("symbol", "")
         if not symbol:
             raise _mandatory("symbol")
+        self._check_known(_check_symbol(symbol))
+        return self.market.symbols.get(symbol)
+
+    def _check_known(self, symbol: str) -> None:
         if not self.info.known(symbol) and symbol not in self.market.symbols:
             raise RestError(-1121, "Invalid symbol.")
-        return self.market.symbols.get(symbol)
+
+    def _chosen(self, req: web.Request, required: bool = False) -> tuple[list[str], bool]:
+        """``(symbols, single)`` for endpoints taking ``symbol`` or ``symbols``: one symbol, the
+        listed ones, or (unless ``required``) every symbol the exchange serves. Sending both is
+        -1128; with ``required`` sending neither is -1102."""
+        has_one, has_many = "symbol" in req.query, "symbols" in req.query
+        if has_one and has_many:
+            raise RestError(-1128, "Combination of optional parameters invalid.")
+        if has_one:
+            self._symbol(req)
+            return [req.query["symbol"]], True
+        names = _symbols_param(req)
+        if names is None:
+            if required:
+                raise RestError(-1102, "Param 'symbol' or 'symbols' must be sent, but both "
+                                       "were empty/null!")
+            return sorted(self.market.symbols), False
+        for name in names:
+            self._check_known(name)
+        return names, False
 
     def _ping(self, req: web.Request) -> Any:
         return {}
@@ -230,9 +330,9 @@ class RestApi:
         return {"serverTime": self.clock_ms()}
 
     def _exchangeInfo(self, req: web.Request) -> Any:
-        wanted = _symbols_param(req)
-        if "symbol" in req.query:
-            wanted = [req.query["symbol"]]
+        wanted = None
+        if "symbol" in req.query or "symbols" in req.query:
+            wanted, _ = self._chosen(req)
         for symbol in wanted or ():
             if not self.info.known(symbol):
                 raise RestError(-1121, "Invalid symbol.")
@@ -309,21 +409,56 @@ class RestApi:
         avg = stats.avg_price(state.symbol, now, window)
         return {"mins": 5, "price": avg["w"], "closeTime": avg["T"]}
 
-    def _ticker_24hr(self, req: web.Request) -> Any:
-        mini = req.query.get("type", "FULL") == "MINI"
-        if "symbol" in req.query:
-            state = self._symbol(req)
-            return self._ticker_row(req.query["symbol"], state, mini)
-        names = _symbols_param(req)
-        if names is None:
-            names = sorted(self.market.symbols)
-        for name in names:
-            if not self.info.known(name) and name not in self.market.symbols:
-                raise RestError(-1121, "Invalid symbol.")
-        return [self._ticker_row(n, self.market.symbols.get(n), mini) for n in names]
+    def _each(self, req: web.Request, row: Callable[[str, SymbolState | None], Any],
+              required: bool = False) -> Any:
+        """``row`` of the one requested symbol, or the list of rows of the chosen symbols."""
+        names, single = self._chosen(req, required)
+        rows = [row(n, self.market.symbols.get(n)) for n in names]
+        return rows[0] if single else rows
 
-    def _ticker_row(self, symbol: str, state: SymbolState | None, mini: bool) -> Any:
-        return rest_ticker(symbol, state, mini)
+    def _ticker_24hr(self, req: web.Request) -> Any:
+        mini = _ticker_type(req)
+        return self._each(req, lambda name, state: rest_ticker(name, state, mini))
+
+    def _ticker(self, req: web.Request) -> Any:
+        """rest-api.md "Rolling window price change statistics"."""
+        mini, window_ms = _ticker_type(req), _window_ms(req)
+        count = len(_symbols_param(req) or ())
+        if count > _MAX_ROLLING_SYMBOLS:
+            raise RestError(-1101, f"Too many parameters; expected '{_MAX_ROLLING_SYMBOLS}' and "
+                                   f"received '{count}'.")
+        return self._each(req, lambda name, state: rolling_ticker(name, state, window_ms, mini),
+                          required=True)
+
+    def _ticker_price(self, req: web.Request) -> Any:
+        """rest-api.md "Symbol price ticker": the last trade's price."""
+        def row(name: str, state: SymbolState | None) -> Any:
+            aggs = state.aggs if state is not None else []
+            return {"symbol": name, "price": aggs[-1].p if aggs else _ZERO}
+        return self._each(req, row)
+
+    def _ticker_bookTicker(self, req: web.Request) -> Any:
+        """rest-api.md "Symbol order book ticker": the best bid and ask now."""
+        return self._each(req, self._book_ticker_row)
+
+    def _book_ticker_row(self, symbol: str, state: SymbolState | None) -> Any:
+        """From the order book, or from the last ``@bookTicker`` event when that is newer (a
+        recording may carry book tickers but no depth)."""
+        bid: tuple[str, str] | None = None
+        ask: tuple[str, str] | None = None
+        book_id = 0
+        if state is not None:
+            book = state.current_book()
+            book_id = book.last_update_id
+            bid, ask = book.best()
+        stream = f"{symbol.lower()}@bookTicker"
+        if self.market.history.count(stream):
+            last = self.market.history.events(stream)[-1]
+            if last["u"] > book_id:
+                bid, ask = (last["b"], last["B"]), (last["a"], last["A"])
+        (bid_p, bid_q), (ask_p, ask_q) = bid or (_ZERO, _ZERO), ask or (_ZERO, _ZERO)
+        return {"symbol": symbol, "bidPrice": bid_p, "bidQty": bid_q, "askPrice": ask_p,
+                "askQty": ask_q}
 
 
 _TIME_KEYS = frozenset({"T", "time", "serverTime", "openTime", "closeTime"})
@@ -349,6 +484,32 @@ _FULL = (("symbol", "s"), ("priceChange", "p"), ("priceChangePercent", "P"),
          ("firstId", "F"), ("lastId", "L"), ("count", "n"))
 _MINI = ("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume",
          "openTime", "closeTime", "firstId", "lastId", "count")
+
+
+_ROLLING = (("symbol", "s"), ("priceChange", "p"), ("priceChangePercent", "P"),
+            ("weightedAvgPrice", "w"), ("openPrice", "o"), ("highPrice", "h"),
+            ("lowPrice", "l"), ("lastPrice", "c"), ("volume", "v"), ("quoteVolume", "q"),
+            ("openTime", "O"), ("closeTime", "C"), ("firstId", "F"), ("lastId", "L"),
+            ("count", "n"))
+
+
+def rolling_ticker(symbol: str, state: SymbolState | None, window_ms: int, mini: bool
+                   ) -> dict[str, Any]:
+    """The REST ``ticker`` object of ``symbol`` over ``window_ms``: ``openTime`` on a minute,
+    ``closeTime`` now (the last trade), so the window is up to 59999 ms wider (rest-api.md
+    "Rolling window price change statistics"); zeros and ids -1 without trades in it."""
+    row: dict[str, Any] = {rest: _ZERO for rest, _ in _ROLLING}
+    row.update(symbol=symbol, priceChangePercent="0.000", openTime=0, closeTime=0, firstId=-1,
+               lastId=-1, count=0)
+    if state is not None and state.aggs:
+        now = state.aggs[-1].time
+        open_ms = (now - window_ms) // 60_000 * 60_000
+        trades, before = state.window(open_ms - 1, now)  # open_ms <= T <= now
+        if trades:
+            event = stats.ticker(symbol, now, trades, before, (None, None))
+            event.update(O=open_ms, C=now)
+            row = {rest: event[ws] for rest, ws in _ROLLING}
+    return {k: row[k] for k in _MINI} if mini else row
 
 
 def rest_ticker(symbol: str, state: SymbolState | None, mini: bool) -> dict[str, Any]:

@@ -34,6 +34,13 @@ BUNDLED_SESSIONS: tuple[Path, ...] = tuple(sorted(_DATA.glob("*.session.jsonl.gz
 
 StartMode = Literal["first-subscribe", "manual"]
 
+# The longest request line (and header line) the server parses; aiohttp's default is 8190 bytes.
+# A combined-stream URL may name 1024 streams (web-socket-streams.md "WebSocket Limits") of up to
+# about 37 characters each (a 20-character symbol and ``@kline_1M@+08:00``), about 38 KB, and
+# three times that when a client percent-encodes ``@``, ``/`` and ``:``. So 256 KiB: a URL with
+# too many streams then still reaches `parse_target` and gets Binance's JSON error.
+MAX_REQUEST_LINE = 256 * 1024
+
 
 class LocalExchange:
     """A Binance-compatible local exchange; use as ``async with LocalExchange(...) as ex``.
@@ -88,12 +95,13 @@ class LocalExchange:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> LocalExchange:
-        app = web.Application()
+        app = web.Application(middlewares=[self._rest.json_errors])
         app.router.add_routes(self._rest.routes())
         for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
             app.router.add_get(path, self._ws.handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=1.0)
+                                     shutdown_timeout=1.0, max_line_size=MAX_REQUEST_LINE,
+                                     max_field_size=MAX_REQUEST_LINE)
         await self._runner.setup()
         try:
             sock = socket.create_server((self.host, self.port))

@@ -3,8 +3,10 @@ incoming message rate limit, ping/pong keepalive and connection lifetime.
 
 URL forms (web-socket-streams.md "General WSS information"): ``/ws``, ``/ws/<s1>/<s2>`` (bare
 payloads), ``/stream``, ``/stream?streams=<s1>/<s2>`` (combined wrapper), each with an optional
-``timeUnit=MICROSECOND``. aiohttp does the handshake and parses incoming frames (``autoping`` off:
-pings and pongs count towards the 5 messages/s limit); outgoing frames are written pre-built.
+``timeUnit=MICROSECOND``. A URL may carry up to 1024 streams ("WebSocket Limits"), so the
+request line may be tens of kilobytes (the server's parser limits are raised in server.py).
+aiohttp does the handshake and parses incoming frames (``autoping`` off: pings and pongs count
+towards the 5 messages/s limit); outgoing frames are written pre-built.
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def parse_target(path: str, raw_query: str, max_streams: int) -> tuple[bool, lis
         combined, spec = True, query.get("streams", "") or tail
     else:
         raise BadTarget(2, "Invalid request: unknown endpoint")
-    streams = list(dict.fromkeys(s for s in spec.split("/") if s))
+    # Every stream name has an ``@``. A segment without one names no stream at all: Binance opens
+    # the connection without it, as a raw connection to subscribe on later (ccxt opens
+    # ``/ws/<n>``, a number of its own, then sends SUBSCRIBE). A segment with an ``@`` must be a
+    # valid stream name.
+    streams = list(dict.fromkeys(s for s in spec.split("/") if "@" in s))
     if not all(is_valid_stream(s) for s in streams):
         raise BadTarget(2, "Invalid request: invalid stream")
     if len(streams) > max_streams:
