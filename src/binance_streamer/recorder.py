@@ -412,6 +412,7 @@ class Recorder:
             batcher.started(received_ns)
         if batch.market_rows >= batcher.batch_rows:
             batcher.flush()
+
     def _gap(self, gap: GapDetected, detected_ns: int) -> None:
         self.stats.gaps += 1
         log.warning("gap on %s: %d..%d missing (%s)", gap.stream, gap.first_missing,
