@@ -40,7 +40,9 @@ def trim_appended(items: list[Any], added: int, limit: int | None) -> int:
 class History:
     """Published payloads per stream name (bare payloads, as sent on ``/ws``, times in ms).
 
-    With ``limit``, only about the newest ``limit`` events per stream are kept (long runs).
+    With ``limit``, only about the newest ``limit`` events per stream are kept (long runs), and
+    `Market` adds only the recorded streams REST answers from (generated events would cost
+    memory nobody reads).
     """
 
     def __init__(self, limit: int | None = None) -> None:

@@ -7,7 +7,7 @@ subscribed connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from binance_streamer.exchange.frames import Event
@@ -19,14 +19,19 @@ __all__ = ["Hub"]
 
 
 class Hub:
-    """Stream name -> subscribed connections; tracks streams ever subscribed ("active")."""
+    """Stream name -> subscribed connections (only streams somebody is subscribed to).
+
+    ``version`` changes whenever the subscriptions do (the market recomputes what to derive);
+    ``on_subscribe``, when set, sees every connection that subscribes and what it added.
+    """
 
     def __init__(self) -> None:
         self.subs: dict[str, dict[Connection, None]] = {}
         self.connections: dict[Connection, None] = {}
-        self.active: set[str] = set()
         self.total = 0
+        self.version = 0
         self.first_subscribe = asyncio.Event()
+        self.on_subscribe: Callable[[Connection, list[str]], None] | None = None
         self._changed = asyncio.Event()
 
     def add(self, conn: Connection) -> None:
@@ -40,15 +45,17 @@ class Hub:
 
     def subscribe(self, conn: Connection, names: Iterable[str]) -> None:
         """Deliver ``names`` to ``conn`` from now on."""
-        for name in names:
+        added = list(names)
+        for name in added:
             subs = self.subs.setdefault(name, {})
             if conn not in subs:
                 subs[conn] = None
                 self.total += 1
-            self.active.add(name)
         self._notify()
         if self.total:
             self.first_subscribe.set()
+        if added and self.on_subscribe is not None:
+            self.on_subscribe(conn, added)
 
     def unsubscribe(self, conn: Connection, names: Iterable[str]) -> None:
         """Stop delivering ``names`` to ``conn``."""
@@ -61,6 +68,7 @@ class Hub:
         self._notify()
 
     def _notify(self) -> None:
+        self.version += 1
         self._changed.set()
         self._changed = asyncio.Event()
 

@@ -2,56 +2,82 @@
 periodic streams (tickers, mini tickers, klines, average price, partial depth) and publication
 into `History` and the `Hub`.
 
-Derived periodic streams are computed for streams that some client has subscribed at least once
-("active"), and never for a stream the recording itself carries.
+Derived periodic streams are computed only while some client is subscribed to them, and never
+for a stream the recording itself carries. They are incremental (`rolling`): each trade updates
+its symbol's per-second tape and the candles of subscribed kline streams, and each tick folds
+whole seconds into the subscribed windows, so the work per trade and per second does not grow
+with the window or the run. Their state is dropped with the last subscriber.
+
+With a bounded `History` (long command-line runs) only the recorded streams are kept in it
+(REST answers recorded klines and book tickers from it; the payloads are the replay's own);
+what REST needs of generated data lives in `SymbolState`, bounded by the same limit.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamName, parse_stream
 from binance_streamer.exchange import stats
 from binance_streamer.exchange.book import OrderBook
+from binance_streamer.exchange.columns import (
+    AggColumns,
+    AggSlice,
+    AggView,
+    TradeColumns,
+    TradeView,
+)
 from binance_streamer.exchange.frames import Event
-from binance_streamer.exchange.history import History, trim_appended
+from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
+from binance_streamer.exchange.rolling import Candles, Tape, Window
+
+if TYPE_CHECKING:
+    from binance_streamer.exchange.connection import Connection
 
 __all__ = ["Market", "SymbolState"]
 
 _PERIODIC = {StreamKind.TICKER, StreamKind.MINI_TICKER, StreamKind.WINDOW_TICKER,
              StreamKind.AVG_PRICE, StreamKind.KLINE, StreamKind.PARTIAL_DEPTH}
-_FIVE_MIN = 300_000
+_FIVE_MIN_S = 300
+_DAY_S = stats.DAY_MS // 1000
+WINDOW_S = {"1h": 3_600, "4h": 14_400, "1d": _DAY_S}
+_NEVER = -(2**62)
+REPLAY_ENDED = (1000, "Replay ended")  # the close of a connection subscribing after the end
 
 
 class SymbolState:
     """One symbol's history: aggregate trades (sorted by time), trades and its order book.
 
-    Publishing only appends the payload (`add_agg`, `add_trade`); the REST records
-    (`aggs`, `agg_times`, `trades`) are built from the new payloads when next read, so the hot
-    path allocates nothing per event and REST-only state costs nothing until REST asks.
+    REST history (`aggs`, `agg_times`, `trades`) is stored column by column (`columns`),
+    trimmed to about ``limit`` entries. Each aggregate trade also goes into the per-second
+    ``tape`` (the last 24 h, for the rolling ``windows``) and the ``candles`` of subscribed kline
+    streams.
     """
 
     def __init__(self, symbol: str, *, synthetic: bool, limit: int | None = None) -> None:
         self.symbol = symbol
         self.limit = limit
         self.synthetic = synthetic
-        self._aggs: list[stats.AggRec] = []
-        self._agg_times: list[int] = []
-        self._new_aggs: list[dict[str, Any]] = []
+        self._aggs = AggColumns(limit)
         self._last_agg_id: int | None = None
-        self._trades: list[dict[str, Any]] = []
-        self._new_trades: list[dict[str, Any]] = []
+        self._trades = TradeColumns(limit)
         self._last_trade_id: int | None = None
+        self.aggs = AggView(self._aggs)
+        self.agg_times = self._aggs.times
+        self.trades = TradeView(self._trades)
         self.book = OrderBook()
         self.recorded: set[str] = set()
-        self.kline_open: dict[str, tuple[int, int]] = {}
         self.changed = False
         self.base_ms = 0
         self.refresh: Callable[[], None] | None = None
+        self.agg_count = 0
+        self.last_price: str | None = None
+        self.tape = Tape()
+        self.windows: dict[int, Window] = {}  # span in seconds -> window
+        self.candles: dict[str, Candles] = {}  # kline stream name -> its candles
 
     def current_book(self) -> OrderBook:
         """The order book as of now."""
@@ -65,10 +91,16 @@ class SymbolState:
         if self._last_agg_id is not None and agg_id <= self._last_agg_id:
             return
         self._last_agg_id = agg_id
-        self._new_aggs.append(payload)
+        p, q, first, last, time, maker = (payload["p"], payload["q"], payload["f"], payload["l"],
+                                          payload["T"], payload["m"])
+        pu, qu = stats.units(p), stats.units(q)
+        self._aggs.append(agg_id, p, q, first, last, time, maker, qu)
         self.changed = True
-        if self.limit is not None and len(self._new_aggs) > self.limit:
-            self._absorb_aggs()  # keep memory bounded when nobody reads
+        self.agg_count += 1
+        self.last_price = p
+        self.tape.add(p, q, first, last, time, maker, pu, qu)
+        for candles in self.candles.values():
+            candles.add(p, q, first, last, time, maker, pu, qu)
 
     def add_trade(self, payload: dict[str, Any]) -> None:
         """Record one published trade (ids at or below the last one are ignored)."""
@@ -76,59 +108,96 @@ class SymbolState:
         if self._last_trade_id is not None and trade_id <= self._last_trade_id:
             return
         self._last_trade_id = trade_id
-        self._new_trades.append(payload)
-        if self.limit is not None and len(self._new_trades) > self.limit:
-            self._absorb_trades()
+        self._trades.append(trade_id, payload["p"], payload["q"], payload["T"], payload["m"])
 
-    @property
-    def aggs(self) -> list[stats.AggRec]:
-        """The aggregate trades as REST records, oldest first."""
-        if self._new_aggs:
-            self._absorb_aggs()
-        return self._aggs
+    def window(self, start_ms: int, end_ms: int) -> tuple[AggSlice, stats.AggRec | None]:
+        """Aggregate trades with ``start_ms < T <= end_ms`` and the one before them.
 
-    @property
-    def agg_times(self) -> list[int]:
-        """The trade time ``T`` of each of `aggs`."""
-        if self._new_aggs:
-            self._absorb_aggs()
-        return self._agg_times
-
-    @property
-    def trades(self) -> list[dict[str, Any]]:
-        """The trades as REST ``trades`` rows, oldest first."""
-        if self._new_trades:
-            self._absorb_trades()
-        return self._trades
-
-    def _absorb_aggs(self) -> None:
-        recs = [stats.AggRec(p) for p in self._new_aggs]
-        self._new_aggs.clear()
-        self._aggs += recs
-        self._agg_times += [rec.time for rec in recs]
-        if trim_appended(self._aggs, len(recs), self.limit):
-            del self._agg_times[: len(self._agg_times) - len(self._aggs)]
-
-    def _absorb_trades(self) -> None:
-        rows = [_trade_row(p) for p in self._new_trades]
-        self._new_trades.clear()
-        self._trades += rows
-        trim_appended(self._trades, len(rows), self.limit)
-
-    def window(self, start_ms: int, end_ms: int) -> tuple[list[stats.AggRec], stats.AggRec | None]:
-        """Aggregate trades with ``start_ms < T <= end_ms`` and the one before them."""
+        The slice summarises itself from the tape (`stats.summarize` in O(seconds)).
+        """
         lo = bisect_right(self.agg_times, start_ms)
         hi = bisect_right(self.agg_times, end_ms)
-        return self.aggs[lo:hi], (self.aggs[lo - 1] if lo > 0 else None)
+        rows = AggSlice(self._aggs, lo, hi, lambda: self.summary(start_ms + 1, end_ms))
+        return rows, (self.aggs[lo - 1] if lo > 0 else None)
 
-    def bucket(self, bounds: tuple[int, int]) -> list[stats.AggRec]:
-        """Aggregate trades inside a kline's open..close time."""
+    def bucket(self, bounds: tuple[int, int]) -> AggSlice:
+        """Aggregate trades inside a kline's open..close time (summarised like `window`)."""
         lo = bisect_left(self.agg_times, bounds[0])
-        return self.aggs[lo:bisect_right(self.agg_times, bounds[1])]
+        hi = bisect_right(self.agg_times, bounds[1])
+        return AggSlice(self._aggs, lo, hi, lambda: self.summary(*bounds))
+
+    def rolling(self, span_s: int, now_ms: int) -> tuple[stats.Run | None, str | None]:
+        """The run of the trades with ``now - span < T <= now`` and the price of the trade
+        before them (`Window.query`); the window is kept for the next second."""
+        window = self.windows.get(span_s)
+        if window is None:
+            window = self.windows[span_s] = Window(self.tape, span_s)
+        return window.query(now_ms)
+
+    def summary(self, lo: int, hi: int) -> stats.Run | None:
+        """The run of every published trade with ``lo <= T <= hi``: the tape's whole seconds
+        inside, REST history at the edges (and before the tape)."""
+        tape = self.tape
+        first_key = tape.key(lo - 1) + 1  # whole seconds: phase + (k-1)*1000 < T <= ... + k*1000
+        last_key = (hi - tape.phase) // 1000
+        oldest = tape.first_key()
+        if oldest is None or max(first_key, oldest) > last_key:
+            return self._rest_run(None, lo, hi)
+        first_key = max(first_key, oldest)
+        run = self._rest_run(None, lo, tape.phase + (first_key - 1) * 1000)
+        for bucket in tape.between(first_key, last_key):
+            if run is None:
+                run = bucket.copy()
+            else:
+                run.merge(bucket)
+        return self._rest_run(run, tape.phase + last_key * 1000 + 1, hi)
+
+    def summary_after(self, start_ms: int, end_ms: int) -> tuple[stats.Run | None, str | None]:
+        """The run of the trades with ``start < T <= end`` (`summary`, O(seconds) rather than
+        O(trades): for REST tickers at any time) and the price of the last trade before."""
+        return self.summary(start_ms + 1, end_ms), self.price_at(start_ms)
+
+    def price_at(self, time_ms: int) -> str | None:
+        """The price of the last trade with ``T <= time_ms`` (from the REST history, else the
+        tape's last whole second before it), None when there is none."""
+        i = bisect_right(self.agg_times, time_ms)
+        if i:
+            return self._aggs.prices[i - 1]
+        last_key = (time_ms - self.tape.phase) // 1000
+        older = self.tape.between(_NEVER, last_key)
+        return older[-1].close if older else None
+
+    def _rest_run(self, run: stats.Run | None, lo: int, hi: int) -> stats.Run | None:
+        """``run`` followed by the REST history's trades with ``lo <= T <= hi``."""
+        if lo > hi:
+            return run
+        first = bisect_left(self.agg_times, lo)
+        part = stats.summarize(self.aggs[first:bisect_right(self.agg_times, hi)])
+        if run is None or part is None:
+            return run or part
+        run.merge(part)
+        return run
 
     def __repr__(self) -> str:
         return (f"<SymbolState {self.symbol} aggTrades={len(self.aggs)} "
                 f"trades={len(self.trades)} {self.book!r}>")
+
+
+class _Derived(NamedTuple):
+    """One subscribed derived stream of one symbol, published every ``cadence`` ms."""
+
+    name: str
+    parsed: StreamName
+    state: SymbolState
+    cadence: int
+
+
+class _Plan(NamedTuple):
+    """What `Market.periodic` computes for the current subscriptions."""
+
+    derived: list[_Derived]
+    mini_arr: bool  # ``!miniTicker@arr``
+    extras: list[str]  # ``!ticker_<w>@arr`` and ``<symbol>@referencePrice``, sorted
 
 
 class Market:
@@ -140,6 +209,9 @@ class Market:
         self.symbols: dict[str, SymbolState] = {}
         self._parsed: dict[str, StreamName | None] = {}
         self._arr_seen: dict[str, dict[str, int]] = {}
+        self._kept: set[str] = set()  # kept in a bounded history: the recorded streams
+        self._plan = _Plan([], False, [])
+        self._plan_version = -1
 
     def symbol(self, symbol: str, *, synthetic: bool = False) -> SymbolState:
         """The state of ``symbol`` (upper case), created on first use."""
@@ -147,11 +219,19 @@ class Market:
         if state is None:
             state = self.symbols[symbol] = SymbolState(symbol, synthetic=synthetic,
                                                        limit=self.history.limit)
+            self._plan_version = -1
         return state
+
+    def mark_recorded(self, state: SymbolState, stream: str) -> None:
+        """``stream`` of ``state`` comes from a recording: never derived, always in history."""
+        state.recorded.add(stream)
+        self._kept.add(stream)
+        self._plan_version = -1
 
     def publish(self, stream: str, payload: Any) -> None:
         """Publish one event on the shared timeline: history, market state, subscribers."""
-        self.history.add(stream, payload)
+        if self.history.limit is None or stream in self._kept:
+            self.history.add(stream, payload)
         if isinstance(payload, dict) and "s" in payload:
             self._record(payload)
         if stream in self.hub.subs:  # encode only what somebody receives
@@ -189,50 +269,82 @@ class Market:
 
     def periodic(self, clock: Callable[[SymbolState], int], step_ms: int, synthetic: bool
                  ) -> None:
-        """Emit the active derived streams due at this ``step_ms`` (a multiple of 100) of the
-        timeline of replayed (or synthetic) symbols; ``clock`` gives a symbol's event time."""
-        for name in sorted(self.hub.active):
-            parsed = self._parse(name)
-            if parsed is None or parsed.kind not in _PERIODIC:
+        """Emit the subscribed derived streams due at this ``step_ms`` (a multiple of 100) of
+        the timeline of replayed (or synthetic) symbols; ``clock`` gives a symbol's event time,
+        on its second grid (`SymbolState.tape`) at multiples of 1000."""
+        plan = self._current_plan()
+        for item in plan.derived:
+            if item.state.synthetic != synthetic or step_ms % item.cadence:
                 continue
-            state = self.symbols.get(parsed.symbol.upper())
-            if state is None or state.synthetic != synthetic or name in state.recorded:
-                continue
-            if step_ms % _cadence(parsed) == 0:
-                payload = self._derive(parsed, state, clock(state))
-                if payload is not None:
-                    self.publish(name, payload)
+            payload = self._derive(item.parsed, item.state, clock(item.state))
+            if payload is not None:
+                self.publish(item.name, payload)
         if step_ms % 1000 == 0:
-            if "!miniTicker@arr" in self.hub.active:
+            if plan.mini_arr:
                 self._all_mini(clock, synthetic)
-            self._extras(clock, synthetic)
+            self._extras(plan.extras, clock, synthetic)
 
-    def _extras(self, clock: Callable[[SymbolState], int], synthetic: bool) -> None:
-        """Streams core.streams does not parse: ``!ticker_<w>@arr`` and ``@referencePrice``."""
-        for name in sorted(self.hub.active):
+    def _current_plan(self) -> _Plan:
+        if self._plan_version != self.hub.version:
+            self._plan_version = self.hub.version
+            self._plan = self._build_plan()
+        return self._plan
+
+    def _build_plan(self) -> _Plan:
+        """The derived streams somebody is subscribed to; drops the state of the others."""
+        derived, extras = [], []
+        names = sorted(self.hub.subs)
+        self._parsed = {name: self._parse(name) for name in names}
+        spans: dict[str, set[int]] = {sym: set() for sym in self.symbols}
+        for name in names:
+            parsed = self._parsed[name]
             if name.startswith("!ticker_") and name.endswith("@arr"):
-                self._window_arr(name, name[8:10], clock, synthetic)
+                extras.append(name)
+                for wanted in spans.values():
+                    wanted.add(WINDOW_S[name[8:10]])
             elif name.endswith("@referencePrice"):
-                state = self.symbols.get(name.partition("@")[0].upper())
-                if state is not None and state.synthetic == synthetic:
-                    # web-socket-streams.md "Reference Price Streams": r is null when unknown
-                    price = state.aggs[-1].p if state.aggs else None
-                    self.publish(name, {"e": "referencePrice", "s": state.symbol, "r": price,
-                                        "t": clock(state)})
+                extras.append(name)
+            elif parsed is not None and parsed.kind in _PERIODIC:
+                state = self.symbols.get(parsed.symbol.upper())
+                if state is not None and name not in state.recorded:
+                    derived.append(_Derived(name, parsed, state, _cadence(parsed)))
+                    if (span := _span_s(parsed)) is not None:
+                        spans[state.symbol].add(span)
+        mini_arr = "!miniTicker@arr" in self.hub.subs
+        for state in self.symbols.values():
+            wanted = spans[state.symbol] | ({_DAY_S} if mini_arr else set())
+            state.windows = {s: w for s, w in state.windows.items() if s in wanted}
+            state.candles = {n: c for n, c in state.candles.items() if n in self.hub.subs}
+        self._arr_seen = {n: seen for n, seen in self._arr_seen.items() if n in self.hub.subs}
+        return _Plan(derived, mini_arr, extras)
+
+    def _extras(self, names: list[str], clock: Callable[[SymbolState], int], synthetic: bool
+                ) -> None:
+        """Streams core.streams does not parse: ``!ticker_<w>@arr`` and ``@referencePrice``."""
+        for name in names:
+            if name.startswith("!"):
+                self._window_arr(name, name[8:10], clock, synthetic)
+                continue
+            state = self.symbols.get(name.partition("@")[0].upper())
+            if state is not None and state.synthetic == synthetic:
+                # web-socket-streams.md "Reference Price Streams": r is null when unknown
+                self.publish(name, {"e": "referencePrice", "s": state.symbol,
+                                    "r": state.last_price, "t": clock(state)})
 
     def _window_arr(self, name: str, window: str, clock: Callable[[SymbolState], int],
                     synthetic: bool) -> None:
-        """``!ticker_<w>@arr``: window tickers of the symbols that traded since the last one."""
+        """``!ticker_<w>@arr``: window tickers of the symbols that traded since the last one
+        (web-socket-streams.md "All Market Rolling Window Statistics Streams")."""
         seen = self._arr_seen.setdefault(name, {})
         arr = []
         for state in self.symbols.values():
-            if state.synthetic != synthetic or seen.get(state.symbol) == len(state.aggs):
+            if state.synthetic != synthetic or seen.get(state.symbol) == state.agg_count:
                 continue
-            seen[state.symbol] = len(state.aggs)
+            seen[state.symbol] = state.agg_count
             now = clock(state)
-            trades, _ = state.window(now - stats.WINDOW_MS[window], now)
-            if trades:
-                arr.append(stats.window_ticker(state.symbol, now, window, trades))
+            run, _ = state.rolling(WINDOW_S[window], now)
+            if run is not None:
+                arr.append(stats.window_ticker_of(state.symbol, now, window, run))
         if arr:
             self.publish(name, arr)
 
@@ -242,9 +354,9 @@ class Market:
             if state.synthetic == synthetic and state.changed:
                 state.changed = False
                 now = clock(state)
-                window, _ = state.window(now - stats.DAY_MS, now)
-                if window:
-                    arr.append(stats.mini_ticker(state.symbol, now, window))
+                run, _ = state.rolling(_DAY_S, now)
+                if run is not None:
+                    arr.append(stats.mini_ticker_of(state.symbol, now, run))
         if arr:
             self.publish("!miniTicker@arr", arr)
 
@@ -254,41 +366,84 @@ class Market:
             return book.top(name.levels) if book.last_update_id else None
         if name.kind is StreamKind.KLINE:
             return self._kline(name, state, now)
-        span = {StreamKind.AVG_PRICE: _FIVE_MIN,
-                StreamKind.WINDOW_TICKER: stats.WINDOW_MS.get(name.interval, 0)}
-        window, before = state.window(now - span.get(name.kind, stats.DAY_MS), now)
-        if not window:
+        span = _span_s(name)
+        run, before = state.rolling(span if span is not None else _DAY_S, now)
+        if run is None:
             return None
         sym = state.symbol
         if name.kind is StreamKind.TICKER:
-            return stats.ticker(sym, now, window, before, state.current_book().best())
+            return stats.ticker_of(sym, now, run, before, state.current_book().best())
         if name.kind is StreamKind.MINI_TICKER:
-            return stats.mini_ticker(sym, now, window)
+            return stats.mini_ticker_of(sym, now, run)
         if name.kind is StreamKind.AVG_PRICE:
-            return stats.avg_price(sym, now, window)
-        return stats.window_ticker(sym, now, name.interval, window)
+            return stats.avg_price_of(sym, now, run)
+        return stats.window_ticker_of(sym, now, name.interval, run)
 
     def _kline(self, name: StreamName, state: SymbolState, now: int) -> Any:
+        """The kline update at ``now``; first the closing update (x=true) of the candle the
+        previous update was about, when ``now`` is past it."""
         tz = stats.TZ8_MS if name.name.endswith("@+08:00") else 0
         bounds = stats.bucket_bounds(now, name.interval, tz)
-        last = state.kline_open.get(name.name)
-        state.kline_open[name.name] = bounds
-        if last is not None and last != bounds:
-            closed = state.bucket(last)
-            if closed:  # the closing update of the previous candle (x=true)
-                self.publish(name.name, stats.kline(state.symbol, now, name.interval, last,
-                                                    closed, True))
-        trades = state.bucket(bounds)
-        if not trades:
+        candles = state.candles.get(name.name)
+        if candles is not None and candles.bounds != bounds:
+            last = candles.bounds
+            closed = candles.advance(bounds)
+            if closed is not None:
+                self.publish(name.name, stats.kline_of(state.symbol, now, name.interval, last,
+                                                       closed, True))
+            if bounds[0] < last[0]:  # the clock went back (a looping replay)
+                candles = None
+        if candles is None:
+            candles = state.candles[name.name] = _candles(state, name.interval, tz, bounds)
+        run = candles.current
+        if run is None:
             return None
-        return stats.kline(state.symbol, now, name.interval, bounds, trades, False)
+        return stats.kline_of(state.symbol, now, name.interval, bounds, run, False)
+
+    # -- the end of a replay ----------------------------------------------------------------
+
+    def end_replay(self) -> None:
+        """The recording has been published (no loop): from now on a connection subscribing
+        while none of its streams can get data any more is closed with `REPLAY_ENDED` (1000,
+        "Replay ended") instead of waiting forever; synthetic symbols go on as before."""
+        self.hub.on_subscribe = self._after_end
+
+    def _after_end(self, conn: Connection, names: list[str]) -> None:
+        if not any(self._live(name) for name in conn.state.subscriptions):
+            conn.request_close(*REPLAY_ENDED)
+
+    def _live(self, name: str) -> bool:
+        """Whether stream ``name`` can still publish: a synthetic symbol's, or an all-market
+        stream while a synthetic market runs."""
+        symbol = name.partition("@")[0]
+        if symbol.startswith("!"):
+            return any(state.synthetic for state in self.symbols.values())
+        state = self.symbols.get(symbol.upper())
+        return state is not None and state.synthetic
 
 
-def _trade_row(payload: dict[str, Any]) -> dict[str, Any]:
-    """The REST ``trades`` row of a published trade."""
-    quote = stats.fmt8(Decimal(payload["p"]) * Decimal(payload["q"]))
-    return {"id": payload["t"], "price": payload["p"], "qty": payload["q"], "quoteQty": quote,
-            "time": payload["T"], "isBuyerMaker": payload["m"], "isBestMatch": True}
+def _candles(state: SymbolState, interval: str, tz: int, bounds: tuple[int, int]) -> Candles:
+    """The candles of a kline stream starting at the candle ``bounds``, from what was published
+    (including trades of later candles, when a replay's clock trails the trade times)."""
+    candles = Candles(interval, tz, bounds, {})
+    current = state.summary(*bounds)
+    if current is not None:
+        candles.runs[bounds[0]] = current
+    for rec in state.aggs[bisect_right(state.agg_times, bounds[1]):]:
+        candles.add(rec.p, rec.q, rec.first_id, rec.last_id, rec.time, rec.buyer_maker,
+                    stats.units(rec.p), stats.units(rec.q))
+    return candles
+
+
+def _span_s(name: StreamName) -> int | None:
+    """The rolling window of a ticker-like stream in seconds (None for other kinds)."""
+    if name.kind in (StreamKind.TICKER, StreamKind.MINI_TICKER):
+        return _DAY_S
+    if name.kind is StreamKind.AVG_PRICE:
+        return _FIVE_MIN_S
+    if name.kind is StreamKind.WINDOW_TICKER:
+        return WINDOW_S.get(name.interval, _DAY_S)
+    return None
 
 
 def _cadence(name: StreamName) -> int:
