@@ -413,7 +413,9 @@ def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ..
 
     It replays real recordings (the bundled sample when neither --data nor --synthetic is given)
     or a synthetic market, speaking Binance's own protocol, so any Binance client can connect to
-    it offline. The replay starts when the first client subscribes. Runs until interrupted.
+    it offline. The replay starts when the first client subscribes and says so when the
+    recording ends; later subscribers are then closed with 1000 "Replay ended" (use --loop).
+    Runs until interrupted.
     """
     from binance_streamer.exchange import LocalExchange
     from binance_streamer.samples import bundled_sessions
@@ -431,6 +433,8 @@ def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ..
             for sig in (signal.SIGINT, signal.SIGTERM):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.set)
             await stop.wait()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C ends a stuck stop
+                asyncio.get_running_loop().remove_signal_handler(sig)
     asyncio.run(serve())
 
 
