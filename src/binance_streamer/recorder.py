@@ -5,8 +5,9 @@ while more than ``max_pending_batches`` batches wait for the disk (back-pressure
 memory stays bounded and nothing is dropped.
 
 REST is needed only to check symbols and to fill gaps: when it does not answer at start (a
-firewall, a WebSocket-only endpoint), the recorder records anyway, warns once, keeps the gaps and
-checks and fills as soon as REST answers. ``duration`` bounds the whole run, start-up included.
+firewall, a WebSocket-only endpoint), the recorder records anyway, warns once, and checks the
+symbols as soon as REST answers; gaps are retried meanwhile, each on its own back-off.
+``duration`` bounds the whole run, start-up included.
 """
 
 from __future__ import annotations
@@ -186,7 +187,6 @@ class Recorder:
         self._progress = asyncio.Event()
         self._seen_count: dict[str, int] = {}
         self._heard: set[str] = set()  # streams that sent at least one message this run
-        self._deferred: list[GapDetected | NeedSnapshot] | None = None  # while REST is down
         self._bridges: dict[str, DepthBridge] = {}  # per diff-depth stream
         self._unwatched: dict[int, list[str]] = {}  # connection -> streams, until it first opens
         self._paused_since: float | None = None  # reading paused by back-pressure since then
@@ -246,8 +246,6 @@ class Recorder:
                 pause=self._pause_reading, resume=self._resume_reading)
             self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled,
                                          snapshot_taken=self._on_snapshot)
-            if not checked:
-                self._deferred = []
             await self._resume_from(sink)
             try:
                 await self._record(names, deadline, rest, checked)
@@ -276,7 +274,8 @@ class Recorder:
         return True
 
     async def _validate_later(self, rest: RestClient) -> None:
-        """Retry the symbol check until REST answers; then release the deferred backfills."""
+        """Retry the symbol check until REST answers (gaps meanwhile are retried by the
+        backfiller on their own back-off)."""
         delays = full_jitter(1.0, self.config.revalidate_cap_s)
         while True:
             await asyncio.sleep(next(delays))
@@ -288,12 +287,8 @@ class Recorder:
             except ExchangeError as exc:
                 log.info("REST still unavailable: %s", exc)
                 continue
-            log.warning("REST answers again: symbols checked; filling the gaps kept meanwhile")
+            log.warning("REST answers again: symbols checked")
             self.stats.rest_unchecked = False
-            deferred, self._deferred = self._deferred or [], None
-            if self.backfiller is not None:
-                for request in deferred:
-                    self.backfiller.request(request)
             return
 
     async def _record(self, names: list[str], deadline: float | None, rest: RestClient,
@@ -368,10 +363,8 @@ class Recorder:
             self._request(GapDetected(stream, first, last, cause))
 
     def _request(self, request: GapDetected | NeedSnapshot) -> None:
-        """Hand a backfill to the backfiller, or keep it until REST answers."""
-        if self._deferred is not None:
-            self._deferred.append(request)
-        elif self.backfiller is not None:
+        """Hand a backfill to the backfiller (it retries while REST does not answer)."""
+        if self.backfiller is not None:
             self.backfiller.request(request)
 
     # -- hot path --------------------------------------------------------------------------

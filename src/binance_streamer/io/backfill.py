@@ -65,8 +65,8 @@ class Backfiller:
     A depth request (`NeedSnapshot`, or a `GapDetected` on a diff-depth stream) stores one
     ``depth_snapshot`` row and calls ``snapshot_taken(stream, last_update_id, gap)`` once for each
     gap it answers, and once with None if a `NeedSnapshot` asked for it; whether it bridges the
-    stored diffs is for the caller to decide. Until a caller passes ``snapshot_taken``, a depth gap
-    is reported as before, ``filled(gap, 1)``. ``weight_budget`` is the share of the weight limit
+    stored diffs is for the caller to decide, so a depth gap is never reported through ``filled``.
+    ``weight_budget`` is the share of the weight limit
     trade pages may use (`WeightBudget`); ``delays`` builds each gap's back-off (full jitter up to
     30 s by default); ``wall`` is the wall clock the weight window is read from.
     """
