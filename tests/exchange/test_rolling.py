@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from binance_streamer.exchange import stats
-from binance_streamer.exchange.columns import AggView
+from binance_streamer.exchange.columns import AggColumns
 from binance_streamer.exchange.control import SessionState
 from binance_streamer.exchange.frames import Event
 from binance_streamer.exchange.history import History
@@ -293,7 +293,7 @@ def test_a_tick_reads_no_per_trade_history(monkeypatch: pytest.MonkeyPatch) -> N
 
     def forbidden(*_: Any) -> Any:
         raise AssertionError("the per-trade history was read")
-    monkeypatch.setattr(AggView, "__getitem__", forbidden)
+    monkeypatch.setattr(AggColumns, "rec", forbidden)  # every per-trade read goes through it
     for i in range(2000, 4000):
         market.publish("btcusdt@aggTrade", agg_trade(i + 1, i + 1, 1, BASE_MS + i * 500,
                                                      "101.00000000", "1.00000000", False))

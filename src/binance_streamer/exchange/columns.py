@@ -13,11 +13,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from binance_streamer.exchange.stats import AggRec, Run, fmt8, fmt_units, units
 
 __all__ = ["AggColumns", "AggSlice", "AggView", "TradeColumns", "TradeView"]
+
+T = TypeVar("T")
 
 
 def _canonical(text: str) -> bool:
@@ -123,8 +125,32 @@ class TradeColumns(_Columns):
                 "isBuyerMaker": bool(self.flags[i]), "isBestMatch": True}
 
 
-class AggView(Sequence[AggRec]):
+class _Rows(Sequence[T]):
+    """A read-only sequence over stored columns: subclasses give `__len__` and `_get`."""
+
+    _what = "row"
+
+    def _get(self, i: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self._get(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self._what} index out of range")
+        return self._get(index)
+
+
+class AggView(_Rows[AggRec]):
     """The stored aggregate trades as a read-only sequence of `AggRec`, oldest first."""
+
+    _what = "aggregate trade"
 
     def __init__(self, columns: AggColumns) -> None:
         self._columns = columns
@@ -132,23 +158,15 @@ class AggView(Sequence[AggRec]):
     def __len__(self) -> int:
         return len(self._columns)
 
-    @overload
-    def __getitem__(self, index: int) -> AggRec: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[AggRec]: ...
-    def __getitem__(self, index: int | slice) -> AggRec | list[AggRec]:
-        if isinstance(index, slice):
-            return [self._columns.rec(i) for i in range(*index.indices(len(self._columns)))]
-        if index < 0:
-            index += len(self._columns)
-        if not 0 <= index < len(self._columns):
-            raise IndexError("aggregate trade index out of range")
-        return self._columns.rec(index)
+    def _get(self, i: int) -> AggRec:
+        return self._columns.rec(i)
 
 
-class AggSlice(Sequence[AggRec]):
+class AggSlice(_Rows[AggRec]):
     """The stored aggregate trades ``lo..hi-1`` (a time range's) as a read-only sequence;
     ``summary()`` gives their `Run` without building the records (`stats.summarize`)."""
+
+    _what = "aggregate trade"
 
     def __init__(self, columns: AggColumns, lo: int, hi: int,
                  summary: Callable[[], Run | None]) -> None:
@@ -160,22 +178,14 @@ class AggSlice(Sequence[AggRec]):
     def __len__(self) -> int:
         return self._hi - self._lo
 
-    @overload
-    def __getitem__(self, index: int) -> AggRec: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[AggRec]: ...
-    def __getitem__(self, index: int | slice) -> AggRec | list[AggRec]:
-        if isinstance(index, slice):
-            return [self._columns.rec(self._lo + i) for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("aggregate trade index out of range")
-        return self._columns.rec(self._lo + index)
+    def _get(self, i: int) -> AggRec:
+        return self._columns.rec(self._lo + i)
 
 
-class TradeView(Sequence[dict[str, Any]]):
+class TradeView(_Rows[dict[str, Any]]):
     """The stored trades as a read-only sequence of REST rows, oldest first."""
+
+    _what = "trade"
 
     def __init__(self, columns: TradeColumns) -> None:
         self._columns = columns
@@ -183,15 +193,5 @@ class TradeView(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._columns)
 
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [self._columns.row(i) for i in range(*index.indices(len(self._columns)))]
-        if index < 0:
-            index += len(self._columns)
-        if not 0 <= index < len(self._columns):
-            raise IndexError("trade index out of range")
-        return self._columns.row(index)
+    def _get(self, i: int) -> dict[str, Any]:
+        return self._columns.row(i)

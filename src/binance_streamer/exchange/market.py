@@ -32,6 +32,7 @@ from binance_streamer.exchange.columns import (
 from binance_streamer.exchange.frames import Event
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
+from binance_streamer.exchange.rolling import NEVER as _NEVER
 from binance_streamer.exchange.rolling import Candles, Tape, Window
 
 if TYPE_CHECKING:
@@ -43,8 +44,7 @@ _PERIODIC = {StreamKind.TICKER, StreamKind.MINI_TICKER, StreamKind.WINDOW_TICKER
              StreamKind.AVG_PRICE, StreamKind.KLINE, StreamKind.PARTIAL_DEPTH}
 _FIVE_MIN_S = 300
 _DAY_S = stats.DAY_MS // 1000
-WINDOW_S = {"1h": 3_600, "4h": 14_400, "1d": _DAY_S}
-_NEVER = -(2**62)
+WINDOW_S = {name: ms // 1000 for name, ms in stats.WINDOW_MS.items()}
 REPLAY_ENDED = (1000, "Replay ended")  # the close of a connection subscribing after the end
 
 

@@ -23,7 +23,8 @@ __all__ = ["HORIZON_S", "LAG_S", "Candles", "Tape", "Window"]
 
 LAG_S = 5
 HORIZON_S = DAY_MS // 1000 + LAG_S
-_NEVER = -(2**62)
+NEVER = -(2**62)  # a time before any trade
+_NEVER = NEVER
 
 
 class Tape:
