@@ -23,7 +23,8 @@ from binance_streamer.exchange.hub import Hub
 from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.sources import Recorded, ReplaySource
 from binance_streamer.exchange.synthetic import SyntheticSymbol
-from binance_streamer.exchange.timeline import run_replay, run_synthetic
+from binance_streamer.exchange.synthetic_timeline import run_synthetic
+from binance_streamer.exchange.timeline import run_replay
 from tests.exchange.helpers import TIMEOUT
 
 APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)

@@ -24,7 +24,8 @@ from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.rest import RestApi
 from binance_streamer.exchange.sources import ReplaySource, load_source
 from binance_streamer.exchange.synthetic import SyntheticSymbol
-from binance_streamer.exchange.timeline import register_sources, run_replay, run_synthetic
+from binance_streamer.exchange.synthetic_timeline import run_synthetic
+from binance_streamer.exchange.timeline import register_sources, run_replay
 from binance_streamer.exchange.wsserver import WsEndpoint
 
 __all__ = ["BUNDLED_SESSIONS", "LocalExchange", "parse_speed", "serve"]
