@@ -401,20 +401,30 @@ def _parse_faults(
               help="Synthetic events per second per stream.")
 @click.option("--speed", default="1", show_default=True, callback=_parse_speed,
               help="Replay pace: a factor of the recorded pace, or 'max' for as fast as possible.")
-@click.option("--loop", is_flag=True, help="Start the replay over when it ends.")
+@click.option("--loop", is_flag=True,
+              help="Replay forever as a continuing market: each pass goes on from the previous "
+                   "one's times, trade ids and order book update ids (REST follows; a bridging "
+                   "depth diff keeps books valid). A pass lasts the recording rounded up to its "
+                   "kline grid (the bundled samples: 120 s).")
+@click.option("--rebase-time", is_flag=True,
+              help="Shift every recorded time so the replay starts now, to a whole number of "
+                   "the recorded kline intervals (a minute for the bundled samples) so candles "
+                   "stay on their grid; /api/v3/time follows.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic market.")
 @click.option("--fault", "faults", multiple=True, metavar="SECONDS:NAME[=ARG,...]",
               callback=_parse_faults,
               help="Inject a fault SECONDS after start, e.g. 10:stall=5, 30:drop_now=1001, "
                    "20:skip=3, 40:rest_error=429, 50:server_shutdown. Repeatable.")
 def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ...], rate: float,
-           speed: float | None, loop: bool, seed: int, faults: tuple[str, ...]) -> None:
+           speed: float | None, loop: bool, rebase_time: bool, seed: int,
+           faults: tuple[str, ...]) -> None:
     """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
 
     It replays real recordings (the bundled sample when neither --data nor --synthetic is given)
     or a synthetic market, speaking Binance's own protocol, so any Binance client can connect to
     it offline. The replay starts when the first client subscribes and says so when the
     recording ends; later subscribers are then closed with 1000 "Replay ended" (use --loop).
+    REST's clock (/api/v3/time) is the replay's: the recording's time (now, with --rebase-time).
     Runs until interrupted.
     """
     from binance_streamer.exchange import LocalExchange
@@ -424,7 +434,7 @@ def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ..
     async def serve() -> None:
         async with LocalExchange(replay=files, synthetic=list(synthetic), rate=rate, speed=speed,
                                  loop=loop, seed=seed, host=host, port=port, faults=faults,
-                                 history_limit=1_000_000) as ex:
+                                 history_limit=1_000_000, rebase_time=rebase_time) as ex:
             click.echo(f"WebSocket: {ex.ws_url}  (e.g. {ex.ws_url}/ws/btcusdt@ticker)")
             click.echo(f"REST:      {ex.rest_url}  (e.g. {ex.rest_url}/api/v3/exchangeInfo)")
             click.echo("Ready. Ctrl-C stops.", err=True)

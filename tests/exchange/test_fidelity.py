@@ -1,4 +1,6 @@
-"""Well-known clients work against the local exchange with only their base URL changed."""
+"""Well-known clients work against the local exchange with only their base URL changed: the
+tutorial's websocket-client code and the official connector (binance-sdk-spot). python-binance,
+ccxt.pro, cryptofeed and unicorn-binance-websocket-api have their own test_fidelity_*.py."""
 
 from __future__ import annotations
 
@@ -81,32 +83,6 @@ async def test_tutorial_client_stores_real_recorded_prices(
     assert all(57_000 < r[1] < 59_000 for r in rows if r[0] == "BTCUSDT")
 
 
-async def test_python_binance_socket_manager_and_rest_client() -> None:
-    """python-binance's BinanceSocketManager (STREAM_URL overridden) and REST client work."""
-    from binance import AsyncClient, BinanceSocketManager
-
-    async with LocalExchange(synthetic=["BTCUSDT"], rate=100) as ex:
-        client = AsyncClient()
-        client.API_URL = ex.rest_url + "/api"
-        try:
-            bm = BinanceSocketManager(client)
-            bm.STREAM_URL = ex.ws_url + "/"
-            async with asyncio.timeout(TIMEOUT), bm.multiplex_socket(
-                    ["btcusdt@aggTrade", "btcusdt@depth@100ms"]) as socket:
-                got = {}
-                while len(got) < 2:
-                    msg = await socket.recv()
-                    got[msg["stream"]] = msg["data"]
-            assert got["btcusdt@aggTrade"]["e"] == "aggTrade"
-            assert got["btcusdt@depth@100ms"]["e"] == "depthUpdate"
-            rows = await client.get_aggregate_trades(symbol="BTCUSDT", limit=5)
-            assert rows[-1]["a"] >= got["btcusdt@aggTrade"]["a"]
-            info = await client.get_symbol_info("BTCUSDT")
-            assert info is not None and info["symbol"] == "BTCUSDT"
-        finally:
-            await client.close_connection()
-
-
 async def test_official_connector_streams_and_rest_models() -> None:
     """binance-sdk-spot, with its stream URL and REST base path set to the exchange, subscribes
     with UUID ids, receives every replayed aggregate trade and parses the REST answers into its
@@ -172,61 +148,3 @@ async def test_official_connector_streams_and_rest_models() -> None:
         daily = await call("ticker24hr", symbols=["BTCUSDT"], type="MINI")
         assert (daily[0].last_price, daily[0].count) == (
             last["p"], last["l"] - recorded[0]["f"] + 1)
-
-
-async def test_ccxt_pro_order_book_and_trades() -> None:
-    """ccxt.pro, with its urls set to the exchange, keeps an order book equal to the replayed
-    one and receives every replayed aggregate trade and the synthetic trades, in id order
-    without gaps."""
-    import ccxt.pro as ccxtpro
-
-    async with LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=100, speed=None,
-                             start="manual") as ex:
-        items = ex.sources[0].items
-        recorded = [i.payload for i in items if i.stream == "btcusdt@aggTrade"]
-        last_u = [i.payload for i in items if i.stream == "btcusdt@depth@100ms"][-1]["u"]
-        client = ccxtpro.binance({
-            "urls": {"api": {"public": ex.rest_url + "/api/v3",
-                             "ws": {"spot": ex.ws_url + "/ws"}}},
-            "options": {"fetchMarkets": {"types": ["spot"]}, "tradesLimit": 10_000},
-        })
-        aggs: list[dict[str, Any]] = []
-        trades: list[dict[str, Any]] = []
-
-        async def watch_aggs() -> None:
-            while len(aggs) < len(recorded):
-                aggs.extend(await client.watch_trades("BTC/USDT", params={"name": "aggTrade"}))
-
-        async def watch_trades() -> None:
-            while len(trades) < 50:
-                trades.extend(await client.watch_trades("SOL/USDT"))
-
-        async def watch_book() -> Any:
-            while True:
-                book = await client.watch_order_book("BTC/USDT")
-                if book["nonce"] >= last_u:
-                    return book
-        try:
-            async with asyncio.timeout(3 * TIMEOUT), asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(watch_aggs()), tg.create_task(watch_trades())]
-                book_task = tg.create_task(watch_book())
-                await ex.wait_subscribed(3)
-                paths = sorted(c.path for c in ex.connections)
-                await ex.start()
-                await asyncio.gather(*tasks, book_task)
-        finally:
-            await client.close()
-        assert paths == ["/ws/0", "/ws/1", "/ws/2"]  # ccxt's own stream numbers, then SUBSCRIBE
-        book = book_task.result()
-        final = ex.market.symbols["BTCUSDT"].book.top(100)
-        assert book["nonce"] == final["lastUpdateId"] == last_u
-        assert book["bids"][:100] == [[float(p), float(q)] for p, q in final["bids"]]
-        assert book["asks"][:100] == [[float(p), float(q)] for p, q in final["asks"]]
-        assert [(int(t["id"]), t["price"], t["amount"], t["timestamp"]) for t in aggs] == [
-            (a["a"], float(a["p"]), float(a["q"]), a["T"])
-            for a in ex.history.events("btcusdt@aggTrade")]
-        sent = {t["t"]: t for t in ex.history.events("solusdt@trade")}
-        ids = [int(t["id"]) for t in trades]
-        assert ids == list(range(ids[0], ids[0] + len(ids)))
-        assert [(t["price"], t["amount"], t["timestamp"]) for t in trades] == [
-            (float(sent[i]["p"]), float(sent[i]["q"]), sent[i]["T"]) for i in ids]

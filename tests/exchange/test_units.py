@@ -14,6 +14,7 @@ from binance_streamer.exchange.control import SessionState, handle_control, is_v
 from binance_streamer.exchange.frames import FMT_COMBINED, FMT_MICROS, Event, frame
 from binance_streamer.exchange.sources import stream_of
 from binance_streamer.exchange.stats import bucket_bounds
+from binance_streamer.exchange.timeline import grid_of
 from binance_streamer.exchange.wsserver import BadTarget, parse_target
 
 
@@ -96,6 +97,22 @@ def test_stream_of_bare_payloads() -> None:
     assert stream_of({"u": 1, "s": "BNBUSDT", "b": "", "B": "", "a": "", "A": ""}) == (
         "bnbusdt@bookTicker")
     assert stream_of({"lastUpdateId": 1, "bids": [], "asks": []}) is None
+
+
+def test_the_shift_grid_keeps_every_recorded_kline_interval() -> None:
+    """Shifts are whole multiples of 1 s and of every recorded kline interval (their least
+    common multiple); 1M candles have no fixed length and do not count."""
+    assert grid_of(["btcusdt@aggTrade"]) == 1_000
+    assert grid_of(["a@kline_1m", "b@kline_15m@+08:00", "c@aggTrade"]) == 900_000
+    assert grid_of(["a@kline_3d", "b@kline_1w", "c@kline_1M"]) == 21 * 86_400_000
+
+
+@given(st.integers(0, 2 * 10**12), st.sampled_from(KLINE_INTERVALS[:-1]), st.integers(-50, 50))
+def test_a_shift_on_the_grid_keeps_candles_on_their_grid(t: int, interval: str, k: int) -> None:
+    """Moving a time by a multiple of the grid moves its candle by the same amount."""
+    grid = grid_of([f"x@kline_{interval}"])
+    lo, hi = bucket_bounds(t, interval)
+    assert bucket_bounds(t + k * grid, interval) == (lo + k * grid, hi + k * grid)
 
 
 def test_history_limit_keeps_the_newest_events() -> None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +15,14 @@ class OrderBook:
     """Price levels per side, keyed by the price string as Binance sends it.
 
     ``last_update_id`` is Binance's ``lastUpdateId``: the ``u`` of the last applied diff.
+    Prices are ordered by their `Decimal` values, parsed once per price and cached.
     """
 
     def __init__(self, last_update_id: int = 0) -> None:
         self.last_update_id = last_update_id
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
+        self._keys: dict[str, Decimal] = {}  # price -> its value
 
     @classmethod
     def from_snapshot(cls, body: dict[str, Any]) -> OrderBook:
@@ -47,21 +50,45 @@ class OrderBook:
         self.last_update_id = last_id
         return chained
 
+    def ahead(self, first_id: int, last_id: int, bids: Any, asks: Any) -> OrderBook:
+        """A copy with the next diff (``U``=first_id, ``u``=last_id, with ``U < u``) applied and
+        labelled ``U + (u - U) // 2``: an id strictly inside the diff, as a snapshot taken while
+        the exchange is between two pushes of the diff stream. A client bridging from it applies
+        that diff again (its quantities are absolute), which changes nothing."""
+        book = OrderBook(self.last_update_id)
+        book.bids, book.asks, book._keys = dict(self.bids), dict(self.asks), self._keys
+        book.apply(first_id, last_id, bids, asks)
+        book.last_update_id = first_id + (last_id - first_id) // 2
+        return book
+
     def top(self, limit: int) -> dict[str, Any]:
         """A snapshot body with the best ``limit`` levels per side."""
-        bids = sorted(self.bids.items(), key=lambda kv: Decimal(kv[0]), reverse=True)[:limit]
-        asks = sorted(self.asks.items(), key=lambda kv: Decimal(kv[0]))[:limit]
+        key = self._keyed()  # bench/exchange_book_top.py
+        bids = sorted(self.bids, key=key, reverse=True)[:limit]
+        asks = sorted(self.asks, key=key)[:limit]
         return {
             "lastUpdateId": self.last_update_id,
-            "bids": [[p, q] for p, q in bids],
-            "asks": [[p, q] for p, q in asks],
+            "bids": [[p, self.bids[p]] for p in bids],
+            "asks": [[p, self.asks[p]] for p in asks],
         }
 
     def best(self) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
         """The best bid and best ask as ``(price, qty)``, or None for an empty side."""
-        bid = max(self.bids.items(), key=lambda kv: Decimal(kv[0]), default=None)
-        ask = min(self.asks.items(), key=lambda kv: Decimal(kv[0]), default=None)
-        return bid, ask
+        key = self._keyed()
+        bid = max(self.bids, key=key, default=None)
+        ask = min(self.asks, key=key, default=None)
+        return (None if bid is None else (bid, self.bids[bid]),
+                None if ask is None else (ask, self.asks[ask]))
+
+    def _keyed(self) -> Callable[[str], Decimal]:
+        """The value of each price in the book (parsing only prices new to the cache)."""
+        keys = self._keys
+        if len(keys) > 4 * (len(self.bids) + len(self.asks)) + 1024:  # forget prices long gone
+            keys = self._keys = {p: k for p, k in keys.items() if p in self.bids or p in self.asks}
+        for side in (self.bids, self.asks):
+            for price in side.keys() - keys.keys():
+                keys[price] = Decimal(price)
+        return keys.__getitem__
 
     def __repr__(self) -> str:
         return f"<OrderBook id={self.last_update_id} bids={len(self.bids)} asks={len(self.asks)}>"

@@ -1,12 +1,20 @@
 """The market state behind the timeline: per-symbol trade history and order book, the derived
-periodic streams (tickers, mini tickers, klines, average price, partial depth) and publication
-into `History` and the `Hub`.
+periodic streams (tickers, mini tickers, klines, average price, partial depth, 1000 ms diff
+depth) and publication into `History` and the `Hub`.
 
 Derived periodic streams are computed only while some client is subscribed to them, and never
 for a stream the recording itself carries. They are incremental (`rolling`): each trade updates
 its symbol's per-second tape and the candles of subscribed kline streams, and each tick folds
 whole seconds into the subscribed windows, so the work per trade and per second does not grow
 with the window or the run. Their state is dropped with the last subscriber.
+
+Depth of a replayed symbol: ``<symbol>@depth`` (1000 ms) is the recorded ``@depth@100ms`` diffs
+merged (`DepthMerge`) every 1000 ms of the replay grid, nothing for a second without diffs;
+``<symbol>@depth<N>[@100ms]`` is the top of the book rebuilt from the recorded snapshot and
+diffs. REST snapshots may look one recorded diff ahead (`expect_depth`, `DepthLookahead`).
+Trades are never derived: ``<symbol>@trade`` carries only what a recording holds, and a
+recording of aggregate trades alone gives ``@trade`` subscribers nothing (an aggregate trade
+does not say the quantity, time or order ids of each trade it aggregates).
 
 With a bounded `History` (long command-line runs) only the recorded streams are kept in it
 (REST answers recorded klines and book tickers from it; the payloads are the replay's own);
@@ -16,7 +24,7 @@ what REST needs of generated data lives in `SymbolState`, bounded by the same li
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from binance_streamer.core.streams import InvalidStreamName, StreamKind, StreamName, parse_stream
@@ -29,6 +37,7 @@ from binance_streamer.exchange.columns import (
     TradeColumns,
     TradeView,
 )
+from binance_streamer.exchange.depth_merge import DepthLookahead, DepthMerge
 from binance_streamer.exchange.frames import Event
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
@@ -41,7 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["Market", "SymbolState"]
 
 _PERIODIC = {StreamKind.TICKER, StreamKind.MINI_TICKER, StreamKind.WINDOW_TICKER,
-             StreamKind.AVG_PRICE, StreamKind.KLINE, StreamKind.PARTIAL_DEPTH}
+             StreamKind.AVG_PRICE, StreamKind.KLINE, StreamKind.PARTIAL_DEPTH,
+             StreamKind.DIFF_DEPTH}
 _FIVE_MIN_S = 300
 _DAY_S = stats.DAY_MS // 1000
 WINDOW_S = {name: ms // 1000 for name, ms in stats.WINDOW_MS.items()}
@@ -54,7 +64,8 @@ class SymbolState:
     REST history (`aggs`, `agg_times`, `trades`) is stored column by column (`columns`),
     trimmed to about ``limit`` entries. Each aggregate trade also goes into the per-second
     ``tape`` (the last 24 h, for the rolling ``windows``) and the ``candles`` of subscribed kline
-    streams.
+    streams. Each replayed depth diff goes into the ``book`` and the ``depth_merges`` of
+    subscribed derived ``@depth`` streams.
     """
 
     def __init__(self, symbol: str, *, synthetic: bool, limit: int | None = None) -> None:
@@ -78,12 +89,20 @@ class SymbolState:
         self.tape = Tape()
         self.windows: dict[int, Window] = {}  # span in seconds -> window
         self.candles: dict[str, Candles] = {}  # kline stream name -> its candles
+        self.depth_merges: dict[str, DepthMerge] = {}  # derived diff-depth stream -> its merge
+        self.lookahead: DepthLookahead | None = None
 
-    def current_book(self) -> OrderBook:
-        """The order book as of now."""
+    def book_now(self) -> OrderBook:
+        """The order book as published so far (a synthetic symbol's is brought up to date)."""
         if self.refresh is not None:
             self.refresh()
         return self.book
+
+    def current_book(self) -> OrderBook:
+        """The order book a REST depth request sees now: `book_now`, or one recorded diff ahead
+        when the exchange is between two pushes of a busy diff stream (`DepthLookahead`)."""
+        book = self.book_now()
+        return book if self.lookahead is None else self.lookahead.snapshot(book)
 
     def add_agg(self, payload: dict[str, Any]) -> None:
         """Record one published aggregate trade (ids at or below the last one are ignored)."""
@@ -248,6 +267,8 @@ class Market:
             state = self._state(payload["s"])
             if not state.synthetic:
                 state.book.apply(payload["U"], payload["u"], payload["b"], payload["a"])
+                for merge in state.depth_merges.values():
+                    merge.add(payload)
 
     def _state(self, symbol: str) -> SymbolState:
         """The state of ``symbol``: one dict lookup when known, else created by `symbol`."""
@@ -258,6 +279,26 @@ class Market:
         state = self.symbol(symbol)
         if int(body["lastUpdateId"]) > state.book.last_update_id:
             state.book = OrderBook.from_snapshot(body)
+
+    def expect_depth(self, items: Iterable[tuple[str, Any]],
+                     id_steps: Mapping[str, int] | None = None) -> None:
+        """The recorded ``(stream, payload)`` items in timeline order: each replayed symbol's
+        ``@depth@100ms`` diffs let its REST snapshots look one diff ahead (`DepthLookahead`),
+        so that some fall strictly inside the next diff's ``U..u``. ``id_steps``: per symbol,
+        what each pass of a looping replay adds to update ids. Call it once the initial books
+        are set: diffs at or below a book's ``lastUpdateId`` (which the book dropped) are left
+        out. Replaces earlier calls."""
+        diffs: dict[str, list[dict[str, Any]]] = {}
+        for stream, payload in items:
+            is_diff = isinstance(payload, dict) and payload.get("e") == "depthUpdate"
+            if is_diff and stream.endswith("@depth@100ms"):
+                diffs.setdefault(payload["s"], []).append(payload)
+        for symbol, found in diffs.items():
+            state = self.symbol(symbol)
+            if not state.synthetic:
+                start = state.book.last_update_id
+                state.lookahead = DepthLookahead([d for d in found if d["u"] > start],
+                                                 (id_steps or {}).get(symbol, 0))
 
     def _parse(self, name: str) -> StreamName | None:
         if name not in self._parsed:
@@ -306,8 +347,10 @@ class Market:
                 extras.append(name)
             elif parsed is not None and parsed.kind in _PERIODIC:
                 state = self.symbols.get(parsed.symbol.upper())
-                if state is not None and name not in state.recorded:
+                if state is not None and _derivable(parsed, state):
                     derived.append(_Derived(name, parsed, state, _cadence(parsed)))
+                    if parsed.kind is StreamKind.DIFF_DEPTH:
+                        state.depth_merges.setdefault(name, DepthMerge())
                     if (span := _span_s(parsed)) is not None:
                         spans[state.symbol].add(span)
         mini_arr = "!miniTicker@arr" in self.hub.subs
@@ -315,6 +358,8 @@ class Market:
             wanted = spans[state.symbol] | ({_DAY_S} if mini_arr else set())
             state.windows = {s: w for s, w in state.windows.items() if s in wanted}
             state.candles = {n: c for n, c in state.candles.items() if n in self.hub.subs}
+            state.depth_merges = {n: m for n, m in state.depth_merges.items()
+                                  if n in self.hub.subs}
         self._arr_seen = {n: seen for n, seen in self._arr_seen.items() if n in self.hub.subs}
         return _Plan(derived, mini_arr, extras)
 
@@ -362,8 +407,12 @@ class Market:
 
     def _derive(self, name: StreamName, state: SymbolState, now: int) -> Any:
         if name.kind is StreamKind.PARTIAL_DEPTH:
-            book = state.current_book()
+            # web-socket-streams.md "Partial Book Depth Streams": the top <levels> per side
+            book = state.book_now()
             return book.top(name.levels) if book.last_update_id else None
+        if name.kind is StreamKind.DIFF_DEPTH:
+            merge = state.depth_merges.get(name.name)
+            return merge.take(state.symbol, now) if merge is not None else None
         if name.kind is StreamKind.KLINE:
             return self._kline(name, state, now)
         span = _span_s(name)
@@ -372,7 +421,7 @@ class Market:
             return None
         sym = state.symbol
         if name.kind is StreamKind.TICKER:
-            return stats.ticker_of(sym, now, run, before, state.current_book().best())
+            return stats.ticker_of(sym, now, run, before, state.book_now().best())
         if name.kind is StreamKind.MINI_TICKER:
             return stats.mini_ticker_of(sym, now, run)
         if name.kind is StreamKind.AVG_PRICE:
@@ -435,6 +484,17 @@ def _candles(state: SymbolState, interval: str, tz: int, bounds: tuple[int, int]
     return candles
 
 
+def _derivable(name: StreamName, state: SymbolState) -> bool:
+    """Whether ``state`` can derive stream ``name``: never a recorded stream; diff depth only
+    at 1000 ms, of a replayed symbol whose recording has the 100 ms diffs."""
+    if name.name in state.recorded:
+        return False
+    if name.kind is StreamKind.DIFF_DEPTH:
+        return (not state.synthetic and name.speed_ms == 1000
+                and f"{name.symbol}@depth@100ms" in state.recorded)
+    return True
+
+
 def _span_s(name: StreamName) -> int | None:
     """The rolling window of a ticker-like stream in seconds (None for other kinds)."""
     if name.kind in (StreamKind.TICKER, StreamKind.MINI_TICKER):
@@ -447,10 +507,10 @@ def _span_s(name: StreamName) -> int | None:
 
 
 def _cadence(name: StreamName) -> int:
-    """Update speed in ms (web-socket-streams.md): klines 2000 (1s: 1000), partial depth as
-    named, everything else 1000."""
+    """Update speed in ms (web-socket-streams.md): klines 2000 (1s: 1000), depth as named,
+    everything else 1000."""
     if name.kind is StreamKind.KLINE:
         return 1000 if name.interval == "1s" else 2000
-    if name.kind is StreamKind.PARTIAL_DEPTH:
+    if name.kind in (StreamKind.PARTIAL_DEPTH, StreamKind.DIFF_DEPTH):
         return name.speed_ms
     return 1000

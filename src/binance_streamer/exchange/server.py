@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +24,7 @@ from binance_streamer.exchange.rest import RestApi
 from binance_streamer.exchange.sources import ReplaySource, load_source
 from binance_streamer.exchange.synthetic import SyntheticSymbol
 from binance_streamer.exchange.synthetic_timeline import run_synthetic
-from binance_streamer.exchange.timeline import register_sources, run_replay
+from binance_streamer.exchange.timeline import ReplayTimeline
 from binance_streamer.exchange.wsserver import WsEndpoint
 
 __all__ = ["BUNDLED_SESSIONS", "LocalExchange", "parse_speed", "serve"]
@@ -47,7 +46,13 @@ class LocalExchange:
     """A Binance-compatible local exchange; use as ``async with LocalExchange(...) as ex``.
 
     ``replay``: JSONL frame files and session captures, published on one timeline whose clock
-    starts at the first subscription (``start="first-subscribe"``) or at `start`.
+    starts at the first subscription (``start="first-subscribe"``) or at `start`; REST's clock
+    (``/api/v3/time``, exchangeInfo's ``serverTime``) is the replay's (`ReplayTimeline.now_ms`:
+    the recording's start until then, the wall clock with nothing to replay), and before the
+    start REST answers from the state at the start (the recorded depth snapshots).
+    ``loop``: replay forever as a continuing market (times, trade ids and book update ids go on
+    from pass to pass; a bridging diff keeps books valid). ``rebase_time``: shift every
+    recorded time so the replay starts at the wall-clock time it starts.
     ``synthetic``: symbols of the seeded synthetic market (``rate`` steps per second), whose
     clock starts with the server (or at `start` when ``start="manual"``). ``speed`` is the
     replay pace factor, None for as fast as subscribers read. ``port=0`` picks a free port.
@@ -64,7 +69,8 @@ class LocalExchange:
                  rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
                  seed: int = 0, host: str = "127.0.0.1", port: int = 0,
                  limits: Limits | None = None, start: StartMode = "first-subscribe",
-                 faults: Sequence[str] = (), history_limit: int | None = None) -> None:
+                 faults: Sequence[str] = (), history_limit: int | None = None,
+                 rebase_time: bool = False) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -77,16 +83,18 @@ class LocalExchange:
         self.history = History(history_limit)
         self.hub = Hub()
         self.market = Market(self.hub, self.history)
-        register_sources(self.market, self.sources)
+        self.timeline = ReplayTimeline(self.market, self.sources, speed, loop=loop,
+                                       rebase_time=rebase_time)
         both = sorted({s.upper() for s in synthetic} & set(self.market.symbols))
         if both:
             raise ValueError(f"symbols both replayed and synthetic: {', '.join(both)}")
         self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
-        self.faults = Faults(self.hub, _wall_ms)
+        self.faults = Faults(self.hub, self.timeline.now_ms)
         self._script = [parse_script(spec) for spec in faults]
         self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min)
         self._ws = WsEndpoint(self.hub, self.limits, self.faults)
-        self._rest = RestApi(self.market, self.info, self.limits, self.faults, _wall_ms)
+        self._rest = RestApi(self.market, self.info, self.limits, self.faults,
+                             self.timeline.now_ms)
         self._runner: web.AppRunner | None = None
         self._group: asyncio.TaskGroup | None = None
         self._owned: list[asyncio.Task[None]] = []
@@ -151,7 +159,7 @@ class LocalExchange:
 
     async def _run_replay(self) -> None:
         await self._started.wait()
-        await run_replay(self.market, self.sources, self.speed, self.loop)
+        await self.timeline.run()
         self._finished.set()
 
     # -- queries ------------------------------------------------------------------------------
@@ -184,10 +192,6 @@ class LocalExchange:
                 f"synthetic={[s.symbol for s in self.synthetic]} {self.hub!r}>")
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def parse_speed(text: str) -> float | None:
     """``--speed`` values: a positive factor, or ``max`` (as fast as possible, None)."""
     if text.lower() == "max":
@@ -202,11 +206,12 @@ async def serve(replay: Sequence[str | Path] = (), synthetic: Sequence[str] = ()
                 rate: float = 10.0, speed: float | None = 1.0, loop: bool = False,
                 seed: int = 0, host: str = "127.0.0.1", port: int = 9443,
                 limits: Limits | None = None, faults: Sequence[str] = (),
-                history_limit: int | None = 1_000_000) -> None:
+                history_limit: int | None = 1_000_000, rebase_time: bool = False) -> None:
     """Run a `LocalExchange` until cancelled, printing ``ws_url rest_url`` once ready (for the
     ``binance-streamer replay`` command)."""
     async with LocalExchange(replay=replay, synthetic=synthetic, rate=rate, speed=speed,
                              loop=loop, seed=seed, host=host, port=port, limits=limits,
-                             faults=faults, history_limit=history_limit) as ex:
+                             faults=faults, history_limit=history_limit,
+                             rebase_time=rebase_time) as ex:
         print(ex.ws_url, ex.rest_url, flush=True)
         await asyncio.Event().wait()
