@@ -1,8 +1,10 @@
 """binance-streamer: record Binance market-data streams into a database, losing nothing."""
 
+from binance_streamer.books import Book, order_book, order_books
 from binance_streamer.core.streams import StreamKind, parse_stream, streams_for
 from binance_streamer.errors import (
     BadResponse,
+    BookUnknown,
     ConfigError,
     DatabaseInUse,
     ExchangeError,
@@ -30,6 +32,8 @@ __all__ = [
     "BINANCE_WS_URL",
     "BadResponse",
     "BinanceStreamer",
+    "Book",
+    "BookUnknown",
     "ConfigError",
     "DatabaseInUse",
     "ExchangeError",
@@ -53,6 +57,8 @@ __all__ = [
     "StreamerError",
     "UnknownSymbolError",
     "Unreachable",
+    "order_book",
+    "order_books",
     "parse_stream",
     "query",
     "streams_for",

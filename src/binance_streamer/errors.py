@@ -14,6 +14,8 @@ failure (1). Whether a failure is worth retrying is decided in one place,
     │   ├── InvalidDatabase             a --db that is not a usable database (wrong scheme,
     │   │                               missing folder, not SQLite, another program's file)
     │   ├── SchemaTooNew                written by a newer binance-streamer
+    │   ├── BookUnknown                 no book can be rebuilt at that time (no snapshot, or
+    │   │                               a break in the depth chain); names the nearest times
     │   └── MissingExtra                an optional dependency is not installed
     ├── StorageError                the database refused a write
     │   ├── StorageBusy                 locked by another process: retried with back-off
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadResponse",
+    "BookUnknown",
     "ConfigError",
     "DatabaseInUse",
     "ExchangeError",
@@ -90,6 +93,26 @@ class SchemaTooNew(ConfigError):
         super().__init__(f"the database has schema version {found}, newer than this "
                          f"binance-streamer understands ({supported}); upgrade binance-streamer "
                          "(pip install -U binance-streamer)")
+
+
+class BookUnknown(ConfigError):
+    """The recording cannot give a symbol's order book at the asked time; ``earlier`` and
+    ``later`` are the nearest times (epoch ms) at which it can, None when there is none."""
+
+    def __init__(self, reason: str, earlier: int | None, later: int | None) -> None:
+        self.reason, self.earlier, self.later = reason, earlier, later
+        known = [f"{word} {iso_time(ms)} ({ms})" for word, ms in
+                 (("until", earlier), ("again from", later)) if ms is not None]
+        where = "; the book is known " + " and ".join(known) if known else \
+            "; no time at which the book is known"
+        super().__init__(reason + where)
+
+
+def iso_time(ms: int) -> str:
+    """Epoch ms as an ISO 8601 UTC date-time with milliseconds."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class MissingExtra(ConfigError):

@@ -1,0 +1,260 @@
+"""Order books rebuilt from recordings: equal to Binance's own best bid/ask, never wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from binance_streamer import BookUnknown, Recorder, RecorderConfig
+from binance_streamer.books import Book, order_book, order_books, parse_every
+from binance_streamer.cli import main
+from binance_streamer.errors import ConfigError
+from binance_streamer.exchange import LocalExchange
+from binance_streamer.samples import bundled_session
+from tests.helpers import TIMEOUT
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Captures holding both @depth@100ms and Binance's own @bookTicker for the same symbols.
+SESSIONS = [bundled_session("cf_2021-04-05"), FIXTURES / "cf_2021-08-14.session.jsonl.gz",
+            FIXTURES / "cf_2021-10-12.session.jsonl.gz"]
+
+
+async def _record(session: Path, db: Path) -> None:
+    """Record every symbol's depth diffs and book tickers of ``session`` into ``db``."""
+    async with LocalExchange(replay=[session], speed=None) as ex:
+        trading = [s for s in ex.market.symbols
+                   if ex.info.by_symbol[s]["status"] == "TRADING"]
+        config = RecorderConfig(symbols=sorted(trading), streams=["depth@100ms", "bookTicker"],
+                                database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
+        recorder = Recorder(config)
+        task = asyncio.create_task(recorder.run())
+        await asyncio.wait_for(ex.finished(), TIMEOUT)
+        published = sum(ex.history.count(s) for s in config.stream_names)
+        await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
+                                  TIMEOUT)
+        recorder.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The three captures, each recorded through the local exchange into its own database."""
+    folder = tmp_path_factory.mktemp("books")
+    dbs = []
+    for session in SESSIONS:
+        db = folder / (session.name.split(".")[0] + ".db")
+        asyncio.run(_record(session, db))
+        dbs.append(db)
+    return dbs
+
+
+def _rows(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _busiest(db: Path) -> tuple[str, int, int]:
+    """The symbol with the most diffs after its snapshot, its first and last diff times."""
+    symbol, first, last = _rows(
+        db, "SELECT d.symbol, MIN(d.event_time), MAX(d.event_time) FROM depth_update d "
+            "JOIN depth_snapshot s ON s.symbol = d.symbol GROUP BY d.symbol "
+            "ORDER BY SUM(d.final_update_id > s.last_update_id) DESC LIMIT 1")[0]
+    return str(symbol), int(str(first)), int(str(last))
+
+
+def test_rebuilt_best_prices_equal_binance_book_ticker_at_every_shared_update_id(
+        recorded: list[Path]) -> None:
+    """Wherever a recorded @bookTicker's update id is the final id of a recorded diff, the
+    rebuilt book's best bid and ask equal Binance's; every comparison counts, none differs."""
+    compared = 0
+    for db in recorded:
+        tickers = {(s, u): (b, a) for s, u, b, a in _rows(
+            db, "SELECT symbol, update_id, best_bid_price, best_ask_price FROM book_ticker")}
+        for symbol, final, time in _rows(db, "SELECT symbol, final_update_id, event_time "
+                                             "FROM depth_update ORDER BY symbol, final_update_id"):
+            if (symbol, final) not in tickers:
+                continue
+            try:
+                book = order_book(db, str(symbol), int(str(time)), depth=1)
+            except BookUnknown:
+                continue  # before the snapshot: unknown, and said so
+            if book.last_update_id != final:
+                continue  # another diff with the same event time came later
+            compared += 1
+            assert (book.bids[0][0], book.asks[0][0]) == tickers[(symbol, final)], (db, final)
+    assert compared >= 150
+
+
+def test_rebuilt_books_are_never_crossed(recorded: list[Path]) -> None:
+    """Every 100 ms of every recorded symbol where the book is known, best bid < best ask."""
+    books = 0
+    for db in recorded:
+        for symbol, first, last in _rows(db, "SELECT symbol, MIN(event_time), MAX(event_time) "
+                                             "FROM depth_update GROUP BY symbol"):
+            for book in order_books(db, str(symbol), int(str(first)), int(str(last)), depth=1,
+                                    every="100ms"):
+                books += 1
+                if book.bids and book.asks:
+                    assert float(book.bids[0][0]) < float(book.asks[0][0]), (db, book)
+    assert books > 1000
+
+
+def test_before_the_first_snapshot_the_book_is_unknown_and_the_later_time_is_named(
+        recorded: list[Path]) -> None:
+    """A moment before any usable snapshot raises BookUnknown naming when it becomes known,
+    and the book at that named time exists."""
+    db = recorded[0]
+    symbol, first_time, _ = _busiest(db)
+    with pytest.raises(BookUnknown) as unknown:
+        order_book(db, symbol, first_time)
+    assert unknown.value.earlier is None and unknown.value.later is not None
+    assert order_book(db, str(symbol), unknown.value.later).symbol == symbol
+
+
+def _broken_copy(db: Path, tmp_path: Path) -> tuple[Path, str, int, int]:
+    """A copy of ``db`` with one diff deleted in the middle of a chain after a snapshot; the
+    symbol, the deleted diff's event time and the last diff's event time."""
+    copy = tmp_path / "broken.db"
+    shutil.copy(db, copy)
+    symbol = _busiest(copy)[0]
+    [(snapshot_id,)] = _rows(copy, "SELECT last_update_id FROM depth_snapshot WHERE symbol = ?",
+                             symbol)
+    after = _rows(copy, "SELECT final_update_id, event_time FROM depth_update WHERE symbol = ? "
+                        "AND final_update_id > ? ORDER BY final_update_id", symbol, snapshot_id)
+    final, time = after[len(after) // 2]
+    with sqlite3.connect(copy) as conn:
+        conn.execute("DELETE FROM depth_update WHERE symbol = ? AND final_update_id = ?",
+                     (symbol, final))
+    return copy, str(symbol), int(str(time)), int(str(after[-1][1]))
+
+
+def test_a_missing_diff_makes_later_books_unknown_never_wrong(recorded: list[Path],
+                                                               tmp_path: Path) -> None:
+    """With one diff deleted, books from the diff before it on are refused, naming the last
+    moment the book was known; there it is unchanged; a series stops at that moment."""
+    broken, symbol, deleted_at, end = _broken_copy(recorded[0], tmp_path)
+    for at in (end, deleted_at, deleted_at - 1):  # the missing updates came before deleted_at
+        with pytest.raises(BookUnknown, match="breaks before") as unknown:
+            order_book(broken, symbol, at)
+    earlier = unknown.value.earlier
+    assert earlier is not None and earlier < deleted_at
+    assert unknown.value.later is None  # no later snapshot in this recording
+    assert order_book(broken, symbol, earlier) == order_book(recorded[0], symbol, earlier)
+    series = list(order_books(broken, symbol, deleted_at - 5000, end, every="1ms"))
+    assert series and series[-1].time_ms == earlier
+
+
+def test_a_later_snapshot_makes_the_book_known_again(recorded: list[Path],
+                                                     tmp_path: Path) -> None:
+    """After a break, a snapshot stored later and bridged by a stored diff makes the book known
+    again from that diff's time; the book there equals the unbroken recording's."""
+    broken, symbol, deleted_at, end = _broken_copy(recorded[0], tmp_path)
+    good = order_book(recorded[0], symbol, end - 2000, depth=1000)
+    with sqlite3.connect(broken) as conn:
+        conn.execute("INSERT INTO depth_snapshot (symbol, last_update_id, bids, asks, "
+                     "received_ns, source) VALUES (?, ?, ?, ?, ?, 'rest')",
+                     (symbol, good.last_update_id, json.dumps(good.bids), json.dumps(good.asks),
+                      1))
+    with pytest.raises(BookUnknown) as unknown:
+        order_book(broken, symbol, deleted_at)
+    assert unknown.value.later is not None and deleted_at < unknown.value.later <= end
+    assert order_book(broken, symbol, end, depth=1000) == order_book(recorded[0], symbol, end,
+                                                                     depth=1000)
+    times = [b.time_ms for b in order_books(broken, symbol, deleted_at - 3000, end)]
+    assert times[0] < deleted_at and times[-1] >= unknown.value.later
+    assert not [t for t in times if deleted_at <= t < unknown.value.later]
+
+
+def test_order_books_tick_at_a_fixed_interval_with_the_book_at_each_tick(
+        recorded: list[Path]) -> None:
+    """Series books are ``every`` apart and each equals the book asked for at its time."""
+    db = recorded[0]
+    symbol, _, last = _busiest(db)
+    series = list(order_books(db, symbol, last - 20_000, last, depth=25, every="250ms"))
+    assert len(series) > 40
+    assert {b.time_ms - a.time_ms for a, b in itertools.pairwise(series)} == {250}
+    for book in series[::7]:
+        assert book == order_book(db, symbol, book.time_ms, depth=25)
+
+
+def test_interval_text_is_parsed_or_refused() -> None:
+    """Intervals take a number and a unit; anything else is a ConfigError naming the forms."""
+    assert [parse_every(t) for t in ("100ms", "1s", "5m", "2h")] == [100, 1000, 300_000,
+                                                                       7_200_000]
+    for bad in ("0s", "1d", "fast", ""):
+        with pytest.raises(ConfigError, match=r"e\.g\. 100ms"):
+            parse_every(bad)
+
+
+def test_book_command_prints_asks_above_bids_with_spread_and_mid(recorded: list[Path]) -> None:
+    """`book` prints the asks (highest first) above the bids, the spread and the mid price."""
+    db = recorded[0]
+    symbol, last = _rows(db, "SELECT symbol, MAX(event_time) FROM depth_update GROUP BY symbol "
+                             "ORDER BY symbol LIMIT 1")[0]
+    book = order_book(db, str(symbol), int(str(last)), depth=3)
+    run = CliRunner().invoke(main, ["book", str(symbol), "--at", str(last), "--depth", "3",
+                                    "--db", str(db)], terminal_width=120)
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    prices = [p for p, _ in reversed(book.asks)] + [p for p, _ in book.bids]
+    positions = [next(i for i, line in enumerate(lines) if p in line) for p in prices]
+    assert positions == sorted(positions)
+    spread_line = next(i for i, line in enumerate(lines) if "spread" in line)
+    assert positions[2] < spread_line < positions[3]
+    assert f"mid {book.mid:f}".rstrip("0") in run.output.replace("\n", " ")
+
+
+def test_book_command_json_and_csv_carry_the_same_book(recorded: list[Path]) -> None:
+    """--format json gives the levels, ids, spread and mid; --format csv one row per level."""
+    db = recorded[0]
+    symbol, last = _rows(db, "SELECT symbol, MAX(event_time) FROM depth_update GROUP BY symbol "
+                             "ORDER BY symbol LIMIT 1")[0]
+    book: Book = order_book(db, str(symbol), int(str(last)), depth=5)
+    args = ["book", str(symbol), "--at", str(last), "--depth", "5", "--db", str(db)]
+    as_json = json.loads(CliRunner().invoke(main, [*args, "--format", "json"]).output)
+    assert as_json["bids"] == [list(x) for x in book.bids]
+    assert as_json["lastUpdateId"] == book.last_update_id
+    assert as_json["spread"] == str(book.spread)
+    rows = CliRunner().invoke(main, [*args, "--format", "csv"]).output.splitlines()
+    assert rows[0] == "side,level,price,quantity"
+    assert rows[1] == f"ask,1,{book.asks[0][0]},{book.asks[0][1]}"
+    assert len(rows) == 1 + len(book.asks) + len(book.bids)
+
+
+def test_book_command_refuses_an_unknown_moment_with_exit_2(recorded: list[Path]) -> None:
+    """Before the first snapshot `book` prints one line naming when the book is known, exit 2."""
+    db = recorded[0]
+    symbol, first, _ = _busiest(db)
+    run = CliRunner().invoke(main, ["book", symbol, "--at", str(first), "--db", str(db)])
+    assert run.exit_code == 2
+    assert "known again from 20" in run.output and "Traceback" not in run.output
+
+
+def test_partial_depth_recordings_give_the_latest_partial_book(db_path: Path) -> None:
+    """A recording of @depth5 only gives the latest partial book at the asked time."""
+
+    async def record() -> None:
+        async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+            config = RecorderConfig(symbols=["BTCUSDT"], streams=["depth5@100ms"],
+                                    database=db_path, ws_url=ex.ws_url, rest_url=ex.rest_url)
+            recorder = Recorder(config)
+            task = asyncio.create_task(recorder.run())
+            await recorder.wait_until(lambda s: s.stored["partial_depth"] >= 5, TIMEOUT)
+            recorder.stop()
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(record())
+    last_id, received_ns, bids = _rows(db_path, "SELECT last_update_id, received_ns, bids FROM "
+                                                "partial_depth ORDER BY received_ns DESC")[0]
+    book = order_book(db_path, "btcusdt", int(str(received_ns)) // 1_000_000 + 1, depth=3)
+    assert (book.source, book.last_update_id) == ("partial", last_id)
+    assert book.bids == [tuple(x) for x in json.loads(str(bids))][:3]
+    with pytest.raises(BookUnknown, match="no depth"):
+        order_book(db_path, "BTCUSDT", 1_000_000_000_000)
