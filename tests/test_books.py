@@ -26,9 +26,10 @@ SESSIONS = [bundled_session("cf_2021-04-05"), FIXTURES / "cf_2021-08-14.session.
             FIXTURES / "cf_2021-10-12.session.jsonl.gz"]
 
 
-async def _record(session: Path, db: Path) -> None:
-    """Record every symbol's depth diffs and book tickers of ``session`` into ``db``."""
-    async with LocalExchange(replay=[session], speed=None) as ex:
+async def _record(session: Path, db: Path | str) -> None:
+    """Record every symbol's depth diffs and book tickers of ``session`` into ``db`` (at 25x:
+    the recorder's first snapshots come early in the recording)."""
+    async with LocalExchange(replay=[session], speed=25) as ex:
         trading = [s for s in ex.market.symbols
                    if ex.info.by_symbol[s]["status"] == "TRADING"]
         config = RecorderConfig(symbols=sorted(trading), streams=["depth@100ms", "bookTicker"],
@@ -89,7 +90,7 @@ def test_rebuilt_best_prices_equal_binance_book_ticker_at_every_shared_update_id
                 continue  # another diff with the same event time came later
             compared += 1
             assert (book.bids[0][0], book.asks[0][0]) == tickers[(symbol, final)], (db, final)
-    assert compared >= 150
+    assert compared >= 1000  # 1222 today: 04-05, 08-14 and 10-12 together
 
 
 def test_rebuilt_books_are_never_crossed(recorded: list[Path]) -> None:
@@ -156,7 +157,7 @@ def test_a_later_snapshot_makes_the_book_known_again(recorded: list[Path],
     """After a break, a snapshot stored later and bridged by a stored diff makes the book known
     again from that diff's time; the book there equals the unbroken recording's."""
     broken, symbol, deleted_at, end = _broken_copy(recorded[0], tmp_path)
-    good = order_book(recorded[0], symbol, end - 2000, depth=1000)
+    good = order_book(recorded[0], symbol, end - 2000, depth=100_000)  # every level
     with sqlite3.connect(broken) as conn:
         conn.execute("INSERT INTO depth_snapshot (symbol, last_update_id, bids, asks, "
                      "received_ns, source) VALUES (?, ?, ?, ?, ?, 'rest')",
@@ -165,8 +166,8 @@ def test_a_later_snapshot_makes_the_book_known_again(recorded: list[Path],
     with pytest.raises(BookUnknown) as unknown:
         order_book(broken, symbol, deleted_at)
     assert unknown.value.later is not None and deleted_at < unknown.value.later <= end
-    assert order_book(broken, symbol, end, depth=1000) == order_book(recorded[0], symbol, end,
-                                                                     depth=1000)
+    assert order_book(broken, symbol, end, depth=50) == order_book(recorded[0], symbol, end,
+                                                                   depth=50)
     times = [b.time_ms for b in order_books(broken, symbol, deleted_at - 3000, end)]
     assert times[0] < deleted_at and times[-1] >= unknown.value.later
     assert not [t for t in times if deleted_at <= t < unknown.value.later]
@@ -258,3 +259,15 @@ def test_partial_depth_recordings_give_the_latest_partial_book(db_path: Path) ->
     assert book.bids == [tuple(x) for x in json.loads(str(bids))][:3]
     with pytest.raises(BookUnknown, match="no depth"):
         order_book(db_path, "BTCUSDT", 1_000_000_000_000)
+
+
+def test_postgresql_recordings_give_the_same_books(recorded: list[Path], pg_url: str) -> None:
+    """The same capture recorded into PostgreSQL rebuilds book for book what SQLite does."""
+    asyncio.run(_record(SESSIONS[1], pg_url))
+    db = recorded[1]
+    symbol, first, last = _busiest(db)
+    sqlite_books = list(order_books(db, symbol, first, last, depth=10, every="500ms"))
+    assert len(sqlite_books) > 10
+    assert list(order_books(pg_url, symbol, first, last, depth=10, every="500ms")) == sqlite_books
+    with pytest.raises(BookUnknown):
+        order_book(pg_url, symbol, first)
