@@ -271,3 +271,61 @@ def test_postgresql_recordings_give_the_same_books(recorded: list[Path], pg_url:
     assert list(order_books(pg_url, symbol, first, last, depth=10, every="500ms")) == sqlite_books
     with pytest.raises(BookUnknown):
         order_book(pg_url, symbol, first)
+
+
+def _book_ticker_mismatches(db: Path, symbol: str) -> tuple[int, int]:
+    """Comparisons of rebuilt best prices with stored @bookTicker at shared update ids, and how
+    many differ."""
+    tickers = {u: (b, a) for u, b, a in _rows(
+        db, "SELECT update_id, best_bid_price, best_ask_price FROM book_ticker WHERE symbol = ?",
+        symbol)}
+    compared = differ = 0
+    for final, time in _rows(db, "SELECT final_update_id, event_time FROM depth_update WHERE "
+                                 "symbol = ? ORDER BY final_update_id", symbol):
+        if final not in tickers:
+            continue
+        try:
+            book = order_book(db, symbol, int(str(time)), depth=1)
+        except BookUnknown:
+            continue
+        if book.last_update_id == final:
+            compared += 1
+            differ += (book.bids[0][0], book.asks[0][0]) != tickers[final]
+    return compared, differ
+
+
+def test_a_dropped_connection_is_refused_over_its_gap_then_rebuilt_from_the_next_snapshot(
+        db_path: Path) -> None:
+    """On the synthetic market, with the connection dropped mid-stream: books before the drop
+    and after the next snapshot equal Binance-style book tickers; the moments in between are
+    refused (BookUnknown naming both edges), never guessed."""
+
+    async def record() -> None:
+        async with LocalExchange(synthetic=["BTCUSDT"], rate=40) as ex:
+            config = RecorderConfig(symbols=["BTCUSDT"], streams=["depth@100ms", "bookTicker"],
+                                    database=db_path, ws_url=ex.ws_url, rest_url=ex.rest_url)
+            recorder = Recorder(config)
+            task = asyncio.create_task(recorder.run())
+            await recorder.wait_until(lambda s: s.stored["depth_update"] >= 10, TIMEOUT)
+            ex.faults.refuse_connections(0.5)  # the market goes on while the recorder is away
+            ex.faults.drop_now()
+            await recorder.wait_until(lambda s: s.stored["depth_snapshot"] >= 2 and
+                                      s.gaps_filled >= 1, TIMEOUT)
+            done = recorder.stats.stored["depth_update"]
+            await recorder.wait_until(lambda s: s.stored["depth_update"] >= done + 30, TIMEOUT)
+            recorder.stop()
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(record())
+    compared, differ = _book_ticker_mismatches(db_path, "BTCUSDT")
+    assert compared >= 5 and differ == 0
+    ids = _rows(db_path, "SELECT first_update_id, final_update_id, event_time FROM depth_update "
+                         "ORDER BY final_update_id")
+    [(before, after)] = [(a, b) for a, b in itertools.pairwise(ids) if b[0] != a[1] + 1]
+    with pytest.raises(BookUnknown) as unknown:
+        order_book(db_path, "BTCUSDT", int(str(after[2])) - 1)
+    assert unknown.value.earlier is not None and unknown.value.later is not None
+    assert unknown.value.earlier < int(str(after[2])) <= unknown.value.later
+    assert order_book(db_path, "BTCUSDT", unknown.value.earlier).last_update_id < int(str(after[0]))
+    assert order_book(db_path, "BTCUSDT", unknown.value.later).last_update_id >= int(str(after[1]))
+    assert before[1] < after[0]

@@ -1,5 +1,6 @@
 """``GET /api/v3/exchangeInfo`` bodies: the bundled real 2021-10-12 body, extended with the
-symbols the local exchange serves, with our own rate limits and server time."""
+symbols the local exchange serves (with the filters of their `listings.listing`, which the
+synthetic market's prices and quantities follow), with our own rate limits and server time."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
-__all__ = ["ExchangeInfo"]
+from binance_streamer.exchange.listings import filters, listing
 
-_QUOTES = ("USDT", "BUSD", "USDC", "TUSD", "FDUSD", "BTC", "ETH", "BNB", "EUR", "TRY", "AUD",
-           "BRL", "GBP", "RUB", "USD")
+__all__ = ["ExchangeInfo", "bundled_body"]
 
 
-def _bundled() -> dict[str, Any]:
+def bundled_body() -> dict[str, Any]:
+    """A fresh copy of the bundled real ``exchangeInfo`` body (2021-10-12)."""
     data = resources.files("binance_streamer.exchange").joinpath(
         "data/exchange_info_2021-10-12.json.gz").read_bytes()
     body: dict[str, Any] = json.loads(gzip.decompress(data))
@@ -28,7 +29,7 @@ class ExchangeInfo:
 
     def __init__(self, extra_symbols: Iterable[str], weight_per_min: int,
                  base: dict[str, Any] | None = None) -> None:
-        self.body = base if base is not None else _bundled()
+        self.body = base if base is not None else bundled_body()
         self.body["rateLimits"] = [
             {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
              "limit": weight_per_min},
@@ -40,9 +41,9 @@ class ExchangeInfo:
         for symbol in extra_symbols:
             if symbol not in self.by_symbol:
                 entry = copy.deepcopy(template)
-                quote = next((q for q in _QUOTES if symbol.endswith(q) and symbol != q), "USDT")
-                entry.update(symbol=symbol, status="TRADING", quoteAsset=quote,
-                             baseAsset=symbol[: -len(quote)] if symbol.endswith(quote) else symbol)
+                item = listing(symbol)
+                entry.update(symbol=symbol, status="TRADING", quoteAsset=item.quote,
+                             baseAsset=item.base or symbol, filters=filters(item))
                 self.by_symbol[symbol] = entry
                 self.body["symbols"].append(entry)
 

@@ -18,6 +18,7 @@ __all__ = [
     "FMT_MICROS",
     "Event",
     "close_frame",
+    "decode",
     "encode",
     "frame",
     "to_micros",
@@ -33,6 +34,8 @@ OP_PONG = 0xA
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
+decode = msgspec.json.Decoder().decode
+_prefixes: dict[str, bytes] = {}  # stream name -> the start of its combined-stream wrapper
 
 # Time fields per event type `e`; other fields (trade "t" is an id) are left alone.
 _TIME_FIELDS: dict[str, tuple[str, ...]] = {
@@ -94,18 +97,27 @@ def to_micros(payload: Any) -> Any:
 
 
 class Event:
-    """One published event: its stream name, bare payload and lazily built frames.
+    """One published event: its stream name, bare payload (or only its JSON text, ``data``)
+    and lazily built frames.
 
     ``payload`` must not be mutated after publication; it is what ``History`` returns.
     """
 
-    __slots__ = ("_frames", "data", "payload", "stream")
+    __slots__ = ("_frames", "_payload", "data", "stream")
 
     def __init__(self, stream: str, payload: Any, data: bytes | None = None) -> None:
         self.stream = stream
-        self.payload = payload
+        self._payload = payload
         self.data = data if data is not None else encode(payload)
         self._frames: list[bytes | None] = [None, None, None, None]
+
+    @property
+    def payload(self) -> Any:
+        """The bare payload; decoded from ``data`` when the event was made from its text
+        (``payload`` None)."""
+        if self._payload is None:
+            self._payload = decode(self.data)
+        return self._payload
 
     def frame(self, fmt: int) -> bytes:
         """The frame for format ``fmt`` (bit 0 combined, bit 1 microseconds), built once."""
@@ -120,7 +132,12 @@ class Event:
         """The JSON text sent in format ``fmt`` (not cached)."""
         data = self.data if not fmt & FMT_MICROS else encode(to_micros(self.payload))
         if fmt & FMT_COMBINED:
-            data = b'{"stream":' + encode(self.stream) + b',"data":' + data + b"}"
+            prefix = _prefixes.get(self.stream)
+            if prefix is None:
+                if len(_prefixes) > 100_000:
+                    _prefixes.clear()
+                prefix = _prefixes[self.stream] = b'{"stream":' + encode(self.stream) + b',"data":'
+            data = prefix + data + b"}"
         return data
 
     def __repr__(self) -> str:

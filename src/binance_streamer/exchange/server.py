@@ -19,10 +19,12 @@ from binance_streamer.exchange.faults import Faults, parse_script
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
 from binance_streamer.exchange.limits import Limits
+from binance_streamer.exchange.listings import market_symbols
 from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.rest import RestApi
 from binance_streamer.exchange.sources import ReplaySource, load_source
 from binance_streamer.exchange.synthetic import SyntheticSymbol
+from binance_streamer.exchange.synthetic_market import SyntheticMarket
 from binance_streamer.exchange.synthetic_timeline import run_synthetic
 from binance_streamer.exchange.timeline import ReplayTimeline
 from binance_streamer.exchange.wsserver import WsEndpoint
@@ -54,7 +56,10 @@ class LocalExchange:
     from pass to pass; a bridging diff keeps books valid). ``rebase_time``: shift every
     recorded time so the replay starts at the wall-clock time it starts.
     ``synthetic``: symbols of the seeded synthetic market (``rate`` steps per second), whose
-    clock starts with the server (or at `start` when ``start="manual"``). ``speed`` is the
+    clock starts with the server (or at `start` when ``start="manual"``). ``synthetic_market``:
+    that many more synthetic symbols (real listed names first, then invented ones) sharing
+    ``market_rate`` steps per second, Zipf-skewed by ``skew`` (0: all alike; 1: a few busy
+    symbols and a long quiet tail), as a stand-in for the whole spot market. ``speed`` is the
     replay pace factor, None for as fast as subscribers read. ``port=0`` picks a free port.
     ``faults``: scripted faults (``"SECONDS:NAME[=ARG,...]"``, see `parse_script`).
     ``history_limit``: keep about this many newest events per stream (and trades per symbol
@@ -70,7 +75,8 @@ class LocalExchange:
                  seed: int = 0, host: str = "127.0.0.1", port: int = 0,
                  limits: Limits | None = None, start: StartMode = "first-subscribe",
                  faults: Sequence[str] = (), history_limit: int | None = None,
-                 rebase_time: bool = False) -> None:
+                 rebase_time: bool = False, synthetic_market: int = 0,
+                 market_rate: float = 20_000.0, skew: float = 1.0) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -89,6 +95,10 @@ class LocalExchange:
         if both:
             raise ValueError(f"symbols both replayed and synthetic: {', '.join(both)}")
         self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
+        self.rates = [rate] * len(self.synthetic)
+        self.phases = [0.0] * len(self.synthetic)
+        if synthetic_market:
+            self._add_market(synthetic_market, market_rate, skew)
         self.faults = Faults(self.hub, self.timeline.now_ms)
         self._script = [parse_script(spec) for spec in faults]
         self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min)
@@ -152,10 +162,21 @@ class LocalExchange:
         await self.hub.first_subscribe.wait()
         self._started.set()
 
+    def _add_market(self, count: int, total_rate: float, skew: float) -> None:
+        """``count`` more synthetic symbols (real listed ones first) with Zipf-skewed rates
+        summing to ``total_rate`` steps per second (`SyntheticMarket`)."""
+        taken = set(self.market.symbols)
+        names = [s for s in market_symbols(count + len(taken)) if s not in taken][:count]
+        many = SyntheticMarket(self.market, names, total_rate=total_rate, skew=skew,
+                               seed=self.seed)
+        self.synthetic += many.symbols
+        self.rates += many.rates
+        self.phases += many.phases
+
     async def _run_synthetic(self) -> None:
         if self.start_mode == "manual":
             await self._started.wait()
-        await run_synthetic(self.market, self.synthetic, self.rate)
+        await run_synthetic(self.market, self.synthetic, self.rates, phases=self.phases)
 
     async def _run_replay(self) -> None:
         await self._started.wait()
