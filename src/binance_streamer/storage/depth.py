@@ -65,12 +65,34 @@ class DepthReader:
         return [_levels(r) for r in rows]
 
     def last_diff_at(self, symbol: str, at_ms: int) -> StoredDiff | None:
-        """The stored diff with the highest ``u`` among those with event time <= ``at_ms``."""
-        row = self._one("SELECT first_update_id, final_update_id, event_time, bids, asks "
-                        "FROM depth_update WHERE symbol = ? AND event_time <= ? "
-                        "ORDER BY final_update_id DESC LIMIT 1",
-                        (symbol, (at_ms + 1) * self._per_ms - 1))
-        return None if row is None else self._diff(row)
+        """The stored diff with the highest ``u`` among those with event time <= ``at_ms``.
+
+        Event times grow with update ids, so this bisects the ``(symbol, final_update_id)``
+        key with a few indexed probes instead of scanning every later diff (no index on event
+        time is needed).
+        """
+        limit = (at_ms + 1) * self._per_ms - 1
+        probe = ("SELECT final_update_id, event_time FROM depth_update WHERE symbol = ? AND "
+                 "final_update_id >= ? AND final_update_id < ? ORDER BY final_update_id "
+                 "LIMIT 1").replace("?", self.mark)
+        bounds = self._one("SELECT MIN(final_update_id), MAX(final_update_id) FROM "
+                           "depth_update WHERE symbol = ?", (symbol,))
+        if bounds is None or bounds[0] is None:
+            return None
+        first = self.conn.execute(probe, (symbol, bounds[0], bounds[0] + 1)).fetchone()
+        if first[1] > limit:
+            return None
+        lo, hi = bounds[0], bounds[1] + 1  # lo's time is <= at; no id >= hi qualifies
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            row = self.conn.execute(probe, (symbol, mid, hi)).fetchone()
+            if row is None or row[1] > limit:  # nothing in [mid, hi) is at or before ``at``
+                hi = mid
+            else:
+                lo = row[0]
+        row = self._one("SELECT first_update_id, final_update_id, event_time, bids, asks FROM "
+                        "depth_update WHERE symbol = ? AND final_update_id = ?", (symbol, lo))
+        return self._diff(row)
 
     def snapshots_from_id(self, symbol: str, min_id: int, n: int) -> list[StoredLevels]:
         """The ``n`` snapshots with the lowest ``lastUpdateId >= min_id``, oldest first."""
