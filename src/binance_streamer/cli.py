@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import logging
+import re
 import signal
 import sqlite3
 import sys
@@ -29,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from binance_streamer.books import Book, order_book, parse_every
 from binance_streamer.core.streams import kind_names, parse_stream_spec
 from binance_streamer.errors import (
     ConfigError,
@@ -36,6 +38,7 @@ from binance_streamer.errors import (
     NoDataReceived,
     StorageError,
     StreamerError,
+    iso_time,
 )
 from binance_streamer.io.rest import BINANCE_REST_URL
 from binance_streamer.recorder import (
@@ -127,6 +130,16 @@ def _parse_duration(_ctx: click.Context, _param: click.Parameter, value: float |
     return value
 
 
+def _parse_snapshot_every(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    """``30m``, ``1h``, ``90s``... -> seconds; ``0`` (or ``0s``...) -> 0 (no periodic ones)."""
+    if re.fullmatch(r"0+(ms|s|m|h)?", value.strip()):
+        return 0.0
+    try:
+        return parse_every(value) / 1000
+    except ConfigError as exc:
+        raise click.BadParameter(f"{exc}, or 0 for none") from exc
+
+
 @main.command()
 @click.argument("symbols", nargs=-1)
 @click.option("--streams", default="ticker", show_default=True, callback=_parse_streams,
@@ -147,12 +160,18 @@ def _parse_duration(_ctx: click.Context, _param: click.Parameter, value: float |
 @click.option("--streams-per-connection", default=200, show_default=True,
               type=click.IntRange(1, 1024), help="Streams per WebSocket connection.")
 @click.option("--no-backfill", is_flag=True, help="Record gaps but do not fill them over REST.")
+@click.option("--snapshot-every", default="1h", show_default=True, metavar="DURATION",
+              callback=_parse_snapshot_every,
+              help="Store a fresh REST order-book snapshot of each diff-depth stream (depth, "
+                   "depth@100ms) this often, e.g. 30m, 1h, 90s, so rebuilding a book later "
+                   "replays at most this much of the recording. 0: snapshots only at start and "
+                   "after a gap.")
 @click.option("--microseconds", is_flag=True,
               help="Store exchange times in microseconds (Binance's timeUnit=MICROSECOND) "
                    "instead of milliseconds. A database keeps the unit it started with.")
 def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
-           no_backfill: bool, microseconds: bool) -> None:
+           no_backfill: bool, snapshot_every: float, microseconds: bool) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
     Symbols are checked against the exchange first (when its REST API answers). Ctrl-C or
@@ -165,7 +184,7 @@ def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: floa
         symbols=[s.upper() for s in symbols] if symbols else list(DEFAULT_SYMBOLS),
         streams=streams, database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
         max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
-        microseconds=microseconds,
+        snapshot_every_s=snapshot_every, microseconds=microseconds,
     )
     config.validate()
     stats = _run_recorder(config, duration)
@@ -343,6 +362,69 @@ def query(symbol: str | None, kind: str, since: str | None, until: str | None,
     _emit(result.columns, result.rows, fmt)
 
 
+@main.command()
+@click.argument("symbol")
+@click.option("--at", "at_text", required=True,
+              help="The moment: epoch ms or ISO date-time (UTC), e.g. 2021-04-05T18:35:00.")
+@click.option("--depth", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Price levels per side.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("--db", default="binance_data.db", show_default=True,
+              help="SQLite database file, or a postgresql:// URL.")
+def book(symbol: str, at_text: str, depth: int, fmt: str, db: str) -> None:
+    """Print SYMBOL's order book as it was at --at, rebuilt from what was recorded.
+
+    The book is the latest stored depth snapshot before that moment with the recorded
+    @depth diffs applied up to it, by Binance's rules. If the recording cannot tell (no
+    snapshot yet, or updates missing in between) it says so, names the nearest times at which
+    the book is known, and exits with code 2: it never prints a wrong book. For @depth5/10/20
+    recordings it prints the latest partial book at that moment.
+    """
+    at = parse_time(at_text, "--at")
+    assert at is not None
+    found = order_book(db, symbol, at, depth)
+    if fmt == "json":
+        click.echo(json.dumps(_book_json(found)))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["side", "level", "price", "quantity"])
+        writer.writerows(("ask", n, p, q) for n, (p, q) in enumerate(found.asks, 1))
+        writer.writerows(("bid", n, p, q) for n, (p, q) in enumerate(found.bids, 1))
+    else:
+        _print_book(found)
+
+
+def _book_json(found: Book) -> dict[str, Any]:
+    spread, mid = found.spread, found.mid
+    return {"symbol": found.symbol, "time": found.time_ms, "lastUpdateId": found.last_update_id,
+            "updated": found.updated_ms, "source": found.source,
+            "bids": [list(level) for level in found.bids],
+            "asks": [list(level) for level in found.asks],
+            "spread": None if spread is None else str(spread),
+            "mid": None if mid is None else str(mid)}
+
+
+def _print_book(found: Book) -> None:
+    """Asks above bids, best prices meeting at the spread line."""
+    console = Console()
+    kind = "" if found.source == "depth" else " (partial book)"
+    console.print(f"[bold]{found.symbol}[/] at {iso_time(found.time_ms)}{kind}")
+    console.print(f"lastUpdateId {found.last_update_id}, last change "
+                  f"{iso_time(found.updated_ms)}", style="dim")
+    table = Table(show_edge=False, box=None)
+    for name in ("side", "price", "quantity"):
+        table.add_column(name, justify="left" if name == "side" else "right")
+    for price, qty in reversed(found.asks):
+        table.add_row("[red]ask[/]", price, qty)
+    spread = "-" if found.spread is None else f"{found.spread.normalize():f}"
+    mid = "-" if found.mid is None else f"{found.mid.normalize():f}"
+    table.add_row("", f"[dim]spread {spread}[/]", f"[dim]mid {mid}[/]", end_section=True)
+    for price, qty in found.bids:
+        table.add_row("[green]bid[/]", price, qty)
+    console.print(table)
+
+
 def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
     out = sys.stdout
     if fmt == "csv":
@@ -398,7 +480,18 @@ def _parse_faults(
 @click.option("--synthetic", multiple=True, metavar="SYMBOL",
               help="Also generate a deterministic synthetic market for SYMBOL. Repeatable.")
 @click.option("--rate", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
-              help="Synthetic events per second per stream.")
+              help="Aggregate trades per second of each --synthetic symbol (each comes with "
+                   "its trades, book changes and book tickers).")
+@click.option("--synthetic-market", default=0, show_default=True, type=click.IntRange(min=0),
+              metavar="N",
+              help="Also generate N synthetic symbols, real listed names first (BTCUSDT, "
+                   "ETHUSDT, ...), with skewed activity: a stand-in for the whole spot market.")
+@click.option("--market-rate", default=20_000.0, show_default=True,
+              type=click.FloatRange(min=0.001),
+              help="Aggregate trades per second over all --synthetic-market symbols.")
+@click.option("--skew", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
+              help="How unequal --synthetic-market activity is (Zipf exponent): 0 all alike, "
+                   "1 a few busy symbols and a long quiet tail.")
 @click.option("--speed", default="1", show_default=True, callback=_parse_speed,
               help="Replay pace: a factor of the recorded pace, or 'max' for as fast as possible.")
 @click.option("--loop", is_flag=True,
@@ -416,25 +509,29 @@ def _parse_faults(
               help="Inject a fault SECONDS after start, e.g. 10:stall=5, 30:drop_now=1001, "
                    "20:skip=3, 40:rest_error=429, 50:server_shutdown. Repeatable.")
 def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ...], rate: float,
-           speed: float | None, loop: bool, rebase_time: bool, seed: int,
-           faults: tuple[str, ...]) -> None:
+           synthetic_market: int, market_rate: float, skew: float, speed: float | None,
+           loop: bool, rebase_time: bool, seed: int, faults: tuple[str, ...]) -> None:
     """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
 
-    It replays real recordings (the bundled sample when neither --data nor --synthetic is given)
-    or a synthetic market, speaking Binance's own protocol, so any Binance client can connect to
-    it offline. The replay starts when the first client subscribes and says so when the
-    recording ends; later subscribers are then closed with 1000 "Replay ended" (use --loop).
-    REST's clock (/api/v3/time) is the replay's: the recording's time (now, with --rebase-time).
-    Runs until interrupted.
+    It replays real recordings (the bundled sample when neither --data nor --synthetic nor
+    --synthetic-market is given) or a synthetic market, speaking Binance's own protocol, so
+    any Binance client can connect to it offline. The replay starts when the first client
+    subscribes and says so when the recording ends; later subscribers are then closed with
+    1000 "Replay ended" (use --loop). REST's clock (/api/v3/time) is the replay's: the
+    recording's time (now, with --rebase-time). Runs until interrupted.
     """
     from binance_streamer.exchange import LocalExchange
     from binance_streamer.samples import bundled_sessions
 
-    files = list(data) or ([] if synthetic else bundled_sessions())
+    files = list(data) or ([] if synthetic or synthetic_market else bundled_sessions())
+    # REST history kept per stream and symbol: a bound that suits a long run of many symbols.
+    history = 10_000 if synthetic_market else 1_000_000
     async def serve() -> None:
         async with LocalExchange(replay=files, synthetic=list(synthetic), rate=rate, speed=speed,
                                  loop=loop, seed=seed, host=host, port=port, faults=faults,
-                                 history_limit=1_000_000, rebase_time=rebase_time) as ex:
+                                 history_limit=history, rebase_time=rebase_time,
+                                 synthetic_market=synthetic_market, market_rate=market_rate,
+                                 skew=skew) as ex:
             click.echo(f"WebSocket: {ex.ws_url}  (e.g. {ex.ws_url}/ws/btcusdt@ticker)")
             click.echo(f"REST:      {ex.rest_url}  (e.g. {ex.rest_url}/api/v3/exchangeInfo)")
             click.echo("Ready. Ctrl-C stops.", err=True)

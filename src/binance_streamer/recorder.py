@@ -4,9 +4,10 @@ Every task has an owner (one ``asyncio.TaskGroup``); the writer runs in its own 
 while more than ``max_pending_batches`` batches wait for the disk (back-pressure, `Batcher`), so
 memory stays bounded and nothing is dropped.
 
-REST is needed only to check symbols and to fill gaps: when it does not answer at start (a
-firewall, a WebSocket-only endpoint), the recorder records anyway, warns once, and checks the
-symbols as soon as REST answers; gaps are retried meanwhile, each on its own back-off.
+REST is needed only to check symbols, to fill gaps and for depth snapshots: when it does not
+answer at start (a firewall, a WebSocket-only endpoint), the recorder records anyway, warns once,
+and checks the symbols as soon as REST answers; gaps are retried meanwhile, each on its own
+back-off.
 ``duration`` bounds the whole run, start-up included.
 """
 
@@ -79,6 +80,9 @@ class RecorderConfig:
     validate_symbols: bool = True
     backfill: bool = True
     backfill_drain_s: float = 5.0  # on stop, how long queued gaps may still be filled
+    # A fresh REST snapshot of each diff-depth stream this often (seconds; 0: only at start and
+    # after chain breaks), so a book rebuilt from the recording replays at most this much.
+    snapshot_every_s: float = 3600.0
     revalidate_cap_s: float = 60.0  # while REST is down, retry it at most this far apart
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
 
@@ -109,6 +113,9 @@ class RecorderConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if not (math.isfinite(self.batch_age_s) and self.batch_age_s > 0):
             raise ConfigError("batch_age_s must be a positive number of seconds")
+        if not (math.isfinite(self.snapshot_every_s) and self.snapshot_every_s >= 0):
+            raise ConfigError("the snapshot interval (--snapshot-every) must be 0 (off) or a "
+                              "positive number of seconds")
 
 
 def _check_url(url: str, schemes: tuple[str, ...], what: str) -> None:
@@ -245,7 +252,8 @@ class Recorder:
                 max_pending=self.config.max_pending_batches,
                 pause=self._pause_reading, resume=self._resume_reading)
             self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled,
-                                         snapshot_taken=self._on_snapshot)
+                                         snapshot_taken=self._on_snapshot,
+                                         snapshot_every=self.config.snapshot_every_s)
             await self._resume_from(sink)
             try:
                 await self._record(names, deadline, rest, checked)

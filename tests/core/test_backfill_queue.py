@@ -1,5 +1,5 @@
-"""The backfill queue: lanes by kind, oldest first, own back-off per gap, coalesced snapshots, and
-each lane's share of the REST weight."""
+"""The backfill queue: lanes by kind, oldest first, own back-off per gap, coalesced snapshots,
+periodic snapshots at the lowest priority, and each lane's share of the REST weight."""
 
 from __future__ import annotations
 
@@ -110,12 +110,14 @@ def test_a_bulk_budget_outside_the_reserve_is_refused(bulk: float) -> None:
 
 
 def test_each_lane_stops_at_its_share_of_the_limit() -> None:
-    """Snapshots may use 95 % of the limit, trade pages the bulk budget, klines 3/4 of it."""
+    """Snapshots may use 95 % of the limit, trade pages the bulk budget, klines 3/4 of it and
+    periodic snapshots half of it."""
     budget = WeightBudget(0.8)
-    assert [budget.ceiling(lane, 6000) for lane in Lane] == pytest.approx([5700, 4800, 3600])
+    assert [budget.ceiling(lane, 6000) for lane in Lane] == pytest.approx(
+        [5700, 4800, 3600, 2400])
     assert budget.fits(Lane.IDS, 4, 4796, 6000) and not budget.fits(Lane.IDS, 4, 4797, 6000)
     assert budget.fits(Lane.DEPTH, 4, 4797, 6000) and not budget.fits(Lane.KLINES, 2, 3599, 6000)
-    assert repr(budget) == "<WeightBudget depth=0.95 ids=0.8 klines=0.6>"
+    assert repr(budget) == "<WeightBudget depth=0.95 ids=0.8 klines=0.6 refresh=0.4>"
 
 
 def test_snapshots_shrink_in_the_reserve_and_wait_past_it() -> None:
@@ -255,7 +257,8 @@ def test_open_gaps_count_distinct_gaps_of_every_lane() -> None:
     for r in (gap(), gap("btcusdt@kline_1s", 1000, 2000), snap(), gap("btcusdt@depth", 5, 9)):
         queue.add(r)
     assert (queue.open_gaps, queue.pending) == (3, 3)
-    assert repr(queue) == "<BackfillQueue depth=1 ids=1 klines=1 again=0 open_gaps=3>"
+    assert repr(queue) == ("<BackfillQueue depth=1 ids=1 klines=1 refresh=0 again=0 "
+                           "open_gaps=3>")
 
 
 def test_jobs_describe_themselves() -> None:
@@ -267,3 +270,65 @@ def test_jobs_describe_themselves() -> None:
                          "ready_at=0.000>")
     queue.start(job)
     assert repr(job).endswith("rows=0 running>")
+
+
+# -- periodic snapshots --------------------------------------------------------------------------
+
+
+def test_periodic_snapshots_are_full_depth_within_their_share_or_wait() -> None:
+    """A periodic snapshot is 1000 levels deep while it fits within its share of the weight and
+    waits for the next minute past it, where a depth-lane snapshot still goes ahead."""
+    budget = WeightBudget(0.8)
+    assert [budget.snapshot_levels(Lane.REFRESH, used, 6000) for used in (0, 2350, 2351)] == [
+        FULL_DEPTH, FULL_DEPTH, None]
+    assert budget.snapshot_levels(Lane.DEPTH, 2351, 6000) == FULL_DEPTH
+    assert budget.snapshot_levels(Lane.DEPTH, 5000, 6000) == SMALL_DEPTH
+
+
+def test_a_periodic_snapshot_is_queued_in_its_own_lane_once() -> None:
+    """refresh queues a snapshot job with no request to answer in the refresh lane, not twice,
+    and not while another snapshot of the stream is queued; it is not counted as pending."""
+    queue = BackfillQueue()
+    assert queue.refresh("btcusdt@depth") and not queue.refresh("btcusdt@depth")
+    job = ready(queue, Lane.REFRESH)
+    assert (job.stream, job.gaps, job.bare, queue.peek(Lane.DEPTH, 0.0)) == (
+        "btcusdt@depth", [], False, None)
+    queue.add(snap("ethusdt@depth"))
+    assert not queue.refresh("ethusdt@depth")
+    assert (queue.pending, queue.refreshing, queue.open_gaps) == (1, 1, 0)
+    queue.start(job)
+    queue.done(job)
+    assert queue.refreshing == 0 and queue.refresh("btcusdt@depth")
+
+
+def test_a_request_moves_a_waiting_periodic_snapshot_to_the_depth_lane() -> None:
+    """A gap asked for while a periodic snapshot of its stream waits joins that job, which is
+    then served by the depth lane at once."""
+    queue = BackfillQueue()
+    queue.refresh("btcusdt@depth")
+    g = gap("btcusdt@depth", 5, 9)
+    assert queue.add(g)
+    job = ready(queue, Lane.DEPTH)
+    assert (job.lane, job.gaps, queue.peek(Lane.REFRESH, 0.0)) == (Lane.DEPTH, [g], None)
+    assert (queue.pending, queue.refreshing) == (1, 0)
+
+
+def test_a_failed_periodic_snapshot_answering_a_later_request_retries_in_the_depth_lane() -> None:
+    """Requests made while a periodic snapshot is fetched are answered by its retry when it
+    fails, in the depth lane; with nothing asked meanwhile it retries in its own lane."""
+    queue = BackfillQueue(steady(1.0))
+    queue.refresh("btcusdt@depth")
+    queue.refresh("ethusdt@depth")
+    btc, eth = take(queue, Lane.REFRESH), take(queue, Lane.REFRESH)
+    queue.add(snap())
+    assert queue.failed(btc, DOWN, 0.0) == 1.0 and queue.failed(eth, DOWN, 0.0) == 1.0
+    assert (btc.lane, btc.bare, ready(queue, Lane.DEPTH, 1.0)) == (Lane.DEPTH, True, btc)
+    assert ready(queue, Lane.REFRESH, 1.0) is eth
+
+
+def test_a_periodic_snapshot_given_up_is_dropped() -> None:
+    """A fatal failure drops a periodic snapshot like any other job."""
+    queue = BackfillQueue()
+    queue.refresh("btcusdt@depth")
+    assert queue.failed(take(queue, Lane.REFRESH), WRONG, 0.0) is None
+    assert queue.refreshing == 0 and queue.refresh("btcusdt@depth")

@@ -127,6 +127,24 @@ class Recorded(Signal):
         self.changed()
 
 
+class StoppedWall(Signal):
+    """A wall clock stopped at 0.0 (the weight window never ends) that tells when it is read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        self.changed()
+        return 0.0
+
+    async def looked_at(self) -> None:
+        """Return once the clock is read again."""
+        seen = self.reads
+        await self.until(lambda: self.reads > seen)
+
+
 def no_wait() -> Iterator[float]:
     """Retry delays of nothing at all."""
     return itertools.repeat(0.0)
@@ -528,3 +546,75 @@ def test_a_weight_budget_past_the_snapshot_reserve_is_refused() -> None:
     """A bulk weight budget leaving snapshots no reserve raises ValueError."""
     with pytest.raises(ValueError, match="weight budget"):
         backfiller(FakeRest(), Recorded(), weight_budget=0.99)
+
+
+# -- periodic snapshots --------------------------------------------------------------------------
+
+
+async def test_each_stream_gets_a_fresh_snapshot_one_interval_after_its_last() -> None:
+    """With snapshot_every, a stream with a stored snapshot gets a full-depth one again at least
+    that long after its last, reported with no gap; without it, only the one asked for."""
+    out, rest = Recorded(), FakeRest()
+    stream = "btcusdt@depth@100ms"
+    async with running(backfiller(rest, out, snapshot_every=0.05), NeedSnapshot(stream, "initial")):
+        await out.until(lambda: len(out.snapshots) >= 3)
+    assert out.snapshots[:3] == [(stream, 77, None), (stream, 78, None), (stream, 79, None)]
+    assert rest.asked("depth")[:3] == [1000] * 3 and out.filled == []
+    times = [at for name, _, _, at in rest.calls if name == "depth"]
+    assert all(later - earlier >= 0.05 for earlier, later in itertools.pairwise(times))
+    once, alone = Recorded(), FakeRest()
+    await run_until_idle(backfiller(alone, once), NeedSnapshot(stream, "initial"))
+    assert once.snapshots == [(stream, 77, None)]
+
+
+async def test_a_periodic_snapshot_waits_past_its_share_while_a_gap_snapshot_goes() -> None:
+    """Past the periodic snapshots' share of the weight, a due one waits for the next minute,
+    while a depth gap of the same stream takes it over and is fetched at once, 1000 levels
+    deep."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 3_000  # of 6000: past the 2400 of periodic snapshots, within the 4750
+    stream = "btcusdt@depth@100ms"
+    wall = StoppedWall()
+    fill = backfiller(rest, out, snapshot_every=0.01, wall=wall)
+    async with running(fill, NeedSnapshot(stream, "initial")):
+        await out.until(lambda: len(out.snapshots) == 1)
+        await wall.looked_at()  # the next look weighs the periodic snapshot, due by then
+        fill.request(DEPTH_GAP)
+        await out.until(lambda: len(out.snapshots) == 2)
+        assert rest.asked("depth") == [1000, 1000]
+    assert out.snapshots == [(stream, 77, None), (stream, 78, DEPTH_GAP)]
+
+
+async def test_a_periodic_snapshot_given_up_counts_once_and_is_tried_again_later() -> None:
+    """A periodic snapshot refused for good counts one failure, and the stream gets its next
+    periodic snapshot one interval later."""
+    rest, stream = FakeRest(), "btcusdt@depth@100ms"
+
+    class RefuseTheNext(Recorded):
+        """Once the first snapshot is stored, REST refuses the next request for good."""
+
+        def snapshot(self, stream: str, last_update_id: int, gap: GapDetected | None) -> None:
+            if not self.snapshots:
+                rest.failures["BTCUSDT"] = [RestError(400, -1121, "Invalid symbol")]
+            super().snapshot(stream, last_update_id, gap)
+
+    out = RefuseTheNext()
+    async with running(backfiller(rest, out, snapshot_every=0.05),
+                       NeedSnapshot(stream, "initial")) as fill:
+        await out.until(lambda: len(out.snapshots) == 2)
+    assert fill.failures == 1 and len(rest.asked("depth")) == 3
+    assert out.snapshots == [(stream, 77, None), (stream, 78, None)]
+
+
+async def test_drain_does_not_wait_for_a_periodic_snapshot() -> None:
+    """A periodic snapshot waiting for the next minute's weight holds no request, so drain
+    returns at once."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 3_000  # past the periodic snapshots' share: the due one waits
+    wall = StoppedWall()
+    fill = backfiller(rest, out, snapshot_every=0.01, wall=wall)
+    async with running(fill, NeedSnapshot("btcusdt@depth", "initial")):
+        await out.until(lambda: len(out.snapshots) == 1)
+        await wall.looked_at()  # the next look weighs the periodic snapshot, due by then
+        await asyncio.wait_for(fill.drain(TIMEOUT), TIMEOUT / 10)
+        assert fill.pending == 0 and len(rest.asked("depth")) == 1

@@ -1,19 +1,23 @@
 """Which backfill request goes next: a lane per kind of work, oldest first, each gap on its own
 back-off, all within the REST weight budget.
 
-Three lanes share the per-minute request weight (rest-api.md "LIMITS", "IP Limits"), in order of
+Four lanes share the per-minute request weight (rest-api.md "LIMITS", "IP Limits"), in order of
 priority:
 
     DEPTH    depth snapshots: they re-anchor order books, so a broken chain is served at once
     IDS      aggTrade and trade gaps, page by page, the oldest gap first
     KLINES   kline gaps
+    REFRESH  periodic depth snapshots (`refresh`), which only bound how far back a rebuilt book
+             replays diffs (core/snapshot_schedule.py)
 
-The priority is a share of the weight limit each lane may use (`WeightBudget`): klines stop first
-when the minute's weight runs short, then trade pages, and snapshots keep a reserve of their own.
+The priority is a share of the weight limit each lane may use (`WeightBudget`): periodic snapshots
+stop first when the minute's weight runs short, then klines, then trade pages, and snapshots keep
+a reserve of their own.
 Each queued gap (a `Job`) carries its own `ReconnectPolicy`, so one gap's failures never delay
 another's retries, and it is retried until filled unless `classify` calls its failure fatal.
 Repeated requests for one stream's snapshot coalesce: one fetch in flight per stream, and
-requests made meanwhile share one further fetch.
+requests made meanwhile share one further fetch. A periodic snapshot still waiting when a gap or
+`NeedSnapshot` asks for one moves to the depth lane and answers it.
 
 Pure: nothing here sleeps, does I/O or reads a clock; callers pass the monotonic time.
 """
@@ -37,7 +41,9 @@ __all__ = [
     "FULL_DEPTH",
     "HISTORICAL_TRADES_WEIGHT",
     "KLINES_WEIGHT",
+    "REFRESH_SHARE",
     "SMALL_DEPTH",
+    "SNAPSHOT_LANES",
     "BackfillQueue",
     "Job",
     "Lane",
@@ -63,10 +69,12 @@ FULL_DEPTH = 1000
 SMALL_DEPTH = 100
 
 # Snapshots may use the weight up to this share of the limit; trade pages stop at the bulk budget
-# (0.8 by default) and klines at KLINE_SHARE of it. At most one request per lane is in flight, so
-# the used weight read from the last answer lags by under 300; the rest of the limit absorbs that.
+# (0.8 by default), klines at KLINE_SHARE of it and periodic snapshots at REFRESH_SHARE of it. At
+# most one request per lane is in flight, so the used weight read from the last answer lags by
+# under 300; the rest of the limit absorbs that.
 DEPTH_RESERVE_SHARE = 0.95
 KLINE_SHARE = 0.75
+REFRESH_SHARE = 0.5
 WINDOW_SLACK_S = 0.5  # past the minute's end before the weight counts as reset
 BACKOFF_CAP_S = 30.0  # the longest wait between two tries of one gap
 
@@ -76,6 +84,10 @@ class Lane(IntEnum):
     DEPTH = 0
     IDS = 1
     KLINES = 2
+    REFRESH = 3
+
+
+SNAPSHOT_LANES = frozenset({Lane.DEPTH, Lane.REFRESH})  # lanes whose jobs fetch depth snapshots
 
 
 _LANES = {StreamKind.AGG_TRADE: Lane.IDS, StreamKind.TRADE: Lane.IDS, StreamKind.KLINE: Lane.KLINES}
@@ -117,8 +129,9 @@ def used_now(used: int, read_at: float, wall: float) -> int:
 class WeightBudget:
     """How much of the per-minute weight limit each lane may use.
 
-    Trade pages stop at ``bulk`` of the limit, klines at `KLINE_SHARE` of that, and snapshots at
-    `DEPTH_RESERVE_SHARE`. ``bulk`` must lie in (0, `DEPTH_RESERVE_SHARE`]: `ValueError`.
+    Trade pages stop at ``bulk`` of the limit, klines at `KLINE_SHARE` of that, periodic
+    snapshots at `REFRESH_SHARE` of that, and other snapshots at `DEPTH_RESERVE_SHARE`. ``bulk``
+    must lie in (0, `DEPTH_RESERVE_SHARE`]: `ValueError`.
     """
 
     __slots__ = ("_shares",)
@@ -128,7 +141,7 @@ class WeightBudget:
             raise ValueError(f"the bulk weight budget must be in (0, {DEPTH_RESERVE_SHARE}], "
                              f"got {bulk!r}")
         self._shares = {Lane.DEPTH: DEPTH_RESERVE_SHARE, Lane.IDS: bulk,
-                        Lane.KLINES: bulk * KLINE_SHARE}
+                        Lane.KLINES: bulk * KLINE_SHARE, Lane.REFRESH: bulk * REFRESH_SHARE}
 
     def ceiling(self, lane: Lane, limit: int) -> float:
         """The used weight up to which ``lane`` may send requests."""
@@ -147,6 +160,14 @@ class WeightBudget:
             return SMALL_DEPTH
         return None
 
+    def snapshot_levels(self, lane: Lane, used: int, limit: int) -> int | None:
+        """How deep a snapshot of ``lane`` to fetch now (None: wait for the next minute): as
+        `depth_levels` in the depth lane; a periodic one is `FULL_DEPTH` or waits, since a
+        shallow book would start rebuilt books without their deeper levels."""
+        if lane is not Lane.REFRESH:
+            return self.depth_levels(used, limit)
+        return FULL_DEPTH if self.fits(lane, depth_weight(FULL_DEPTH), used, limit) else None
+
     def __repr__(self) -> str:
         shares = " ".join(f"{lane.name.lower()}={share:g}" for lane, share in self._shares.items())
         return f"<WeightBudget {shares}>"
@@ -157,9 +178,10 @@ class Job:
     """Queued work for one stream: a gap to fill, or the snapshot one or more requests asked for.
 
     ``gaps`` holds exactly one gap for an id or kline job; for a snapshot, every gap it answers
-    (``bare`` when a `NeedSnapshot` asked for it too). ``cursor`` is the next id or open time to
-    fetch and ``rows`` the rows stored so far, kept across tries so a retry resumes where the last
-    one stopped. ``age`` orders jobs within a lane, oldest first.
+    (``bare`` when a `NeedSnapshot` asked for it too; neither for a periodic one, lane REFRESH).
+    ``cursor`` is the next id or open time to fetch and ``rows`` the rows stored so far, kept
+    across tries so a retry resumes where the last one stopped. ``age`` orders jobs within a
+    lane, oldest first.
     """
 
     lane: Lane
@@ -222,10 +244,11 @@ def page_weight(job: Job) -> int:
 class BackfillQueue:
     """The open backfill work, by lane.
 
-    `add` queues a request, ready at once. A lane's worker `peek`s at its oldest ready job,
-    `start`s it when the weight allows, and ends each request with `resume` (more pages to go),
-    `done` (filled, or snapshot taken) or `failed` (retry after the job's own back-off, or give
-    up). ``delays`` builds each job's back-off (full jitter from 0.5 s up to `BACKOFF_CAP_S`).
+    `add` queues a request, ready at once; `refresh` queues a periodic snapshot. A lane's worker
+    `peek`s at its oldest ready job, `start`s it when the weight allows, and ends each request
+    with `resume` (more pages to go), `done` (filled, or snapshot taken) or `failed` (retry after
+    the job's own back-off, or give up). ``delays`` builds each job's back-off (full jitter from
+    0.5 s up to `BACKOFF_CAP_S`).
     """
 
     def __init__(self, delays: Callable[[], Iterator[float]] | None = None) -> None:
@@ -238,13 +261,20 @@ class BackfillQueue:
 
     @property
     def pending(self) -> int:
-        """Jobs not done yet: waiting, backing off, running, or due after a running snapshot."""
-        return sum(len(jobs) for jobs in self._lanes.values()) + len(self._again)
+        """Jobs not done yet: waiting, backing off, running, or due after a running snapshot;
+        periodic snapshots aside (`refreshing`), which no request waits for."""
+        asked = sum(len(jobs) for lane, jobs in self._lanes.items() if lane is not Lane.REFRESH)
+        return asked + len(self._again)
+
+    @property
+    def refreshing(self) -> int:
+        """Periodic snapshots queued, backing off or running."""
+        return len(self._lanes[Lane.REFRESH])
 
     @property
     def open_gaps(self) -> int:
         """Distinct gaps queued and neither filled, snapshotted nor given up."""
-        snapshots = [*self._lanes[Lane.DEPTH], *self._again.values()]
+        snapshots = [*self._lanes[Lane.DEPTH], *self._again.values()]  # REFRESH: no gaps
         return len(self._open) + len({gap for job in snapshots for gap in job.gaps})
 
     def add(self, request: GapDetected | NeedSnapshot) -> bool:
@@ -265,6 +295,15 @@ class BackfillQueue:
         job.ask(request)
         job.cursor = request.first_missing
         self._lanes[lane].append(job)
+        return True
+
+    def refresh(self, stream: str) -> bool:
+        """Queue a periodic snapshot of the diff-depth ``stream`` in the REFRESH lane; False
+        when a snapshot of it is queued or running already (its fetch serves as well)."""
+        if stream in self._books:
+            return False
+        job = self._books[stream] = self._new(Lane.REFRESH, stream)
+        self._lanes[Lane.REFRESH].append(job)
         return True
 
     def peek(self, lane: Lane, now: float) -> Job | None:
@@ -289,7 +328,7 @@ class BackfillQueue:
         for while it ran becomes ready."""
         job.running = False
         self._lanes[job.lane].remove(job)
-        if job.lane is not Lane.DEPTH:
+        if job.lane not in SNAPSHOT_LANES:
             self._open.discard(job.gap)
             return
         del self._books[job.stream]
@@ -309,6 +348,7 @@ class BackfillQueue:
         job.ready_at = now + delay
         again = self._again.pop(job.stream, None)  # its fetch is still to come: answer them too
         if again is not None:
+            self._promote(job)
             job.merge(again)
         return delay
 
@@ -324,7 +364,16 @@ class BackfillQueue:
             if due is None:
                 due = self._again[stream] = self._new(Lane.DEPTH, stream)
             job = due
+        else:
+            self._promote(job)
         return job
+
+    def _promote(self, job: Job) -> None:
+        """Move a waiting periodic snapshot ``job`` to the depth lane: a request needs it now."""
+        if job.lane is Lane.REFRESH:
+            self._lanes[Lane.REFRESH].remove(job)
+            job.lane = Lane.DEPTH
+            self._lanes[Lane.DEPTH].append(job)
 
     def _new(self, lane: Lane, stream: str) -> Job:
         return Job(lane, parse_stream(stream), next(self._ages), ReconnectPolicy(self._delays))

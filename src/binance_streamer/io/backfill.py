@@ -4,7 +4,8 @@ endpoints").
 Requests queue in a `BackfillQueue` (core/backfill_queue.py) with one lane per kind of work, and
 each lane has its own task, so a depth snapshot is fetched at once even while a trade page is in
 flight or the trade lane waits for the next weight window. Snapshots come from ``depth`` when a
-diff chain breaks; aggTrades and historicalTrades are fetched by ``fromId``, klines by
+diff chain breaks, and, with ``snapshot_every``, periodically in the lowest-priority lane
+(core/snapshot_schedule.py); aggTrades and historicalTrades are fetched by ``fromId``, klines by
 ``startTime``. Each lane paces itself by ``X-MBX-USED-WEIGHT-1M`` (``rest.used_weight``) against
 its share of the per-minute limit (rest-api.md, "IP Limits"); a 429/418 ``Retry-After`` pauses
 every lane, since the limits are per IP ("LIMITS"). Each gap is retried on its own back-off
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeAlias
 
 from binance_streamer.core.backfill_queue import (
+    SNAPSHOT_LANES,
     BackfillQueue,
     Job,
     Lane,
@@ -33,6 +35,7 @@ from binance_streamer.core.backfill_queue import (
     window_wait,
 )
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
+from binance_streamer.core.snapshot_schedule import SnapshotSchedule
 from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind
 from binance_streamer.core.tables import (
     AGG_TRADE,
@@ -54,7 +57,7 @@ log = logging.getLogger(__name__)
 _PAGE = 1000  # ids per aggTrades/historicalTrades page: their weight does not depend on it
 
 # snapshot_taken(stream, last_update_id, gap): a snapshot of ``stream`` was stored for ``gap``
-# (None: for a NeedSnapshot).
+# (None: for a NeedSnapshot, or a periodic one).
 SnapshotTaken: TypeAlias = Callable[[str, int, GapDetected | None], None]
 
 
@@ -66,9 +69,11 @@ class Backfiller:
     ``depth_snapshot`` row and calls ``snapshot_taken(stream, last_update_id, gap)`` once for each
     gap it answers, and once with None if a `NeedSnapshot` asked for it; whether it bridges the
     stored diffs is for the caller to decide, so a depth gap is never reported through ``filled``.
-    ``weight_budget`` is the share of the weight limit
-    trade pages may use (`WeightBudget`); ``delays`` builds each gap's back-off (full jitter up to
-    30 s by default); ``wall`` is the wall clock the weight window is read from.
+    With ``snapshot_every`` > 0 (seconds), each stream with a stored snapshot gets a fresh one
+    that long after its last (`SnapshotSchedule`), at the lowest priority, also reported with
+    gap None. ``weight_budget`` is the share of the weight limit trade pages may use
+    (`WeightBudget`); ``delays`` builds each gap's back-off (full jitter up to 30 s by default);
+    ``wall`` is the wall clock the weight window is read from.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class Backfiller:
         filled: Callable[[GapDetected, int], None],
         *,
         snapshot_taken: SnapshotTaken | None = None,
+        snapshot_every: float = 0.0,
         weight_budget: float = 0.8,
         delays: Callable[[], Iterator[float]] | None = None,
         wall: Callable[[], float] = time.time,
@@ -88,6 +94,7 @@ class Backfiller:
         self._snapshot_taken = snapshot_taken
         self._budget = WeightBudget(weight_budget)
         self._queue = BackfillQueue(delays)
+        self._schedule = SnapshotSchedule(snapshot_every)
         self._wall = wall
         self._weight_read_at = wall()  # when rest.used_weight last came with an answer of ours
         self._wakeups = {lane: asyncio.Event() for lane in Lane}
@@ -108,7 +115,8 @@ class Backfiller:
 
     @property
     def pending(self) -> int:
-        """Jobs not done yet (a coalesced snapshot counts once); `drain` waits for none."""
+        """Jobs not done yet (a coalesced snapshot counts once, a periodic one not at all);
+        `drain` waits for none."""
         return self._queue.pending
 
     def request(self, request: GapDetected | NeedSnapshot) -> None:
@@ -143,11 +151,13 @@ class Backfiller:
         wakeup = self._wakeups[lane]
         while True:
             now = _now()
+            if lane is Lane.REFRESH:
+                self._refresh_due(now)
             job = self._queue.peek(lane, now)
             if job is None:
                 wakeup.clear()
                 self._settle()
-                await _nap(wakeup, self._queue.wake_at(lane), now)
+                await _nap(wakeup, self._wake_at(lane), now)
             elif self._paused_until > now:
                 await asyncio.sleep(self._paused_until - now)
             elif not self._affordable(job):
@@ -156,6 +166,18 @@ class Backfiller:
                 await self._serve(job)
                 await asyncio.sleep(0)  # let other tasks run even if REST answers at once
 
+    def _refresh_due(self, now: float) -> None:
+        """Queue the periodic snapshots due at ``now`` (a stream whose snapshot is queued or
+        running already needs none: storing that one reschedules it)."""
+        for stream in self._schedule.due(now):
+            self._queue.refresh(stream)  # no request waits for it: `drain` does not either
+
+    def _wake_at(self, lane: Lane) -> float | None:
+        """When ``lane`` has work again without a new request: a retry, or a periodic snapshot."""
+        wake_at = self._queue.wake_at(lane)
+        due = self._schedule.next_due() if lane is Lane.REFRESH else None
+        return due if wake_at is None else wake_at if due is None else min(wake_at, due)
+
     def _used(self) -> int:
         """The weight used this minute, as far as the last answer told."""
         return used_now(self._rest.used_weight, self._weight_read_at, self._wall())
@@ -163,8 +185,8 @@ class Backfiller:
     def _affordable(self, job: Job) -> bool:
         """Whether ``job``'s next request fits its lane's share of the weight now."""
         used, limit = self._used(), self._rest.weight_limit
-        if job.lane is Lane.DEPTH:
-            return self._budget.depth_levels(used, limit) is not None
+        if job.lane in SNAPSHOT_LANES:
+            return self._budget.snapshot_levels(job.lane, used, limit) is not None
         return self._budget.fits(job.lane, page_weight(job), used, limit)
 
     async def _next_window(self, lane: Lane) -> None:
@@ -179,7 +201,7 @@ class Backfiller:
         self._queue.start(job)
         last_update_id, finished = 0, True
         try:
-            if job.lane is Lane.DEPTH:
+            if job.lane in SNAPSHOT_LANES:
                 last_update_id = await self._snapshot(job)
             else:
                 finished = await self._page(job)
@@ -197,12 +219,17 @@ class Backfiller:
         self._settle()
 
     def _report(self, job: Job, last_update_id: int) -> None:
-        if job.lane is not Lane.DEPTH:
+        if job.lane not in SNAPSHOT_LANES:
             self._filled(job.gap, job.rows)
-        elif self._snapshot_taken is not None:
+            return
+        periodic = job.lane is Lane.REFRESH
+        self._schedule.stored(job.stream, _now(), periodic=periodic)
+        if self._schedule.every:
+            self._wakeups[Lane.REFRESH].set()  # the stream may be due before the lane's nap ends
+        if self._snapshot_taken is not None:
             for gap in job.gaps:
                 self._snapshot_taken(job.stream, last_update_id, gap)
-            if job.bare:
+            if job.bare or periodic:
                 self._snapshot_taken(job.stream, last_update_id, None)
 
     def _failed(self, job: Job, exc: Exception) -> None:
@@ -212,8 +239,10 @@ class Backfiller:
             self._paused_until = max(self._paused_until, _now() + exc.retry_after)
         delay = self._queue.failed(job, exc, _now())
         if delay is None:
-            self.failures += job.requests
+            self.failures += job.requests or 1  # a periodic snapshot is one request too
             log.warning("backfill for %s given up: %s", job.stream, exc)
+            if job.lane in SNAPSHOT_LANES:
+                self._schedule.skipped(job.stream, _now())
             self._settle()
         elif job.policy.attempts == 1:
             log.warning("backfill for %s failed (%s); retrying in %.1fs, and until it is filled",
@@ -228,7 +257,7 @@ class Backfiller:
 
     async def _snapshot(self, job: Job) -> int:
         """Fetch and store a snapshot of ``job``'s stream, as deep as the weight allows."""
-        levels = self._budget.depth_levels(self._used(), self._rest.weight_limit)
+        levels = self._budget.snapshot_levels(job.lane, self._used(), self._rest.weight_limit)
         assert levels is not None  # _affordable said so just before, with nothing run since
         symbol = job.name.symbol.upper()
         snapshot = await self._rest.depth(symbol, limit=levels)

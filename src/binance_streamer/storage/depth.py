@@ -75,8 +75,11 @@ class DepthReader:
         probe = ("SELECT final_update_id, event_time FROM depth_update WHERE symbol = ? AND "
                  "final_update_id >= ? AND final_update_id < ? ORDER BY final_update_id "
                  "LIMIT 1").replace("?", self.mark)
-        bounds = self._one("SELECT MIN(final_update_id), MAX(final_update_id) FROM "
-                           "depth_update WHERE symbol = ?", (symbol,))
+        # Two subqueries: SQLite answers a lone MIN or MAX from the index's ends, both at
+        # once by scanning it.
+        bounds = self._one("SELECT (SELECT MIN(final_update_id) FROM depth_update WHERE "
+                           "symbol = ?), (SELECT MAX(final_update_id) FROM depth_update WHERE "
+                           "symbol = ?)", (symbol, symbol))
         if bounds is None or bounds[0] is None:
             return None
         first = self.conn.execute(probe, (symbol, bounds[0], bounds[0] + 1)).fetchone()
