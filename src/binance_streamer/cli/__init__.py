@@ -18,7 +18,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +30,9 @@ from rich.table import Table
 from rich.text import Text
 
 from binance_streamer.books import Book, order_book, parse_every
+from binance_streamer.cli.common import emit, parse_time
+from binance_streamer.cli.query import query
+from binance_streamer.cli.replay import parse_speed_option, replay
 from binance_streamer.core.streams import kind_names, parse_stream_spec
 from binance_streamer.errors import (
     ConfigError,
@@ -48,7 +50,6 @@ from binance_streamer.recorder import (
     RecorderStats,
     check_duration,
 )
-from binance_streamer.storage.query import query as read_query
 from binance_streamer.storage.query import read_rows
 
 __all__ = ["main"]
@@ -313,55 +314,6 @@ def _print_summary(stats: RecorderStats, db: str) -> None:
                   "gaps stay open; the next run with REST fills them")
 
 
-# Epoch milliseconds have 13 digits since 2001; 10 or fewer digits are epoch seconds.
-_SMALLEST_EPOCH_MS = 10**11
-
-
-def parse_time(value: str | None, option: str = "--since") -> int | None:
-    """Milliseconds since the epoch, from epoch ms or an ISO 8601 date-time (UTC if naive).
-
-    Epoch seconds are refused with the millisecond value to use instead, never guessed.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        ms = int(text)
-        if ms < _SMALLEST_EPOCH_MS:
-            raise click.BadParameter(
-                f"{value!r} looks like epoch seconds; give milliseconds ({ms * 1000}) or an "
-                "ISO date-time such as 2021-04-04T20:03:00", param_hint=option)
-        return ms
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is neither epoch ms nor an ISO date-time "
-                                 "(e.g. 2021-04-04T20:03:00)", param_hint=option) from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
-
-
-@main.command()
-@click.argument("symbol", required=False)
-@click.option("--stream", "kind", default="ticker", show_default=True,
-              help="What to read: a stream type (ticker, aggTrade, kline_1m, depth, ...) or a "
-                   "table name (gaps, quarantine).")
-@click.option("--since", help="From this time: epoch ms or ISO date-time (UTC).")
-@click.option("--until", help="Before this time: epoch ms or ISO date-time (UTC).")
-@click.option("--limit", type=click.IntRange(min=0), help="At most this many rows.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]),
-              default="table", show_default=True, help="Output format.")
-@click.option("--db", default="binance_data.db", show_default=True,
-              help="SQLite database file, or a postgresql:// URL.")
-def query(symbol: str | None, kind: str, since: str | None, until: str | None,
-          limit: int | None, fmt: str, db: str) -> None:
-    """Print recorded rows of one stream type, oldest first, optionally for one SYMBOL."""
-    start, end = parse_time(since, "--since"), parse_time(until, "--until")
-    result = read_query(db, kind, symbol, start, end, limit)
-    _emit(result.columns, result.rows, fmt)
-
-
 @main.command()
 @click.argument("symbol")
 @click.option("--at", "at_text", required=True,
@@ -425,130 +377,10 @@ def _print_book(found: Book) -> None:
     console.print(table)
 
 
-def _emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
-    out = sys.stdout
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-    elif fmt == "json":
-        out.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows]) + "\n")
-    elif fmt == "jsonl":
-        for r in rows:
-            out.write(json.dumps(dict(zip(columns, r, strict=True))) + "\n")
-    else:
-        table = Table(show_edge=False)
-        for c in columns:
-            table.add_column(c, overflow="fold")
-        for r in rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
-        Console(width=max(200, Console().width)).print(table)
-
-
-def _parse_speed(_ctx: click.Context, _param: click.Parameter, value: str) -> float | None:
-    if value == "max":
-        return None
-    try:
-        speed = float(value)
-    except ValueError as exc:
-        raise click.BadParameter("a positive number or 'max'") from exc
-    if speed <= 0:
-        raise click.BadParameter("a positive number or 'max'")
-    return speed
-
-
-def _parse_faults(
-    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
-) -> tuple[str, ...]:
-    from binance_streamer.exchange.faults import parse_script
-
-    for spec in value:
-        try:
-            parse_script(spec)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-    return value
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9443, show_default=True, type=click.IntRange(0, 65535),
-              help="Port for both WebSocket and REST (0 picks a free one).")
-@click.option("--data", "data", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Recorded frames to replay: JSONL of frames (wrapped or bare) or a "
-                   "*.session.jsonl[.gz] capture with receive times. Repeatable.")
-@click.option("--synthetic", multiple=True, metavar="SYMBOL",
-              help="Also generate a deterministic synthetic market for SYMBOL. Repeatable.")
-@click.option("--rate", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
-              help="Aggregate trades per second of each --synthetic symbol (each comes with "
-                   "its trades, book changes and book tickers).")
-@click.option("--synthetic-market", default=0, show_default=True, type=click.IntRange(min=0),
-              metavar="N",
-              help="Also generate N synthetic symbols, real listed names first (BTCUSDT, "
-                   "ETHUSDT, ...), with skewed activity: a stand-in for the whole spot market.")
-@click.option("--market-rate", default=20_000.0, show_default=True,
-              type=click.FloatRange(min=0.001),
-              help="Aggregate trades per second over all --synthetic-market symbols.")
-@click.option("--skew", default=1.0, show_default=True, type=click.FloatRange(min=0.0),
-              help="How unequal --synthetic-market activity is (Zipf exponent): 0 all alike, "
-                   "1 a few busy symbols and a long quiet tail.")
-@click.option("--speed", default="1", show_default=True, callback=_parse_speed,
-              help="Replay pace: a factor of the recorded pace, or 'max' for as fast as possible.")
-@click.option("--loop", is_flag=True,
-              help="Replay forever as a continuing market: each pass goes on from the previous "
-                   "one's times, trade ids and order book update ids (REST follows; a bridging "
-                   "depth diff keeps books valid). A pass lasts the recording rounded up to its "
-                   "kline grid (the bundled samples: 120 s).")
-@click.option("--rebase-time", is_flag=True,
-              help="Shift every recorded time so the replay starts now, to a whole number of "
-                   "the recorded kline intervals (a minute for the bundled samples) so candles "
-                   "stay on their grid; /api/v3/time follows.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic market.")
-@click.option("--fault", "faults", multiple=True, metavar="SECONDS:NAME[=ARG,...]",
-              callback=_parse_faults,
-              help="Inject a fault SECONDS after start, e.g. 10:stall=5, 30:drop_now=1001, "
-                   "20:skip=3, 40:rest_error=429, 50:server_shutdown. Repeatable.")
-def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ...], rate: float,
-           synthetic_market: int, market_rate: float, skew: float, speed: float | None,
-           loop: bool, rebase_time: bool, seed: int, faults: tuple[str, ...]) -> None:
-    """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
-
-    It replays real recordings (the bundled sample when neither --data nor --synthetic nor
-    --synthetic-market is given) or a synthetic market, speaking Binance's own protocol, so
-    any Binance client can connect to it offline. The replay starts when the first client
-    subscribes and says so when the recording ends; later subscribers are then closed with
-    1000 "Replay ended" (use --loop). REST's clock (/api/v3/time) is the replay's: the
-    recording's time (now, with --rebase-time). Runs until interrupted.
-    """
-    from binance_streamer.exchange import LocalExchange
-    from binance_streamer.samples import bundled_sessions
-
-    files = list(data) or ([] if synthetic or synthetic_market else bundled_sessions())
-    # REST history kept per stream and symbol: a bound that suits a long run of many symbols.
-    history = 10_000 if synthetic_market else 1_000_000
-    async def serve() -> None:
-        async with LocalExchange(replay=files, synthetic=list(synthetic), rate=rate, speed=speed,
-                                 loop=loop, seed=seed, host=host, port=port, faults=faults,
-                                 history_limit=history, rebase_time=rebase_time,
-                                 synthetic_market=synthetic_market, market_rate=market_rate,
-                                 skew=skew) as ex:
-            click.echo(f"WebSocket: {ex.ws_url}  (e.g. {ex.ws_url}/ws/btcusdt@ticker)")
-            click.echo(f"REST:      {ex.rest_url}  (e.g. {ex.rest_url}/api/v3/exchangeInfo)")
-            click.echo("Ready. Ctrl-C stops.", err=True)
-            sys.stdout.flush()
-            stop = asyncio.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-            await stop.wait()
-            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C ends a stuck stop
-                asyncio.get_running_loop().remove_signal_handler(sig)
-    asyncio.run(serve())
-
-
 @main.command()
 @click.option("--db", default="demo.db", show_default=True, type=click.Path(dir_okay=False),
               help="SQLite database to record into.")
-@click.option("--speed", default="4", show_default=True, callback=_parse_speed,
+@click.option("--speed", default="4", show_default=True, callback=parse_speed_option,
               help="Replay pace of the bundled recording ('max' for as fast as possible).")
 def demo(db: str, speed: float | None) -> None:
     """Record from a local exchange replaying a bundled real Binance session (no network needed).
@@ -582,9 +414,9 @@ def demo(db: str, speed: float | None) -> None:
         result = read_rows(conn, "ticker", "BTCUSDT", limit=3)
     finally:
         conn.close()
-    _emit(["symbol", "event_time", "last_price", "best_bid_price", "best_ask_price", "trade_count"],
+    emit(["symbol", "event_time", "last_price", "best_bid_price", "best_ask_price", "trade_count"],
           [(r[1], r[2], r[7], r[9], r[11], r[22]) for r in result.rows], "table")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+for _command in (query, replay):
+    main.add_command(_command)

@@ -1,0 +1,64 @@
+"""What every command shares: time options and row output formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["emit", "parse_time"]
+
+# Epoch milliseconds have 13 digits since 2001; 10 or fewer digits are epoch seconds.
+_SMALLEST_EPOCH_MS = 10**11
+
+
+def parse_time(value: str | None, option: str = "--since") -> int | None:
+    """Milliseconds since the epoch, from epoch ms or an ISO 8601 date-time (UTC if naive).
+
+    Epoch seconds are refused with the millisecond value to use instead, never guessed.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        ms = int(text)
+        if ms < _SMALLEST_EPOCH_MS:
+            raise click.BadParameter(
+                f"{value!r} looks like epoch seconds; give milliseconds ({ms * 1000}) or an "
+                "ISO date-time such as 2021-04-04T20:03:00", param_hint=option)
+        return ms
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is neither epoch ms nor an ISO date-time "
+                                 "(e.g. 2021-04-04T20:03:00)", param_hint=option) from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    """Print ``rows`` under ``columns`` as a table (rich), CSV, JSON or JSON lines."""
+    out = sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        out.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows]) + "\n")
+    elif fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(dict(zip(columns, r, strict=True))) + "\n")
+    else:
+        table = Table(show_edge=False)
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r))
+        Console(width=max(200, Console().width)).print(table)
