@@ -1,13 +1,19 @@
-"""Helpers for the local exchange tests: one timeout constant and a small WS client."""
+"""Helpers for the local exchange tests: one timeout constant, a small WS client, the bundled
+captures and order books rebuilt from an exchange's published diffs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
+
+from binance_streamer.core.order_book import Gap, Level, OrderBook
+from binance_streamer.exchange import LocalExchange
+from binance_streamer.samples import bundled_session
 
 TIMEOUT = 10.0  # seconds; every wait in these tests is bounded by (a multiple of) this
 
@@ -52,3 +58,49 @@ class Client:
                 if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
                                 aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSING):
                     return msg
+
+
+APRIL_4 = bundled_session("cf_2021-04-04")
+APRIL_5 = bundled_session("cf_2021-04-05")
+
+
+def book_body(ex: LocalExchange, symbol: str) -> dict[str, Any]:
+    """The exchange's whole book of ``symbol`` now, as a REST depth body: the base its next
+    published diffs continue (take it before the exchange starts)."""
+    return ex.market.symbols[symbol].book_now().top(sys.maxsize)
+
+
+def rebuilt_book(snapshot: dict[str, Any], diffs: Iterable[dict[str, Any]],
+                 last_id: int | None = None) -> OrderBook:
+    """A client's book: ``snapshot``, then the ``diffs`` with ``u <= last_id`` (all when None)
+    bridged and applied (web-socket-streams.md "How to manage a local order book correctly");
+    asserts that none leaves a gap."""
+    book = OrderBook()
+    book.load_snapshot(snapshot["lastUpdateId"], snapshot["bids"], snapshot["asks"])
+    for diff in diffs:
+        if last_id is not None and diff["u"] > last_id:
+            break
+        assert not isinstance(book.apply(diff["U"], diff["u"], diff["b"], diff["a"]), Gap), diff
+    return book
+
+
+Top = tuple[list[Level], list[Level]]
+
+
+def tops_at(snapshot: dict[str, Any], diffs: Iterable[dict[str, Any]], ids: Iterable[int],
+            depth: int) -> dict[int, Top]:
+    """The best ``depth`` levels per side of the book of ``snapshot`` and ``diffs`` at each
+    update id of ``ids``, rebuilt in one pass. An id strictly inside a diff's ``U..u`` (a
+    look-ahead REST snapshot's) gets the book with that diff applied; an id below the snapshot's
+    or beyond the diffs is missing from the answer."""
+    wanted = sorted(i for i in set(ids) if i >= snapshot["lastUpdateId"])
+    book = rebuilt_book(snapshot, [])
+    tops: dict[int, Top] = {}
+    for diff in [None, *diffs]:
+        if diff is not None:
+            assert not isinstance(book.apply(diff["U"], diff["u"], diff["b"], diff["a"]), Gap)
+        last = book.last_update_id
+        assert last is not None
+        while wanted and wanted[0] <= last:
+            tops[wanted.pop(0)] = book.top(depth)
+    return tops

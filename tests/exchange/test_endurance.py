@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
+from binance_streamer.exchange import LocalExchange
 from binance_streamer.exchange.control import SessionState
 from binance_streamer.exchange.frames import Event
 from binance_streamer.exchange.history import History
@@ -25,9 +25,8 @@ from binance_streamer.exchange.sources import Recorded, ReplaySource
 from binance_streamer.exchange.synthetic import SyntheticSymbol
 from binance_streamer.exchange.synthetic_timeline import run_synthetic
 from binance_streamer.exchange.timeline import run_replay
-from tests.exchange.helpers import TIMEOUT
+from tests.exchange.helpers import APRIL_4, TIMEOUT
 
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 BASE_MS = 1_617_500_000_000
 OVERRUN_S = 0.12  # blocking work per grid point, longer than the 100 ms grid itself
 

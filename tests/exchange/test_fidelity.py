@@ -15,10 +15,8 @@ from uuid import uuid4
 import pytest
 import websocket  # websocket-client, the tutorial's library
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
-from tests.exchange.helpers import TIMEOUT
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
+from binance_streamer.exchange import LocalExchange
+from tests.exchange.helpers import APRIL_4, TIMEOUT
 
 
 class BinanceStreamer:

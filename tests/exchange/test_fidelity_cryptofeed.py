@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
 import pytest
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
-from tests.exchange.helpers import TIMEOUT
+from binance_streamer.exchange import LocalExchange
+from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, tops_at
 
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 BOOK_LEVELS = 100
 
 
@@ -78,71 +78,55 @@ def _feed_class(wss: str, rest: str, ctx: ssl.SSLContext) -> Any:
     })
 
 
-def _side(levels: Any) -> list[tuple[Decimal, Decimal]]:
-    return [(Decimal(p), Decimal(q)) for p, q in levels]
+def _side(levels: Any) -> dict[Decimal, Decimal]:
+    return {Decimal(p): Decimal(q) for p, q in levels}
 
 
-async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixture) -> None:
-    """cryptofeed's book of a synthetic symbol chains every diff without a reset, is never
-    crossed and equals the exchange's book whenever both are at the same update id; its trades
-    are every replayed aggregate trade, its tickers the published book tickers and its candles
-    the replayed closed 1m klines, in order."""
+@dataclass
+class Received:
+    """What the feed's callbacks received; ``done`` is set once each kind reached its target."""
+
+    targets: dict[str, int]
+    diffs: list[tuple[int, int]] = field(default_factory=list)  # (U, u) of each applied diff
+    books: list[tuple[int, Any, Any]] = field(default_factory=list)  # (id, bids, asks) copies
+    trades: list[Any] = field(default_factory=list)
+    tickers: list[Any] = field(default_factory=list)
+    candles: list[Any] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check(self) -> None:
+        if all(len(getattr(self, kind)) >= n for kind, n in self.targets.items()):
+            self.done.set()
+
+    async def on_book(self, book: Any, receipt: float) -> None:
+        if book.delta is not None:
+            self.diffs.append((book.raw["U"], book.raw["u"]))
+        self.books.append((book.sequence_number, book.book.bids.to_dict(),
+                           book.book.asks.to_dict()))
+        self.check()
+
+    def appender(self, kind: str) -> Callable[[Any, float], Awaitable[None]]:
+        """A callback appending to the list ``kind``."""
+        async def append(item: Any, receipt: float) -> None:
+            getattr(self, kind).append(item)
+            self.check()
+        return append
+
+
+async def _run_feed(ex: LocalExchange, got: Received) -> list[str]:
+    """Run cryptofeed's Binance feed against ``ex`` (through a TLS front) until ``got`` is
+    done; returns the connection paths."""
     from cryptofeed import FeedHandler
     from cryptofeed.defines import CANDLES, L2_BOOK, TICKER, TRADES
 
-    caplog.set_level(logging.WARNING, logger="feedhandler")
-    async with LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=50, speed=None,
-                             start="manual") as ex, tls_front(ex.host, ex.port) as (port, ctx):
-        items = ex.sources[0].items
-        recorded = [i.payload for i in items if i.stream == "btcusdt@aggTrade"]
-        closed = [i.payload["k"] for i in items
-                  if i.stream == "btcusdt@kline_1m" and i.payload["k"]["x"]]
-        sol = ex.market.symbols["SOLUSDT"]
-        books: list[Any] = []  # (U, u) of each applied diff
-        matched: list[bool] = []  # per book at the exchange's update id: equal to it
-        crossed: list[Any] = []
-        trades: list[Any] = []
-        tickers: list[Any] = []
-        candles: list[Any] = []
-        done = asyncio.Event()
-
-        def check() -> None:
-            if (len(books) >= 10 and len(matched) >= 3 and len(trades) >= len(recorded)
-                    and len(tickers) >= 20 and len(candles) >= len(closed)):
-                done.set()
-
-        async def on_book(book: Any, receipt: float) -> None:
-            bids, asks = book.book.bids, book.book.asks
-            if len(bids) and len(asks) and bids.index(0)[0] >= asks.index(0)[0]:
-                crossed.append(book.sequence_number)
-            if book.delta is not None:
-                books.append((book.raw["U"], book.raw["u"]))
-            exchange = sol.book_now()
-            if exchange.last_update_id == book.sequence_number:
-                top = exchange.top(BOOK_LEVELS)
-                matched.append((bids.to_dict(), asks.to_dict()) == (
-                    dict(_side(top["bids"])), dict(_side(top["asks"]))))
-            check()
-
-        async def on_trade(trade: Any, receipt: float) -> None:
-            trades.append(trade)
-            check()
-
-        async def on_ticker(ticker: Any, receipt: float) -> None:
-            tickers.append(ticker)
-            check()
-
-        async def on_candle(candle: Any, receipt: float) -> None:
-            candles.append(candle)
-            check()
-
+    async with tls_front(ex.host, ex.port) as (port, ctx):
         feed_class = _feed_class(f"wss://{ex.host}:{port}", ex.rest_url, ctx)
         feed = await asyncio.to_thread(
             feed_class, timeout=-1, retries=0, max_depth=BOOK_LEVELS,
             subscription={L2_BOOK: ["SOL-USDT"], TRADES: ["BTC-USDT"], TICKER: ["SOL-USDT"],
                           CANDLES: ["BTC-USDT"]},
-            callbacks={L2_BOOK: on_book, TRADES: on_trade, TICKER: on_ticker,
-                       CANDLES: on_candle})
+            callbacks={L2_BOOK: got.on_book, TRADES: got.appender("trades"),
+                       TICKER: got.appender("tickers"), CANDLES: got.appender("candles")})
         handler = FeedHandler(config={"uvloop": False, "log": {"disabled": True}})
         handler.add_feed(feed)
         handler.run(start_loop=False, install_signal_handlers=False)
@@ -151,24 +135,54 @@ async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixt
                 await ex.wait_subscribed(4)
                 paths = [c.path for c in ex.connections]
                 await ex.start()
-                await done.wait()
+                await got.done.wait()
         finally:
             await handler.stop_async()
-        sent_tickers = ex.history.events("solusdt@bookTicker")
+    return paths
+
+
+def _assert_books_follow(got: Received, snapshot: dict[str, Any],
+                         diffs: list[dict[str, Any]]) -> None:
+    """The diffs chain without a reset, and each book is not crossed and equals the exchange's
+    book rebuilt at its update id from ``snapshot`` and the published ``diffs``."""
+    assert len(got.diffs) >= 10
+    assert all(u + 1 == nxt for (_, u), (nxt, _) in pairwise(got.diffs))
+    tops = tops_at(snapshot, diffs, [i for i, _, _ in got.books], BOOK_LEVELS)
+    for update_id, bids, asks in got.books:
+        assert max(bids) < min(asks), update_id
+        top_bids, top_asks = tops[update_id]
+        assert (bids, asks) == (_side(top_bids), _side(top_asks)), update_id
+
+
+async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixture) -> None:
+    """cryptofeed's book of a synthetic symbol chains every diff without a reset, is never
+    crossed and equals the exchange's book at each update id; its trades are every replayed
+    aggregate trade, its tickers the published book tickers and its candles the replayed
+    closed 1m klines, in order."""
+    caplog.set_level(logging.WARNING, logger="feedhandler")
+    ex = LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=50, speed=None,
+                       start="manual")
+    snapshot = book_body(ex, "SOLUSDT")
+    items = ex.sources[0].items
+    closed = [i.payload["k"] for i in items
+              if i.stream == "btcusdt@kline_1m" and i.payload["k"]["x"]]
+    got = Received({"diffs": 10, "tickers": 20, "candles": len(closed), "trades": sum(
+        1 for i in items if i.stream == "btcusdt@aggTrade")})
+    async with ex:
+        paths = await _run_feed(ex, got)
     assert paths == ["/stream?streams=solusdt@depth@100ms/btcusdt@aggTrade/solusdt@bookTicker"
                      "/btcusdt@kline_1m"]
     assert not [r for r in caplog.records if r.name == "feedhandler"], caplog.text
-    assert crossed == []
-    assert len(books) >= 10 and all(u + 1 == nxt for (_, u), (nxt, _) in pairwise(books))
-    assert all(matched)
-    assert [(int(t.id), t.price, t.amount, t.side, t.timestamp) for t in trades] == [
+    _assert_books_follow(got, snapshot, ex.history.events("solusdt@depth@100ms"))
+    assert [(int(t.id), t.price, t.amount, t.side, t.timestamp) for t in got.trades] == [
         (a["a"], Decimal(a["p"]), Decimal(a["q"]), "sell" if a["m"] else "buy", a["T"] / 1000)
         for a in ex.history.events("btcusdt@aggTrade")]
-    first = next(i for i, t in enumerate(sent_tickers) if t["u"] == tickers[0].raw["u"])
-    assert [(t.bid, t.ask) for t in tickers] == [
-        (Decimal(t["b"]), Decimal(t["a"])) for t in sent_tickers[first:first + len(tickers)]]
+    sent = ex.history.events("solusdt@bookTicker")
+    first = next(i for i, t in enumerate(sent) if t["u"] == got.tickers[0].raw["u"])
+    assert [(t.bid, t.ask) for t in got.tickers] == [
+        (Decimal(t["b"]), Decimal(t["a"])) for t in sent[first:first + len(got.tickers)]]
     assert closed
     assert [(c.start, c.stop, c.open, c.high, c.low, c.close, c.volume, c.trades, c.closed)
-            for c in candles] == [
+            for c in got.candles] == [
         (k["t"] / 1000, k["T"] / 1000, *(Decimal(k[x]) for x in "ohlcv"), k["n"], True)
         for k in closed]

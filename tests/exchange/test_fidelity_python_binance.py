@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
-from tests.exchange.helpers import TIMEOUT
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
+from binance_streamer.exchange import LocalExchange
+from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, tops_at
 
 
 @asynccontextmanager
@@ -52,45 +51,97 @@ async def test_python_binance_socket_manager_and_rest_client() -> None:
         assert info is not None and info["symbol"] == "BTCUSDT"
 
 
-def _levels(levels: Any) -> list[tuple[Decimal, Decimal]]:
-    return [(Decimal(p), Decimal(q)) for p, q in levels]
+DEPTH = 100  # levels per side compared: a client's book is exact within its snapshot's top
 
 
-async def _watch_depth_cache(ex: LocalExchange, client: Any, bm: Any, symbol: str,
-                             interval: int | None, times: int) -> list[bool]:
-    """Run a `DepthCacheManager` until its book was compared with the exchange's ``times``
-    times; asserts it is never crossed and returns the comparisons (True: equal)."""
+@dataclass
+class CacheState:
+    """One update of a depth cache: its update id, the id of the last snapshot it loaded, and
+    its best `DEPTH` levels per side."""
+
+    update_id: int
+    snapshot_id: int
+    bids: list[list[Decimal]]
+    asks: list[list[Decimal]]
+
+    @property
+    def synced(self) -> bool:
+        """Whether the cache has caught up with its last snapshot (python-binance applies the
+        diff that made it re-fetch one, and those after, over the newer snapshot)."""
+        return self.update_id >= self.snapshot_id
+
+
+def _recording_depth_cache() -> Any:
+    """python-binance's ``DepthCacheManager`` noting the ``lastUpdateId`` of each snapshot it
+    loads (``_init_cache`` sets ``_last_update_id``; it runs again whenever a diff's ``U`` is
+    not ``lastUpdateId + 1``, as for a snapshot strictly inside a diff)."""
     from binance import DepthCacheManager
 
-    stream = f"{symbol.lower()}@depth" + ("@100ms" if interval else "")
-    state = ex.market.symbols[symbol]
-    compared: list[bool] = []
-    async with DepthCacheManager(client, symbol, bm=bm, limit=1000, ws_interval=interval,
-                                 conv_type=Decimal) as dcm:
-        while len(compared) < times:
+    class RecordingDepthCache(DepthCacheManager):  # type: ignore[misc]
+        snapshot_ids: list[int]
+
+        async def _init_cache(self) -> None:
+            await super()._init_cache()
+            self.snapshot_ids.append(self._last_update_id)
+
+    return RecordingDepthCache
+
+
+async def _watch_depth_cache(client: Any, bm: Any, symbol: str, interval: int | None,
+                             synced: int) -> list[CacheState]:
+    """Run a depth cache of ``symbol`` on ``@depth@100ms`` (``interval=100``) or ``@depth``
+    until ``synced`` of its updates were synced; returns every update's state."""
+    cache_class = _recording_depth_cache()
+    cache_class.snapshot_ids = []
+    states: list[CacheState] = []
+    async with cache_class(client, symbol, bm=bm, limit=1000, ws_interval=interval,
+                           conv_type=Decimal) as dcm:
+        while sum(s.synced for s in states) < synced:
             cache = await dcm.recv()
-            bids, asks = cache.get_bids(), cache.get_asks()
-            assert not (bids and asks and bids[0][0] >= asks[0][0]), (stream, bids[0], asks[0])
-            last = ex.history.events(stream)[-1]
-            book = state.book_now()
-            # The cache has applied the last published diff and the book has not moved since.
-            if cache.update_time == last["E"] and book.last_update_id == last["u"]:
-                top = book.top(1000)
-                compared.append((bids, asks) == (
-                    [list(x) for x in _levels(top["bids"])],
-                    [list(x) for x in _levels(top["asks"])]))
-    return compared
+            states.append(CacheState(dcm._last_update_id, cache_class.snapshot_ids[-1],
+                                     cache.get_bids()[:DEPTH], cache.get_asks()[:DEPTH]))
+    return states
 
 
-async def test_python_binance_depth_caches_stay_equal_to_the_exchange_book() -> None:
-    """python-binance's DepthCacheManager, on ``@depth@100ms`` and on ``@depth``, is never
-    crossed and equals the exchange's book whenever both are at the same update id."""
-    async with LocalExchange(synthetic=["SOLUSDT"], rate=20) as ex, binance_client(ex) as (
-            client, bm), asyncio.timeout(2 * TIMEOUT), asyncio.TaskGroup() as tg:
-        fast = tg.create_task(_watch_depth_cache(ex, client, bm, "SOLUSDT", 100, 3))
-        slow = tg.create_task(_watch_depth_cache(ex, client, bm, "SOLUSDT", None, 1))
-    assert fast.result() == [True] * 3
-    assert slow.result() == [True]
+def _assert_follows_the_exchange(states: list[CacheState], snapshot: dict[str, Any],
+                                 diffs: list[dict[str, Any]]) -> None:
+    """Once synced, every state is synced, not crossed, and equal to the exchange's book
+    rebuilt at its update id from ``snapshot`` and the published ``diffs``."""
+    first = next(i for i, s in enumerate(states) if s.synced)
+    tops = tops_at(snapshot, diffs, [s.update_id for s in states], DEPTH)
+    for state in states[first:]:
+        assert state.synced, state.update_id
+        assert state.bids[0][0] < state.asks[0][0], state.update_id
+        bids, asks = tops[state.update_id]
+        assert (state.bids, state.asks) == (
+            [[Decimal(p), Decimal(q)] for p, q in bids],
+            [[Decimal(p), Decimal(q)] for p, q in asks]), state.update_id
+
+
+async def _depth_caches_follow(ex: LocalExchange, symbol: str, fast: int, slow: int) -> None:
+    """Depth caches of ``symbol`` on ``@depth@100ms`` and ``@depth`` follow ``ex``'s book for
+    ``fast`` and ``slow`` synced updates."""
+    snapshot = book_body(ex, symbol)
+    async with ex, binance_client(ex) as (client, bm), asyncio.timeout(2 * TIMEOUT), \
+            asyncio.TaskGroup() as tg:
+        on_100ms = tg.create_task(_watch_depth_cache(client, bm, symbol, 100, fast))
+        on_1000ms = tg.create_task(_watch_depth_cache(client, bm, symbol, None, slow))
+    diffs = ex.history.events(f"{symbol.lower()}@depth@100ms")
+    _assert_follows_the_exchange(on_100ms.result(), snapshot, diffs)
+    _assert_follows_the_exchange(on_1000ms.result(), snapshot, diffs)
+
+
+async def test_python_binance_depth_caches_follow_the_synthetic_book() -> None:
+    """python-binance's DepthCacheManager, on ``@depth@100ms`` and on ``@depth`` of a synthetic
+    symbol, equals the exchange's book at each update id once synced and is never crossed."""
+    await _depth_caches_follow(LocalExchange(synthetic=["SOLUSDT"], rate=20), "SOLUSDT", 5, 2)
+
+
+async def test_python_binance_depth_caches_follow_the_replayed_book() -> None:
+    """python-binance's DepthCacheManager, on the recorded ``@depth@100ms`` and the derived
+    ``@depth`` of a replayed symbol, whose REST snapshots may fall strictly inside a diff (it then
+    fetches another), resyncs and then equals the exchange's book at each update id."""
+    await _depth_caches_follow(LocalExchange(replay=[APRIL_4], speed=4.0), "BTCUSDT", 20, 4)
 
 
 def _agg_row(a: dict[str, Any]) -> dict[str, Any]:

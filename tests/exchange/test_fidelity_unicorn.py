@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
-from tests.exchange.helpers import TIMEOUT
+from binance_streamer.exchange import LocalExchange
+from tests.exchange.helpers import APRIL_4, TIMEOUT
 
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 SYMBOLS = ("btcusdt", "ethusdt")
 CHANNELS = ("aggTrade", "depth@100ms", "kline_1m")
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, Limits, LocalExchange
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
+from binance_streamer.exchange import Limits, LocalExchange
+from tests.exchange.helpers import APRIL_4, APRIL_5
 
 
 async def get(http: Any, url: str) -> tuple[int, Any, Any]:
@@ -187,9 +186,6 @@ async def test_time_parameters_may_be_sent_in_microseconds(http: Any) -> None:
         _, body, _ = await get(http, base + "aggTrades?symbol=BTCUSDT"
                                f"&startTime={us + 250_001}&endTime={us + 2_900_000}")
         assert [row["a"] for row in body] == [2, 3]
-
-
-APRIL_5 = next(p for p in BUNDLED_SESSIONS if "04-05" in p.name)
 
 
 def _avg(trades: list[dict[str, Any]]) -> Decimal:
