@@ -188,3 +188,21 @@ def test_a_looping_replay_looks_ahead_by_the_same_diff_one_id_step_later() -> No
         assert ahead.last_update_id == once.last_update_id + passes * step
         assert (ahead.bids, ahead.asks) == (once.bids, once.asks)
         assert DepthLookahead(diffs).snapshot(book) is book
+
+
+def test_a_gap_restarts_the_merge_so_it_shows_between_events() -> None:
+    """Diffs after a gap in U/u are merged from the first diff after it alone: the merged event
+    starts above the last one's ``u`` + 1, as Binance shows a gap, and holds none of the levels
+    from before it."""
+    diffs = diffs_of("BTCUSDT")[:8]
+    merge = DepthMerge()
+    merge.add(diffs[0])
+    before = merge.take("BTCUSDT", 1)
+    for diff in (*diffs[1:3], *diffs[6:8]):  # diffs 3-5 are lost
+        merge.add(diff)
+    event = merge.take("BTCUSDT", 2)
+    assert before is not None and event is not None
+    assert (event["U"], event["u"]) == (diffs[6]["U"], diffs[7]["u"])
+    assert event["U"] > diffs[2]["u"] + 1
+    for side in ("b", "a"):
+        assert dict(event[side]) == {p: q for diff in diffs[6:8] for p, q in diff[side]}

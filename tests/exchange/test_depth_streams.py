@@ -11,9 +11,12 @@ import aiohttp
 
 from binance_streamer.core.order_book import Bridged, OrderBook
 from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
+from binance_streamer.exchange.history import History
+from binance_streamer.exchange.hub import Hub
+from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.sources import load_source
 from tests.exchange.helpers import TIMEOUT
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, payloads
 
 APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
 APRIL_5 = next(p for p in BUNDLED_SESSIONS if "04-05" in p.name)
@@ -176,12 +179,10 @@ async def test_rest_snapshot_falls_inside_the_next_1000ms_diff_and_bridges(
 
 async def test_rest_snapshot_falls_inside_the_next_100ms_diff_and_bridges(
         connect: Any, http: aiohttp.ClientSession) -> None:
-    """With the recorded diffs expected, a REST snapshot between two ``@depth@100ms`` events is
-    labelled strictly inside the next one's U..u, and bridging from it gives the exchange's
-    book."""
-    ex = LocalExchange(replay=[APRIL_4], speed=20.0)
-    ex.market.expect_depth((item.stream, item.payload) for src in ex.sources for item in src.items)
-    async with ex:
+    """A replay's REST snapshot between two ``@depth@100ms`` events is labelled strictly inside
+    the next one's U..u (the timeline hands the market its recorded diffs), and bridging from
+    it gives the exchange's book."""
+    async with LocalExchange(replay=[APRIL_4], speed=20.0) as ex:
         client = await connect(ex.ws_url + "/ws/btcusdt@depth@100ms")
         strict = []
         for _ in range(20):  # past the diff bridging the recorded snapshot
@@ -202,3 +203,14 @@ async def test_rest_snapshot_falls_inside_the_next_100ms_diff_and_bridges(
             book.apply(diff["U"], diff["u"], diff["b"], diff["a"])
         assert book.top(100_000) == exchange_book(ex, "BTCUSDT", diff["u"]).top(100_000)
     assert sum(strict) >= 3
+
+
+def test_expect_depth_replaces_earlier_calls() -> None:
+    """A later `Market.expect_depth` call without a symbol's diffs leaves it no look-ahead."""
+    market = Market(Hub(), History())
+    diffs = [d for d in payloads("binance_spot_depthUpdate_100ms.head600.jsonl")
+             if d["s"] == "BTCUSDT"]
+    market.expect_depth(("btcusdt@depth@100ms", d) for d in diffs)
+    assert market.symbols["BTCUSDT"].lookahead is not None
+    market.expect_depth([])
+    assert market.symbols["BTCUSDT"].lookahead is None

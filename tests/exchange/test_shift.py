@@ -28,8 +28,9 @@ def plus(payload: dict[str, Any], **moves: int) -> dict[str, Any]:
 
 
 def test_each_payload_kind_moves_its_times_and_ids_and_nothing_else() -> None:
-    """Event, trade, window and kline times move by the time shift; aggregate trade ids, trade
-    ids and order book update ids by their own amounts; other fields and key order stay."""
+    """Event, trade and window times move by the time shift, a kline's candle to the one
+    holding its shifted event time; aggregate trade ids, trade ids and order book update ids
+    by their own amounts; other fields and key order stay."""
     agg, trade = first("binance_spot_aggTrade.jsonl"), first("binance_spot_trade.singletons.jsonl")
     depth, book = first("binance_spot_depthUpdate_100ms.jsonl"), first(
         "binance_spot_bookTicker.jsonl")
@@ -46,13 +47,26 @@ def test_each_payload_kind_moves_its_times_and_ids_and_nothing_else() -> None:
         (ticker, plus(ticker, E=t, O=t, C=t, F=i, L=i)),
         (mini, plus(mini, E=t)),
         (snapshot, plus(snapshot, lastUpdateId=u)),
-        (kline, {**plus(kline, E=t), "k": plus(kline["k"], t=t, T=t, f=i, L=i)}),
+        (kline, {**plus(kline, E=t), "k": plus(kline["k"], f=i, L=i)}),  # the same minute
     ]
     for payload, want in expected:
         kept = copy.deepcopy(payload)
         got = SHIFT.apply(payload)
         assert got == want and list(got) == list(payload)
         assert payload == kept  # the recorded payload is never mutated
+
+
+def test_a_shift_off_the_interval_puts_a_candle_back_on_its_grid() -> None:
+    """Shifted by a time that is not a whole number of its interval, a kline is the candle of
+    its interval holding the shifted event time (a closing event's, at most its ``T``)."""
+    kline = first("binance_spot_kline_1m.jsonl")
+    start, event = kline["k"]["t"], kline["E"]
+    for time_ms in (1_000, 59_000, 61_000, -61_000):
+        candle = Shift(time_ms=time_ms).apply(kline)["k"]
+        assert candle["t"] % 60_000 == start % 60_000 and candle["T"] == candle["t"] + 59_999
+        assert candle["t"] <= event + time_ms <= candle["T"]
+    closing = {**kline, "E": kline["k"]["T"] + 2_000}  # pushed after the candle closed
+    assert Shift(time_ms=-1_000).apply(closing)["k"]["t"] == start
 
 
 def test_documented_kinds_without_a_capture_move_their_fields() -> None:

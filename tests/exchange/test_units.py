@@ -80,6 +80,19 @@ def test_order_book_ignores_stale_diffs_and_reports_gaps() -> None:
     assert not book.apply(14, 15, [], [])
 
 
+def test_an_order_book_copy_is_independent() -> None:
+    """A copy has the same id and levels, and diffs to either book leave the other as it was."""
+    book = OrderBook.from_snapshot({"lastUpdateId": 10, "bids": [["1.0", "2"]],
+                                    "asks": [["2.0", "1"]]})
+    copy = book.copy()
+    assert copy.top(5) == book.top(5)
+    book.apply(11, 11, [["1.0", "0"]], [])
+    copy.apply(11, 12, [], [["3.0", "4"]])
+    assert book.top(5) == {"lastUpdateId": 11, "bids": [], "asks": [["2.0", "1"]]}
+    assert copy.top(5) == {"lastUpdateId": 12, "bids": [["1.0", "2"]],
+                           "asks": [["2.0", "1"], ["3.0", "4"]]}
+
+
 def test_frames_are_built_once_per_format() -> None:
     """An event's frame is a valid unmasked text frame, combined and microsecond on request."""
     event = Event("btcusdt@trade", {"e": "trade", "E": 1, "T": 2, "t": 3})
@@ -105,6 +118,12 @@ def test_the_shift_grid_keeps_every_recorded_kline_interval() -> None:
     assert grid_of(["btcusdt@aggTrade"]) == 1_000
     assert grid_of(["a@kline_1m", "b@kline_15m@+08:00", "c@aggTrade"]) == 900_000
     assert grid_of(["a@kline_3d", "b@kline_1w", "c@kline_1M"]) == 21 * 86_400_000
+
+
+def test_the_shift_grid_leaves_out_candles_longer_than_a_pass() -> None:
+    """Kline intervals longer than the pass span given do not count in the grid."""
+    assert grid_of(["a@kline_1m", "b@kline_1d"], 92_000) == 60_000
+    assert grid_of(["a@kline_1m", "b@kline_1d"], 86_400_000) == 86_400_000
 
 
 @given(st.integers(0, 2 * 10**12), st.sampled_from(KLINE_INTERVALS[:-1]), st.integers(-50, 50))

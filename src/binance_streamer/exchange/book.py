@@ -50,13 +50,18 @@ class OrderBook:
         self.last_update_id = last_id
         return chained
 
+    def copy(self) -> OrderBook:
+        """A copy that later diffs to either book do not change (the price cache is shared)."""
+        book = OrderBook(self.last_update_id)
+        book.bids, book.asks, book._keys = dict(self.bids), dict(self.asks), self._keys
+        return book
+
     def ahead(self, first_id: int, last_id: int, bids: Any, asks: Any) -> OrderBook:
         """A copy with the next diff (``U``=first_id, ``u``=last_id, with ``U < u``) applied and
         labelled ``U + (u - U) // 2``: an id strictly inside the diff, as a snapshot taken while
         the exchange is between two pushes of the diff stream. A client bridging from it applies
         that diff again (its quantities are absolute), which changes nothing."""
-        book = OrderBook(self.last_update_id)
-        book.bids, book.asks, book._keys = dict(self.bids), dict(self.asks), self._keys
+        book = self.copy()
         book.apply(first_id, last_id, bids, asks)
         book.last_update_id = first_id + (last_id - first_id) // 2
         return book

@@ -38,7 +38,9 @@ class DepthMerge:
     """The diffs added since the last `take`, merged into one ``depthUpdate``.
 
     Diffs with ``u`` at or below the last one added are stale and ignored (so the merged event,
-    published on the same timeline, is never merged into itself).
+    published on the same timeline, is never merged into itself). A diff that does not chain
+    (``U`` above the last ``u`` + 1) restarts the merge from itself, so the gap shows between
+    two merged events as it would on Binance.
     """
 
     def __init__(self) -> None:
@@ -51,6 +53,9 @@ class DepthMerge:
         """Merge one ``depthUpdate`` payload: its levels replace the same prices' quantities."""
         if diff["u"] <= self.last_id:
             return
+        if self.first_id and diff["U"] > self.last_id + 1:  # a gap: what came before is lost
+            self.first_id = 0
+            self.bids, self.asks = {}, {}
         if not self.first_id:
             self.first_id = diff["U"]
         self.last_id = diff["u"]

@@ -287,12 +287,15 @@ class Market:
         so that some fall strictly inside the next diff's ``U..u``. ``id_steps``: per symbol,
         what each pass of a looping replay adds to update ids. Call it once the initial books
         are set: diffs at or below a book's ``lastUpdateId`` (which the book dropped) are left
-        out. Replaces earlier calls."""
+        out. Replaces earlier calls: a replayed symbol without diffs in ``items`` has none."""
         diffs: dict[str, list[dict[str, Any]]] = {}
         for stream, payload in items:
             is_diff = isinstance(payload, dict) and payload.get("e") == "depthUpdate"
             if is_diff and stream.endswith("@depth@100ms"):
                 diffs.setdefault(payload["s"], []).append(payload)
+        for state in self.symbols.values():
+            if not state.synthetic:
+                state.lookahead = None
         for symbol, found in diffs.items():
             state = self.symbol(symbol)
             if not state.synthetic:

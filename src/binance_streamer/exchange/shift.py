@@ -5,7 +5,8 @@ Serves the replay's ``rebase_time`` (every recorded time moved by one delta) and
 ``k`` moved by ``k`` times the recording's extent, so times and ids continue). Fields per kind
 follow web-socket-streams.md (and rest-api.md "Order book" for ``lastUpdateId``):
 
-- times: ``E``; trade times ``T``; kline ``k.t``/``k.T``; ticker ``O``/``C``; avgPrice ``T``;
+- times: ``E``; trade times ``T``; kline ``k.t``/``k.T`` (a candle longer than the shift's
+  grid is put back on its own grid, `Shift`); ticker ``O``/``C``; avgPrice ``T``;
   referencePrice ``t``;
 - aggregate trade ids: aggTrade ``a``;
 - trade ids: trade ``t``, aggTrade ``f``/``l``, kline ``k.f``/``k.L``, ticker ``F``/``L``;
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
+
+from binance_streamer.core.streams import KLINE_INTERVAL_MS
 
 __all__ = ["Extents", "Shift", "Shifts", "Space"]
 
@@ -59,8 +62,8 @@ _KINDS: dict[str, tuple[_Field, ...]] = {
     "depthUpdate": (_E, _T, _Field("U", Space.UPDATE_ID), _Field("u", Space.UPDATE_ID),
                     _Field("pu", Space.UPDATE_ID)),
 }
-_KLINE = (_Field("t", Space.TIME), _Field("T", Space.TIME),
-          _Field("f", Space.TRADE_ID, False), _Field("L", Space.TRADE_ID, False))
+_KLINE_IDS = (_Field("f", Space.TRADE_ID, False), _Field("L", Space.TRADE_ID, False))
+_KLINE = (_Field("t", Space.TIME), _Field("T", Space.TIME), *_KLINE_IDS)
 _BOOK_TICKER = (_Field("u", Space.UPDATE_ID),)  # no ``e``: web-socket-streams.md
 _BOOK = (_Field("lastUpdateId", Space.UPDATE_ID),)  # partial depth, REST depth snapshot
 
@@ -108,7 +111,23 @@ class Shift:
             return payload
         out = self._moved(payload, _fields(payload))
         if payload.get("e") == "kline":
-            out["k"] = self._moved(payload["k"], _KLINE)
+            out["k"] = self._candle(payload["k"], payload.get("E"))
+        return out
+
+    def _candle(self, kline: dict[str, Any], event_ms: Any) -> dict[str, Any]:
+        """A kline's ``k`` shifted. When the time shift is not a whole number of its interval
+        (a candle longer than the replay's grid), the candle is put back on its own grid: the
+        one of its interval holding the shifted event time (``E``, at most ``T``), as Binance
+        would stream then."""
+        out = self._moved(kline, _KLINE)
+        interval = KLINE_INTERVAL_MS.get(kline.get("i", ""), 0)
+        start, end = kline.get("t"), kline.get("T")
+        if (not interval or not self.time_ms % interval or not isinstance(start, int)
+                or not isinstance(end, int) or not isinstance(event_ms, int) or start < 0):
+            return out
+        at = min(event_ms, end) + self.time_ms
+        out["t"] = start + (at - start) // interval * interval
+        out["T"] = out["t"] + end - start
         return out
 
     def _moved(self, payload: dict[str, Any], fields: tuple[_Field, ...]) -> dict[str, Any]:
@@ -142,7 +161,7 @@ class Extents:
     """The ranges of recorded values: per symbol and id sequence ``(lowest, highest)`` (from the
     fields that define a sequence: trade ids from trades and aggregate trades, not from klines
     or tickers, unless nothing else carries them), and the widest range of any one time field
-    of any one stream."""
+    of any one stream (not kline open and close times: they follow ``E``)."""
 
     ids: dict[tuple[str, Space], tuple[int, int]] = field(default_factory=dict)
     _weak_ids: dict[tuple[str, Space], tuple[int, int]] = field(default_factory=dict,
@@ -158,8 +177,8 @@ class Extents:
         if not isinstance(payload, dict):
             return
         self._take(stream, symbol, payload, _fields(payload), "")
-        if payload.get("e") == "kline":
-            self._take(stream, symbol, payload["k"], _KLINE, "k.")
+        if payload.get("e") == "kline":  # open and close times follow ``E`` (`Shift._candle`)
+            self._take(stream, symbol, payload["k"], _KLINE_IDS, "k.")
 
     def _take(self, stream: str, symbol: str, payload: dict[str, Any],
               fields: tuple[_Field, ...], prefix: str) -> None:

@@ -10,13 +10,18 @@ and no trades (the recording holds none before its start).
 
 ``rebase_time`` moves every recorded time of a recording by one delta, a whole number of
 `ReplayTimeline.grid_ms` (so recorded candles stay on their interval grid), so that it starts
-at most one grid step before the wall-clock time the replay starts.
+at most one grid step before the wall-clock time the replay starts. The grid holds only kline
+intervals up to one pass of the recording: a longer candle (``@kline_1d`` in a minutes-long
+recording) is put back on its own grid instead, as the candle of its interval that holds the
+shifted event time (`Shift`), so it never stretches the loop period or the rebase step.
 
 ``loop`` makes a continuing market: pass ``k`` publishes every item shifted (`shift`) by ``k``
 times the pass period in time and by ``k`` times each symbol's id extents, so ids, update ids
 and times go on from where the previous pass ended and REST history keeps following. The
 period is the recording's time range rounded up to the grid (the bundled 92 s capture: 120 s);
 the clock and the derived streams run on through the rest of it, paced like the recording.
+A later pass waits while nobody is subscribed (a loop at full speed would otherwise spin,
+growing REST history for no reader).
 Later passes leave out the diffs the first pass's book dropped as stale; between two passes a
 `depthUpdate` bridges each recorded diff stream from the book at the end of the pass to the
 book at the start of the next (`_bridge`).
@@ -30,11 +35,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import NamedTuple
 
 from binance_streamer.core.streams import KLINE_INTERVAL_MS
-from binance_streamer.exchange.book import OrderBook
+from binance_streamer.exchange.depth_merge import sorted_levels
 from binance_streamer.exchange.market import Market, SymbolState
 from binance_streamer.exchange.shift import Extents, Shift, Shifts, Space
 from binance_streamer.exchange.sources import Recorded, ReplaySource
@@ -54,26 +58,34 @@ def _wall_ms() -> int:
 def register_sources(market: Market, sources: Sequence[ReplaySource]) -> dict[str, int]:
     """Create state for every replayed symbol: its recorded streams, clock base and first book.
 
-    Returns each symbol's home: the index of the first source naming it, whose clock it uses.
+    Returns each symbol's home, whose clock it uses: the index of the first source naming it
+    that has a clock (a file of REST snapshots alone has none), else of the first naming it.
     """
-    home: dict[str, int] = {}
+    named: dict[str, int] = {}
+    clocked: dict[str, int] = {}
     for index, src in enumerate(sources):
         for item in src.items:
-            if item.snapshot_symbol:
-                state = market.symbol(item.snapshot_symbol)
-                home.setdefault(item.snapshot_symbol, index)
-                if not state.book.last_update_id:
-                    market.snapshot(item.snapshot_symbol, item.payload)
+            symbol = _symbol_of(item) if item.snapshot_symbol or _names_symbol(item) else ""
+            if not symbol:
                 continue
-            payload = item.payload
-            if isinstance(payload, dict) and isinstance(payload.get("s"), str):
-                state = market.symbol(payload["s"])
-                home.setdefault(payload["s"], index)
-                market.mark_recorded(state, item.stream)
-                if not state.base_ms:
-                    state.base_ms = src.base_ms
-                    state.tape.set_phase(src.base_ms)  # the replay clock's seconds
-    return home
+            state = market.symbol(symbol)
+            named.setdefault(symbol, index)
+            if src.base_ms:
+                clocked.setdefault(symbol, index)
+            if item.snapshot_symbol:
+                if not state.book.last_update_id:
+                    market.snapshot(symbol, item.payload)
+                continue
+            market.mark_recorded(state, item.stream)
+            if not state.base_ms:
+                state.base_ms = src.base_ms
+                state.tape.set_phase(src.base_ms)  # the replay clock's seconds
+    return {symbol: clocked.get(symbol, index) for symbol, index in named.items()}
+
+
+def _names_symbol(item: Recorded) -> bool:
+    payload = item.payload
+    return isinstance(payload, dict) and isinstance(payload.get("s"), str)
 
 
 class _Entry(NamedTuple):
@@ -110,20 +122,16 @@ def _merged(sources: Sequence[ReplaySource]) -> list[_Entry]:
     return each[0] if len(each) == 1 else list(heapq.merge(*each, key=lambda e: e.offset_ms))
 
 
-def _copy(book: OrderBook) -> OrderBook:
-    copy = OrderBook(book.last_update_id)
-    copy.bids, copy.asks = dict(book.bids), dict(book.asks)
-    return copy
-
-
-def grid_of(streams: Sequence[str]) -> int:
+def grid_of(streams: Sequence[str], span_ms: int | None = None) -> int:
     """The time grid a shift must keep: the least common multiple of 1 s (the derived streams'
     second grid) and the recorded kline intervals (web-socket-streams.md "Kline/Candlestick
-    Streams"; 1M candles have no fixed length and are left out)."""
+    Streams"; 1M candles have no fixed length and are left out), leaving out intervals longer
+    than ``span_ms`` (a pass of the replay): `Shift` puts those candles back on their own grid."""
     grid = _SECOND_MS
     for stream in streams:
-        interval = stream.partition("@kline_")[2].partition("@")[0]
-        grid = math.lcm(grid, KLINE_INTERVAL_MS.get(interval) or 1)
+        interval = KLINE_INTERVAL_MS.get(stream.partition("@kline_")[2].partition("@")[0]) or 1
+        if span_ms is None or interval <= span_ms:
+            grid = math.lcm(grid, interval)
     return grid
 
 
@@ -142,15 +150,23 @@ class ReplayTimeline:
         self.market, self.sources, self.speed, self.loop = market, sources, speed, loop
         self.rebase_time, self._wall_ms = rebase_time, wall_ms
         self._home = register_sources(market, sources)
-        self._start_books = {s: _copy(market.symbols[s].book) for s in self._home}
+        self._start_books = {s: market.symbols[s].book.copy() for s in self._home}
         self._entries = _merged(sources)
-        self.grid_ms = grid_of(sorted({e.item.stream for e in self._entries}))
+        self._later = [e for e in self._entries if not self._stale(e)] if loop \
+            else self._entries  # what passes after the first publish
+        extents = self._extents() if loop or rebase_time else Extents()
+        duration = int(self._entries[-1].offset_ms) if self._entries else 0
+        span = max(extents.time_span_ms, duration) + GRID_MS  # one pass, before rounding
+        self.grid_ms = grid_of(sorted({e.item.stream for e in self._entries}), span)
         self.period_ms = 0  # the time between two passes' starts (with ``loop``)
-        self._later = self._entries  # what passes after the first publish
+        self.passes = 0  # passes started
+        self.idle = asyncio.Event()  # set while a loop waits for a subscriber between passes
         self._steps: dict[str, Shift] = {}  # what one pass adds to each symbol's ids
         self._diffs: list[_DiffStream] = []
         if loop:
-            self._plan_passes()
+            self.period_ms = -(-span // self.grid_ms) * self.grid_ms
+            self._steps = {s: _steps(extents, s) for s in self._home}
+            self._diffs = self._diff_streams()
         market.expect_depth(((e.item.stream, e.item.payload) for e in self._entries),
                             {s: step.update_ids for s, step in self._steps.items()})
         self._deltas = [0] * len(sources)
@@ -163,9 +179,10 @@ class ReplayTimeline:
 
     @property
     def base_ms(self) -> int:
-        """The (shifted) time of the first recording at offset 0; 0 without recorded items."""
+        """The (shifted) time at offset 0 of the first recording with items and a clock; 0
+        without one."""
         for src, delta in zip(self.sources, self._deltas, strict=True):
-            if src.items:
+            if src.items and src.base_ms:
                 return src.base_ms + delta
         return 0
 
@@ -185,7 +202,8 @@ class ReplayTimeline:
         """Shift each recording (and its symbols' clocks) to start at most one grid step
         before ``now_ms``."""
         for n, src in enumerate(self.sources):
-            self._deltas[n] = (now_ms - src.base_ms) // self.grid_ms * self.grid_ms
+            if src.base_ms:  # a file without a clock (REST snapshots alone) holds no times
+                self._deltas[n] = (now_ms - src.base_ms) // self.grid_ms * self.grid_ms
         for symbol, n in self._home.items():
             state = self.market.symbols[symbol]
             if state.base_ms:
@@ -193,19 +211,14 @@ class ReplayTimeline:
 
     # -- passes -------------------------------------------------------------------------------
 
-    def _plan_passes(self) -> None:
-        """The period and id steps of a continuing loop, from the recorded extents: one pass
-        lasts the widest time range of any one field of one stream (or the duration, if
-        longer), plus a grid step, rounded up to `grid_ms`."""
-        self._later = [e for e in self._entries if not self._stale(e)]
+    def _extents(self) -> Extents:
+        """The recorded extents of what later passes publish. One pass lasts the widest time
+        range of any one field of one stream (or the duration, if longer), plus a grid step,
+        rounded up to `grid_ms`; the grid leaves out candles longer than that."""
         extents = Extents()
         for e in self._later:
             extents.add(e.item.stream, _symbol_of(e.item), e.item.payload)
-        duration = int(self._entries[-1].offset_ms) if self._entries else 0
-        span = max(extents.time_span_ms, duration) + GRID_MS
-        self.period_ms = -(-span // self.grid_ms) * self.grid_ms
-        self._steps = {s: _steps(extents, s) for s in self._home}
-        self._diffs = self._diff_streams()
+        return extents
 
     def _stale(self, entry: _Entry) -> bool:
         """A diff the first pass's book dropped (``u`` at or below the initial snapshot's
@@ -235,14 +248,15 @@ class ReplayTimeline:
         return out
 
     def shifts(self, k: int) -> list[Shifts]:
-        """Per source, the shifts of pass ``k`` (0: the recording as it is, rebased); symbols
-        whose ids do not move are left to the times-only default."""
+        """Per source, the shifts of pass ``k`` (0: the recording as it is, rebased): each
+        symbol's ids move by ``k`` of its steps in every source naming it, its times by that
+        source's delta plus ``k`` periods; other symbols get the times-only default."""
         out = []
-        for n, delta in enumerate(self._deltas):
+        for delta in self._deltas:
             time_ms = delta + k * self.period_ms
             symbols = {s: Shift(time_ms, k * st.agg_ids, k * st.trade_ids, k * st.update_ids,
                                 k * st.block_ids)
-                       for s, st in self._steps.items() if self._home[s] == n and k}
+                       for s, st in self._steps.items() if k}
             out.append(Shifts(Shift(time_ms), symbols))  # empty: nothing moves
         return out
 
@@ -259,10 +273,12 @@ class ReplayTimeline:
         pacer = _Pacer(self.speed)
         k = 0
         while True:
+            self.passes += 1
             await self._pass(k, pacer)
             if not self.loop:
                 break
             k += 1
+            await self._subscribed(pacer)
             await self.market.hub.drained()
             await asyncio.sleep(0)  # a short recording at max speed must not starve the loop
         self._ended = time.monotonic()
@@ -270,6 +286,17 @@ class ReplayTimeline:
                     "subscriptions are closed with 1000 'Replay ended' (--loop replays forever)",
                     len(self._entries), self._entries[-1].offset_ms / 1000)
         self.market.end_replay()
+
+    async def _subscribed(self, pacer: _Pacer) -> None:
+        """Return once somebody is subscribed; `idle` is set while waiting, and the replay
+        (its clock and pace) stands still."""
+        hub = self.market.hub
+        if not hub.total:
+            self.idle.set()
+            since = time.monotonic()
+            await hub.wait_subscribed(1)
+            pacer.start += time.monotonic() - since
+            self.idle.clear()
 
     async def _pass(self, k: int, pacer: _Pacer) -> None:
         origin = k * self.period_ms
@@ -345,8 +372,7 @@ def _changes(end: dict[str, str], start: dict[str, str], descending: bool) -> li
     zero = "0.00000000"
     levels = {p: zero for p in end if p not in start}
     levels.update({p: q for p, q in start.items() if end.get(p) != q})
-    return [[p, q] for p, q in sorted(levels.items(), key=lambda kv: Decimal(kv[0]),
-                                      reverse=descending)]
+    return sorted_levels(levels, descending=descending)
 
 
 class _Pacer:
