@@ -19,10 +19,8 @@ from binance_streamer.exchange import (
     parse_speed,
     serve,
 )
-from tests.exchange.helpers import TIMEOUT
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
-SHARED = Path("/work/shared/data")
+from tests.exchange.helpers import APRIL_4, TIMEOUT
+from tests.helpers import FIXTURES
 
 
 def test_all_names_are_exported() -> None:
@@ -78,7 +76,7 @@ async def test_manual_start(connect: Any) -> None:
 async def test_loop_continues_the_ids(connect: Any, tmp_path: Path) -> None:
     """With ``loop`` the recording goes on as a continuing market: aggregate trade ids
     continue from pass to pass."""
-    lines = (SHARED / "binance_spot_aggTrade.jsonl").read_text().splitlines()[:3]
+    lines = (FIXTURES / "binance_spot_aggTrade.head400.jsonl").read_text().splitlines()[:3]
     path = tmp_path / "three.jsonl"
     path.write_text("\n".join(lines) + "\n")
     async with LocalExchange(replay=[path], speed=None, loop=True) as ex:
@@ -91,7 +89,7 @@ async def test_loop_continues_the_ids(connect: Any, tmp_path: Path) -> None:
 async def test_bare_jsonl_frames_are_replayed_on_their_streams(connect: Any,
                                                               tmp_path: Path) -> None:
     """Bare frames get their stream name from the payload (bookTicker has no ``e``)."""
-    books = (SHARED / "binance_spot_bookTicker.jsonl").read_text().splitlines()[:2]
+    books = (FIXTURES / "binance_spot_bookTicker.head300.jsonl").read_text().splitlines()[:2]
     bare = [json.loads(line)["data"] for line in books]
     path = tmp_path / "bare.jsonl"
     path.write_text("".join(json.dumps(b) + "\n" for b in bare))

@@ -10,16 +10,13 @@ from typing import Any
 import aiohttp
 
 from binance_streamer.core.order_book import Bridged, OrderBook
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
+from binance_streamer.exchange import LocalExchange
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
 from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.sources import load_source
-from tests.exchange.helpers import TIMEOUT
+from tests.exchange.helpers import APRIL_4, APRIL_5, TIMEOUT
 from tests.helpers import FIXTURES, payloads
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
-APRIL_5 = next(p for p in BUNDLED_SESSIONS if "04-05" in p.name)
 
 
 async def drain(client: Any, ex: LocalExchange) -> list[Any]:

@@ -7,11 +7,9 @@ import gzip
 import json
 from typing import Any
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
+from binance_streamer.exchange import LocalExchange
 from binance_streamer.exchange.sources import load_source
-from tests.exchange.helpers import TIMEOUT
-
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
+from tests.exchange.helpers import APRIL_4, TIMEOUT
 
 
 def recorded(path: Any, stream: str) -> list[Any]:

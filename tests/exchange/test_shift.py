@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from binance_streamer.exchange.shift import Extents, Shift, Shifts, Space
+from tests.helpers import FIXTURES
 
-SHARED = Path("/work/shared/data")
 SHIFT = Shift(time_ms=1_000, agg_ids=10, trade_ids=100, update_ids=1_000, block_ids=7)
 
 
 def first(name: str) -> Any:
-    """The payload of the first line of a recorded file (frames unwrapped, REST bodies)."""
-    rec = json.loads((SHARED / name).read_text().splitlines()[0])
+    """The payload of the first line of a fixture file (frames unwrapped, REST bodies)."""
+    rec = json.loads((FIXTURES / name).read_text().splitlines()[0])
     return rec.get("data", rec.get("body", rec)) if isinstance(rec, dict) else rec
 
 
@@ -31,13 +30,14 @@ def test_each_payload_kind_moves_its_times_and_ids_and_nothing_else() -> None:
     """Event, trade and window times move by the time shift, a kline's candle to the one
     holding its shifted event time; aggregate trade ids, trade ids and order book update ids
     by their own amounts; other fields and key order stay."""
-    agg, trade = first("binance_spot_aggTrade.jsonl"), first("binance_spot_trade.singletons.jsonl")
-    depth, book = first("binance_spot_depthUpdate_100ms.jsonl"), first(
-        "binance_spot_bookTicker.jsonl")
-    ticker, mini = first("binance_spot_24hrTicker.singletons.jsonl"), first(
-        "binance_spot_miniTicker.singletons.jsonl")
-    snapshot, kline = first("binance_spot_rest_depth_snapshots.jsonl"), first(
-        "binance_spot_kline_1m.jsonl")
+    agg = first("binance_spot_aggTrade.head400.jsonl")
+    trade = first("binance_spot_trade.singletons.jsonl")
+    depth = first("binance_spot_depthUpdate_100ms.head600.jsonl")
+    book = first("binance_spot_bookTicker.head300.jsonl")
+    ticker = first("binance_spot_24hrTicker.singletons.jsonl")
+    mini = first("binance_spot_miniTicker.singletons.jsonl")
+    snapshot = first("binance_spot_rest_depth_snapshots.0404.jsonl")
+    kline = first("binance_spot_kline_1m.0404.jsonl")
     t, a, i, u = 1_000, 10, 100, 1_000
     expected = [
         (agg, plus(agg, E=t, T=t, a=a, f=i, l=i)),
@@ -59,7 +59,7 @@ def test_each_payload_kind_moves_its_times_and_ids_and_nothing_else() -> None:
 def test_a_shift_off_the_interval_puts_a_candle_back_on_its_grid() -> None:
     """Shifted by a time that is not a whole number of its interval, a kline is the candle of
     its interval holding the shifted event time (a closing event's, at most its ``T``)."""
-    kline = first("binance_spot_kline_1m.jsonl")
+    kline = first("binance_spot_kline_1m.0404.jsonl")
     start, event = kline["k"]["t"], kline["E"]
     for time_ms in (1_000, 59_000, 61_000, -61_000):
         candle = Shift(time_ms=time_ms).apply(kline)["k"]
@@ -91,7 +91,7 @@ def test_no_trade_ids_stay_minus_one() -> None:
 
 def test_a_zero_shift_returns_the_recorded_payload_itself() -> None:
     """Nothing to move: the payload object itself, so replayed frames stay byte-identical."""
-    agg = first("binance_spot_aggTrade.jsonl")
+    agg = first("binance_spot_aggTrade.head400.jsonl")
     assert Shift().apply(agg) is agg and not Shift()
 
 
@@ -106,7 +106,7 @@ def test_arrays_shift_each_element_by_its_own_symbol() -> None:
 
 def test_payloads_without_a_symbol_use_the_given_one() -> None:
     """A REST snapshot body has no ``s``: the caller's symbol picks its shift."""
-    snapshot = first("binance_spot_rest_depth_snapshots.jsonl")
+    snapshot = first("binance_spot_rest_depth_snapshots.0404.jsonl")
     shifts = Shifts(Shift(), {"DOTUSDT": Shift(update_ids=3)})
     assert shifts.apply(snapshot, "DOTUSDT")["lastUpdateId"] == snapshot["lastUpdateId"] + 3
     assert shifts.apply(snapshot, "BTCUSDT") is snapshot
@@ -143,6 +143,6 @@ def test_klines_alone_give_the_trade_id_extent() -> None:
        st.integers(0, 10**9))
 def test_two_shifts_compose_into_their_sum(t1: int, i1: int, t2: int, i2: int) -> None:
     """Shifting by one amount and then another equals shifting by their sum."""
-    agg = first("binance_spot_aggTrade.jsonl")
+    agg = first("binance_spot_aggTrade.head400.jsonl")
     one, two = Shift(t1, i1, i1, i1), Shift(t2, i2, i2, i2)
     assert two.apply(one.apply(agg)) == Shift(t1 + t2, i1 + i2, i1 + i2, i1 + i2).apply(agg)

@@ -9,7 +9,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from binance_streamer.exchange import BUNDLED_SESSIONS, LocalExchange
+from binance_streamer.exchange import LocalExchange
 from binance_streamer.exchange.book import OrderBook
 from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
@@ -17,11 +17,9 @@ from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.server import LOOP_HISTORY_LIMIT
 from binance_streamer.exchange.sources import load_source
 from binance_streamer.exchange.timeline import ReplayTimeline
-from tests.exchange.helpers import TIMEOUT
+from tests.exchange.helpers import APRIL_4, APRIL_5, TIMEOUT
 from tests.helpers import FIXTURES
 
-APRIL_4 = next(p for p in BUNDLED_SESSIONS if "04-04" in p.name)
-APRIL_5 = next(p for p in BUNDLED_SESSIONS if "04-05" in p.name)
 NOW = 1_800_000_012_345  # an injected wall clock, ms
 PASSES = 3
 
