@@ -329,3 +329,95 @@ def test_a_dropped_connection_is_refused_over_its_gap_then_rebuilt_from_the_next
     assert order_book(db_path, "BTCUSDT", unknown.value.earlier).last_update_id < int(str(after[0]))
     assert order_book(db_path, "BTCUSDT", unknown.value.later).last_update_id >= int(str(after[1]))
     assert before[1] < after[0]
+
+
+def _hand_db(path: Path, snapshots: list[tuple[int, int]],
+             diffs: list[tuple[int, int, int]], received_after_ms: int = 0) -> Path:
+    """A recording written by hand: snapshots ``(lastUpdateId, bid qty)`` with one bid and one
+    ask, diffs ``(U, u, E)`` each setting the bid at 10 to ``u`` and received at ``E`` ms; one
+    last diff of another symbol received ``received_after_ms`` after the last one."""
+    from binance_streamer.storage.open import open_sink
+
+    open_sink(path).close()
+    with sqlite3.connect(path) as conn:
+        for last_id, qty in snapshots:
+            conn.execute("INSERT INTO depth_snapshot (symbol, last_update_id, bids, asks, "
+                         "received_ns, source) VALUES ('BTCUSDT', ?, ?, ?, 1, 'rest')",
+                         (last_id, json.dumps([["10", str(qty)]]), json.dumps([["11", "1"]])))
+        for first, final, time in diffs:
+            conn.execute("INSERT INTO depth_update (symbol, first_update_id, final_update_id, "
+                         "event_time, bids, asks, received_ns, source) VALUES ('BTCUSDT', ?, ?, "
+                         "?, ?, '[]', ?, 'ws')", (first, final, time,
+                                                  json.dumps([["10", str(final)]]),
+                                                  time * 1_000_000))
+        end = max(t for _, _, t in diffs) + received_after_ms
+        conn.execute("INSERT INTO depth_update (symbol, first_update_id, final_update_id, "
+                     "event_time, bids, asks, received_ns, source) VALUES ('ETHUSDT', 1, 1, ?, "
+                     "'[]', '[]', ?, 'ws')", (end, end * 1_000_000))
+    return path
+
+
+def test_after_the_recording_stopped_the_book_is_unknown(tmp_path: Path) -> None:
+    """The book is known until the recording stopped receiving, not forever after the
+    symbol's last diff; a series stops there too."""
+    db = _hand_db(tmp_path / "a.db", [(100, 1)], [(101, 101, 1000), (102, 102, 1100)],
+                  received_after_ms=5000)
+    assert order_book(db, "BTCUSDT", 6100).bids == [("10", "102")]
+    with pytest.raises(BookUnknown, match="ends at") as unknown:
+        order_book(db, "BTCUSDT", 6101)
+    assert (unknown.value.earlier, unknown.value.later) == (6100, None)
+    times = [b.time_ms for b in order_books(db, "BTCUSDT", 1000, 90_000, every="1s")]
+    assert times == [1000, 2000, 3000, 4000, 5000, 6000]
+
+
+def test_many_snapshots_too_old_do_not_hide_a_later_bridged_one(tmp_path: Path) -> None:
+    """Five snapshots that no stored diff bridges, then one that is bridged: the book is known
+    again from the bridging diff, and that named time gives a book."""
+    diffs = [(101, 101, 1000), (110, 110, 2000), (120, 121, 3000), (122, 122, 3100)]
+    db = _hand_db(tmp_path / "b.db", [(102, 1), (103, 1), (104, 1), (105, 1), (106, 1),
+                                      (119, 7)], diffs)
+    with pytest.raises(BookUnknown) as unknown:
+        order_book(db, "BTCUSDT", 2500)
+    assert unknown.value.later == 3000
+    assert order_book(db, "BTCUSDT", 3000).bids == [("10", "121")]
+    assert [b.time_ms for b in order_books(db, "BTCUSDT", 0, 3100, every="100ms")][0] == 3000
+
+
+def test_a_named_time_is_one_at_which_the_book_is_given(tmp_path: Path) -> None:
+    """A snapshot whose first diff is followed by a break is not 'known again': the named
+    time is after the next bridged snapshot instead."""
+    diffs = [(101, 101, 1000), (110, 110, 1100), (111, 111, 1200), (112, 112, 1300)]
+    db = _hand_db(tmp_path / "c.db", [(100, 1), (101, 1), (110, 1)], diffs)
+    with pytest.raises(BookUnknown) as unknown:
+        order_book(db, "BTCUSDT", 1050)  # after 101 the chain breaks (102..109 missing)
+    assert unknown.value.earlier is None and unknown.value.later == 1100
+    assert order_book(db, "BTCUSDT", unknown.value.later).last_update_id == 110
+
+
+def test_diffs_out_of_event_time_order_are_refused(tmp_path: Path) -> None:
+    """A later update id with an earlier event time makes the book there unknowable."""
+    db = _hand_db(tmp_path / "d.db", [(100, 1)], [(101, 101, 1000), (102, 102, 1300),
+                                                  (103, 103, 1200), (104, 104, 1400)])
+    with pytest.raises(BookUnknown, match="event-time order"):
+        order_book(db, "BTCUSDT", 1250)
+    assert order_book(db, "BTCUSDT", 1100).bids == [("10", "101")]
+
+
+def test_levels_past_a_cut_snapshot_are_never_reported(tmp_path: Path) -> None:
+    """A snapshot side of exactly a REST limit (5 levels) hides what lies past its worst price:
+    when its bids are all removed, the book shows no bids rather than deeper invented ones."""
+    from binance_streamer.storage.open import open_sink
+
+    db = tmp_path / "e.db"
+    open_sink(db).close()
+    bids = [[str(p), "1"] for p in range(20, 15, -1)]  # 20..16: cut at 5 levels
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO depth_snapshot (symbol, last_update_id, bids, asks, "
+                     "received_ns, source) VALUES ('BTCUSDT', 100, ?, '[[\"30\",\"1\"]]', 1, "
+                     "'rest')", (json.dumps(bids),))
+        removals = [[str(p), "0"] for p in range(20, 15, -1)] + [["12", "4"]]
+        conn.execute("INSERT INTO depth_update (symbol, first_update_id, final_update_id, "
+                     "event_time, bids, asks, received_ns, source) VALUES ('BTCUSDT', 101, 101, "
+                     "1000, ?, '[]', 1000000000, 'ws')", (json.dumps(removals),))
+    book = order_book(db, "BTCUSDT", 1000)
+    assert book.bids == [] and book.asks == [("30", "1")]

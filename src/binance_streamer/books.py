@@ -11,11 +11,13 @@ the latest partial book at T.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 
@@ -27,7 +29,6 @@ from binance_streamer.storage.open import open_reader
 __all__ = ["Book", "order_book", "order_books", "parse_every"]
 
 _LEVELS = msgspec.json.Decoder(list[tuple[str, str]])
-_TRIES = 4  # snapshots tried before giving up (the newest may be too old to be bridged)
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
@@ -107,7 +108,14 @@ class _Break(Exception):
 
 
 class _Rebuilder:
-    """Rebuilds one symbol's books from a `DepthReader`."""
+    """Rebuilds one symbol's books from a `DepthReader`.
+
+    The book at time T is known when: a stored diff ``D`` is the last with event time <= T,
+    the newest stored snapshot at or below ``D``'s ``u`` is bridged by the stored diffs, they
+    chain up to ``D``, the diff after ``D`` chains on too (else updates went missing somewhere
+    between them), and, with no diff after ``D``, T is before the recording stopped receiving.
+    Only the newest snapshot needs trying: an older one's chain passes the same diffs.
+    """
 
     def __init__(self, reader: DepthReader, symbol: str) -> None:
         self.reader, self.symbol = reader, symbol
@@ -116,61 +124,84 @@ class _Rebuilder:
         """The book at ``at``, or `BookUnknown`."""
         if not self.reader.has_diffs(self.symbol):
             return self._partial(at, depth)
-        book, updated = self._locate(at)
-        return _book(self.symbol, at, book, updated, depth)
+        book, last = self._locate(at)
+        return _book(self.symbol, at, book, last.time_ms, depth)
 
-    def _locate(self, at: int) -> tuple[OrderBook, int]:
-        """The full book at ``at`` and the time of its last change, or `BookUnknown`."""
+    def _locate(self, at: int) -> tuple[OrderBook, StoredDiff]:
+        """The full book at ``at`` and the last diff in it (or the one its snapshot ends at),
+        or `BookUnknown`."""
         last = self.reader.last_diff_at(self.symbol, at)
         if last is None:
-            raise BookUnknown(f"no depth of {self.symbol} was recorded at or before {iso_time(at)}",
-                              None, self._known_after(0))
-        snapshots = self.reader.snapshots_upto_id(self.symbol, last.final, _TRIES)
-        if not snapshots:
+            raise BookUnknown(f"no depth of {self.symbol} was recorded at or before "
+                              f"{iso_time(at)}", None, self._known_after(0))
+        snap = self.reader.snapshot_upto_id(self.symbol, last.final)
+        if snap is None:
             raise BookUnknown(f"no depth snapshot of {self.symbol} was stored before "
                               f"{iso_time(at)}", None, self._known_after(last.final))
-        first_break: _Break | None = None
-        for snap in snapshots:
-            book = _load(snap)
-            try:
-                return book, self._advance(book, snap, last)
-            except _Break as brk:
-                first_break = first_break or brk
-        assert first_break is not None
-        raise BookUnknown(f"the depth chain of {self.symbol} breaks before {iso_time(at)}: "
-                          f"updates from {first_break.first_id} are missing", first_break.earlier,
-                          self._known_after(first_break.first_id - 1))
+        book = _load(snap)
+        try:
+            self._advance(book, snap, last, at)
+        except _Break as brk:
+            raise BookUnknown(f"the depth chain of {self.symbol} breaks before {iso_time(at)}: "
+                              f"updates from {brk.first_id} are missing", brk.earlier,
+                              self._known_after(brk.first_id - 1)) from None
+        return book, last
 
-    def _advance(self, book: OrderBook, snap: StoredLevels, last: StoredDiff) -> int:
-        """Apply the diffs after the snapshot up to ``last``; the time of the last change.
-
-        The diff after ``last`` must chain on too: when it does not, updates are missing
-        somewhere between ``last`` and it, so the book at ``last``'s time is not known either.
-        """
+    def _advance(self, book: OrderBook, snap: StoredLevels, last: StoredDiff, at: int) -> None:
+        """Apply the diffs after the snapshot up to ``last``, checking the one after it."""
         updated: int | None = None
         for diff in self.reader.diffs_after(self.symbol, snap.last_update_id):
             _check_chain(book, diff, updated)
             if diff.final > last.final:
-                break
+                return
+            if diff.time_ms > at:
+                raise self._disorder(at)
             updated = _apply(book, diff)
-        return last.time_ms if updated is None else updated
+        self._check_end(last, at)
+
+    def _disorder(self, at: int) -> BookUnknown:
+        return BookUnknown(f"the stored depth diffs of {self.symbol} around {iso_time(at)} are "
+                           "not in event-time order; the book there cannot be told", None, None)
+
+    def _check_end(self, last: StoredDiff, at: int) -> None:
+        """`BookUnknown` when ``at`` is after the recording stopped receiving (``last`` is the
+        symbol's last stored diff; the recording went on as long as any diff came after)."""
+        end = last.time_ms + max(0, self.reader.latest_received_ns() - last.received_ns
+                                 ) // 1_000_000
+        if at > end:
+            raise BookUnknown(f"the depth recording of {self.symbol} ends at {iso_time(end)}",
+                              end, None)
 
     def _known_after(self, after_id: int) -> int | None:
-        """The first time after update ``after_id`` at which a stored snapshot is bridged by a
-        stored diff (the book is known again), None if never."""
-        for snap in self.reader.snapshots_from_id(self.symbol, after_id, _TRIES):
-            for diff in self.reader.diffs_after(self.symbol, snap.last_update_id - 1):
-                if diff.first <= snap.last_update_id + 1:  # ends at it, or bridges it
-                    return diff.time_ms
-                break
+        """The first time at which the book is known again after update ``after_id``: a stored
+        snapshot bridged by a stored diff that the next diff chains on; None if never."""
+        min_id = after_id
+        while (snap := self.reader.snapshot_from_id(self.symbol, min_id)) is not None:
+            found = self._first_known(snap)
+            if isinstance(found, int) or found is None:
+                return found
+            min_id = found.min_id
         return None
 
+    def _first_known(self, snap: StoredLevels) -> int | _Resume | None:
+        """When the book from ``snap`` is first known, or where to look for another snapshot."""
+        prev: StoredDiff | None = None
+        for diff in self.reader.diffs_after(self.symbol, snap.last_update_id - 1):
+            if prev is None:
+                if diff.first > snap.last_update_id + 1:  # not bridged: too old
+                    return _Resume(snap.last_update_id + 1)
+                prev = diff
+                continue
+            if diff.first > prev.final + 1:  # the chain breaks right after ``prev``
+                return _Resume(diff.first - 1)
+            return prev.time_ms
+        return None if prev is None else prev.time_ms
+
     def _partial(self, at: int, depth: int) -> Book:
-        found = self.reader.partial_before(self.symbol, at)
-        if found is None:
-            raise BookUnknown(f"no depth of {self.symbol} was recorded at or before {iso_time(at)}",
-                              None, self.reader.partial_after(self.symbol, at))
-        _, stored = found
+        stored = self.reader.partial_before(self.symbol, at)
+        if stored is None:
+            raise BookUnknown(f"no depth of {self.symbol} was recorded at or before "
+                              f"{iso_time(at)}", None, self.reader.partial_after(self.symbol, at))
         bids, asks = _LEVELS.decode(stored.bids), _LEVELS.decode(stored.asks)
         return Book(self.symbol, at, stored.last_update_id, stored.time_ms, bids[:depth],
                     asks[:depth], "partial")
@@ -185,34 +216,49 @@ class _Rebuilder:
                     yield self._partial(tick, depth)
                     tick += step
                     continue
-                book, updated = self._locate(tick)
+                book, last = self._locate(tick)
             except BookUnknown as unknown:
                 if unknown.later is None:
                     return
                 tick = max(tick + step, _align_up(unknown.later, since, step))
                 continue
-            tick = yield from self._run(book, updated, tick, until, step, depth)
+            tick = yield from self._run(book, last, tick, until, step, depth)
 
-    def _run(self, book: OrderBook, updated: int, tick: int, until: int, step: int,
+    def _run(self, book: OrderBook, last: StoredDiff, tick: int, until: int, step: int,
              depth: int) -> Generator[Book, None, int]:
         """Books from the book at ``tick`` onwards; returns the tick to go on from (past
         ``until`` when the recording ends, the next known time after a break)."""
         assert book.last_update_id is not None
+        updated = last.time_ms
         try:
             for diff in self.reader.diffs_after(self.symbol, book.last_update_id):
                 _check_chain(book, diff, updated)
+                if diff.time_ms < last.time_ms:
+                    raise self._disorder(tick)
                 while tick < diff.time_ms and tick <= until:
                     yield _book(self.symbol, tick, book, updated, depth)
                     tick += step
                 if tick > until:
                     return tick
                 updated = _apply(book, diff)
+                last = diff
         except _Break as brk:
             later = self._known_after(brk.first_id - 1)
             if later is None:
                 return until + 1
             return _align_up(max(later, brk.time_ms), tick, step)
-        return until + 1  # the recording ends here: later books are unknown
+        with contextlib.suppress(BookUnknown):  # the recording ends: books until it stopped
+            while tick <= until:
+                self._check_end(last, tick)
+                yield _book(self.symbol, tick, book, updated, depth)
+                tick += step
+        return until + 1
+
+
+class _Resume(NamedTuple):
+    """Look for the book again from the first snapshot with ``lastUpdateId >= min_id``."""
+
+    min_id: int
 
 
 def _align_up(time_ms: int, origin: int, step: int) -> int:
@@ -238,9 +284,16 @@ def _apply(book: OrderBook, diff: StoredDiff) -> int:
     return diff.time_ms
 
 
+# The ``limit`` values of GET /api/v3/depth (rest-api.md "Order book"): a snapshot side with
+# exactly that many levels was cut there, and levels past its worst price are unknown.
+_CUT_AT = frozenset({5, 10, 20, 50, 100, 500, 1000, 5000})
+
+
 def _load(snap: StoredLevels) -> OrderBook:
+    bids, asks = _LEVELS.decode(snap.bids), _LEVELS.decode(snap.asks)
     book = OrderBook()
-    book.load_snapshot(snap.last_update_id, _LEVELS.decode(snap.bids), _LEVELS.decode(snap.asks))
+    book.load_snapshot(snap.last_update_id, bids, asks,
+                       cut=(len(bids) in _CUT_AT, len(asks) in _CUT_AT))
     return book
 
 

@@ -332,3 +332,13 @@ def test_a_periodic_snapshot_given_up_is_dropped() -> None:
     queue.refresh("btcusdt@depth")
     assert queue.failed(take(queue, Lane.REFRESH), WRONG, 0.0) is None
     assert queue.refreshing == 0 and queue.refresh("btcusdt@depth")
+
+
+def test_a_request_joining_a_periodic_snapshot_in_back_off_is_ready_at_once() -> None:
+    """A gap asked for while a failed periodic snapshot of its stream waits out its back-off
+    is served by the depth lane now, not after the periodic job's back-off."""
+    queue = BackfillQueue(steady(30.0))
+    queue.refresh("btcusdt@depth")
+    assert queue.failed(take(queue, Lane.REFRESH), DOWN, 0.0) == 30.0
+    assert queue.add(gap("btcusdt@depth", 5, 9))
+    assert ready(queue, Lane.DEPTH, 0.0).lane is Lane.DEPTH

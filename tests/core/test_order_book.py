@@ -123,6 +123,41 @@ def test_chained_diffs_give_the_same_book_as_a_plain_dict_model(
                     side[p] = q
                 else:
                     side.pop(p, None)
+        top_bids, top_asks = book.top(3)  # the cached best levels follow every change
+        assert top_bids == sorted(model[0].items(), key=lambda kv: Decimal(kv[0]),
+                                  reverse=True)[:3]
+        assert top_asks == sorted(model[1].items(), key=lambda kv: Decimal(kv[0]))[:3]
     bids, asks = book.top(100)
     assert bids == sorted(model[0].items(), key=lambda kv: Decimal(kv[0]), reverse=True)
     assert asks == sorted(model[1].items(), key=lambda kv: Decimal(kv[0]))
+
+
+def test_a_cut_snapshot_reports_no_level_past_its_worst_price() -> None:
+    """Levels beyond a cut snapshot's worst bid or ask stay unreported, even once a diff sets
+    one; levels inside the range are reported as usual."""
+    book = OrderBook()
+    book.load_snapshot(10, [["10", "1"], ["9", "1"]], [["11", "1"], ["12", "1"]],
+                       cut=(True, True))
+    book.apply(11, 11, [["8", "5"], ["9.5", "2"]], [["13", "5"], ["11.5", "2"]])
+    assert book.top(5) == ([("10", "1"), ("9.5", "2"), ("9", "1")],
+                           [("11", "1"), ("11.5", "2"), ("12", "1")])
+    book.apply(12, 12, [["10", "0"], ["9.5", "0"], ["9", "0"]], [])
+    assert book.best_bid() is None and book.depth == (1, 4)  # 8 is held, never shown
+    book.load_snapshot(20, [], [["11", "1"]], cut=(True, False))  # an empty side cuts nothing
+    book.apply(21, 21, [["7", "1"]], [["99", "1"]])
+    assert book.top(5) == ([("7", "1")], [("11", "1"), ("99", "1")])
+
+
+def test_the_cached_best_levels_follow_additions_removals_and_quantities() -> None:
+    """After top(2): a better new level, a removed cached level, a changed quantity and a
+    deeper request are all reflected; a worse new level leaves the best two alone."""
+    book = _book(100)
+    assert book.top(2)[0] == [("10.00", "1.0"), ("9.50", "2.0")]
+    book.apply(101, 101, [["9.00", "3"]], [])  # worse than the cached two
+    assert book.top(2)[0] == [("10.00", "1.0"), ("9.50", "2.0")]
+    book.apply(102, 102, [["10.00", "7"], ["9.75", "4"]], [])  # a quantity, a better level
+    assert book.top(2)[0] == [("10.00", "7"), ("9.75", "4")]
+    book.apply(103, 103, [["10.00", "0"]], [])
+    assert book.top(3)[0] == [("9.75", "4"), ("9.50", "2.0"), ("9.00", "3")]
+    book.apply(104, 104, [["1.00", "1"]], [])  # all levels were cached: a new one joins
+    assert book.top(5)[0][-1] == ("1.00", "1")

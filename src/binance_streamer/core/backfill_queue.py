@@ -61,8 +61,9 @@ AGG_TRADES_WEIGHT = 4  # "Compressed/Aggregate trades list"
 HISTORICAL_TRADES_WEIGHT = 25  # "Old trade lookup"
 KLINES_WEIGHT = 2  # "Kline/Candlestick data"
 
-# Snapshot sizes. 1000 levels is what web-socket-streams.md "How to manage a local order book
-# correctly" (step 3) fetches; 100 levels costs a tenth of its weight. Only lastUpdateId matters
+# Snapshot sizes. web-socket-streams.md "How to manage a local order book correctly" (step 3)
+# fetches limit=5000 (weight 250); 1000 levels cost a fifth of that (weight 50) and 100 levels
+# a tenth of 1000's (weight 5). Only lastUpdateId matters
 # for re-anchoring the chain, so when the weight is short a shallower book now beats a deep one a
 # minute later (fewer levels only hide price levels far from the touch, that note says).
 FULL_DEPTH = 1000
@@ -364,8 +365,9 @@ class BackfillQueue:
             if due is None:
                 due = self._again[stream] = self._new(Lane.DEPTH, stream)
             job = due
-        else:
+        elif job.lane is Lane.REFRESH:  # a waiting periodic snapshot: needed at once now
             self._promote(job)
+            job.ready_at = 0.0
         return job
 
     def _promote(self, job: Job) -> None:

@@ -78,16 +78,35 @@ def is_zero(quantity: str) -> bool:
 
 
 class _Side:
-    """One side's levels: price string -> quantity string, ordered on demand."""
+    """One side's levels: price string -> quantity string, ordered on demand.
 
-    __slots__ = ("_keys", "levels")
+    The best levels last asked for are cached (`best`) until a level is added ahead of the
+    last of them or one of them is removed; quantity changes need no re-sort. ``bound`` is the
+    worst price of a snapshot that was cut at its limit: levels beyond it are unknown until
+    they change, so they are never reported (web-socket-streams.md, the note under "How to
+    manage a local order book correctly").
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cache", "_cached", "_highest", "_keys", "_worst", "bound", "levels")
+
+    def __init__(self, highest: bool) -> None:
+        self._highest = highest
         self.levels: dict[str, str] = {}
         self._keys: dict[str, Decimal] = {}
+        self.bound: Decimal | None = None
+        self._forget()
 
-    def load(self, levels: Iterable[Sequence[str]]) -> None:
+    def _forget(self) -> None:
+        self._cache: list[str] | None = None
+        self._cached: set[str] = set()
+        self._worst = Decimal(0)
+
+    def load(self, levels: Iterable[Sequence[str]], cut: bool) -> None:
+        """Replace the side by a snapshot's levels; ``cut``: the snapshot stopped at its limit."""
         self.levels = {price: qty for price, qty in levels if not is_zero(qty)}
+        self._forget()
+        keys = [self._key(p) for p in self.levels]
+        self.bound = (min(keys) if self._highest else max(keys)) if cut and keys else None
 
     def update(self, levels: Iterable[Sequence[str]]) -> int:
         """Set or remove each ``[price, quantity]``; returns how many were given."""
@@ -96,10 +115,17 @@ class _Side:
         for price, qty in levels:
             n += 1
             if qty.strip("0."):
+                if self._cache is not None and price not in book and self._ahead(price):
+                    self._forget()
                 book[price] = qty
-            else:
-                book.pop(price, None)
+            elif book.pop(price, None) is not None and price in self._cached:
+                self._forget()
         return n
+
+    def _ahead(self, price: str) -> bool:
+        """Whether a new level at ``price`` belongs among the cached best levels."""
+        key = self._key(price)
+        return key > self._worst if self._highest else key < self._worst
 
     def _key(self, price: str) -> Decimal:
         key = self._keys.get(price)
@@ -109,9 +135,22 @@ class _Side:
             key = self._keys[price] = Decimal(price)
         return key
 
-    def best(self, n: int, highest: bool) -> list[Level]:
-        pick = heapq.nlargest if highest else heapq.nsmallest
-        return [(p, self.levels[p]) for p in pick(n, self.levels, key=self._key)]
+    def best(self, n: int) -> list[Level]:
+        """The best ``n`` levels (fewer beyond the snapshot's bound), best first."""
+        if self._cache is None or len(self._cache) < min(n, len(self.levels)):
+            pick = heapq.nlargest if self._highest else heapq.nsmallest
+            self._cache = pick(n, self.levels, key=self._key)
+            self._cached = set(self._cache)
+            if len(self._cache) < len(self.levels):
+                self._worst = self._key(self._cache[-1])
+            else:  # every level is cached: any new one belongs among them
+                self._worst = Decimal("-Infinity") if self._highest else Decimal("Infinity")
+        prices = self._cache[:n]
+        if self.bound is not None:
+            bound = self.bound
+            prices = [p for p in prices if (self._key(p) >= bound if self._highest
+                                            else self._key(p) <= bound)]
+        return [(p, self.levels[p]) for p in prices]
 
 
 class OrderBook:
@@ -125,8 +164,8 @@ class OrderBook:
     __slots__ = ("_asks", "_bids", "_bridged", "last_update_id", "updates")
 
     def __init__(self) -> None:
-        self._bids = _Side()
-        self._asks = _Side()
+        self._bids = _Side(highest=True)
+        self._asks = _Side(highest=False)
         self.last_update_id: int | None = None
         self._bridged = False
         self.updates = 0
@@ -137,10 +176,15 @@ class OrderBook:
         return self.last_update_id is not None
 
     def load_snapshot(self, last_update_id: int, bids: Iterable[Sequence[str]],
-                      asks: Iterable[Sequence[str]]) -> None:
-        """Replace the book by a REST ``/api/v3/depth`` snapshot (rest-api.md "Order book")."""
-        self._bids.load(bids)
-        self._asks.load(asks)
+                      asks: Iterable[Sequence[str]], cut: tuple[bool, bool] = (False, False)
+                      ) -> None:
+        """Replace the book by a REST ``/api/v3/depth`` snapshot (rest-api.md "Order book").
+
+        ``cut`` says, per side, that the snapshot stopped at its ``limit``: the levels past its
+        worst price are unknown and `top` never reports them.
+        """
+        self._bids.load(bids, cut[0])
+        self._asks.load(asks, cut[1])
         self.last_update_id = last_update_id
         self._bridged = False
 
@@ -164,16 +208,16 @@ class OrderBook:
 
     def top(self, depth: int) -> tuple[list[Level], list[Level]]:
         """The best ``depth`` bids (highest first) and asks (lowest first)."""
-        return self._bids.best(depth, highest=True), self._asks.best(depth, highest=False)
+        return self._bids.best(depth), self._asks.best(depth)
 
     def best_bid(self) -> Level | None:
         """The highest bid, or None when the side is empty."""
-        best = self._bids.best(1, highest=True)
+        best = self._bids.best(1)
         return best[0] if best else None
 
     def best_ask(self) -> Level | None:
         """The lowest ask, or None when the side is empty."""
-        best = self._asks.best(1, highest=False)
+        best = self._asks.best(1)
         return best[0] if best else None
 
     @property

@@ -31,13 +31,14 @@ class StoredLevels(NamedTuple):
 
 
 class StoredDiff(NamedTuple):
-    """A stored ``depthUpdate``: ``U``, ``u``, event time (ms) and level JSON."""
+    """A stored ``depthUpdate``: ``U``, ``u``, event time (ms), level JSON, receive time (ns)."""
 
     first: int
     final: int
     time_ms: int
     bids: str
     asks: str
+    received_ns: int
 
 
 class DepthReader:
@@ -49,32 +50,49 @@ class DepthReader:
         row = conn.execute(sql, ("time_unit",)).fetchone()
         self._per_ms = 1000 if row and row[0] == "microsecond" else 1
 
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return list(self.conn.execute(sql.replace("?", self.mark), params).fetchall())
+
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
-        return self.conn.execute(sql.replace("?", self.mark), params).fetchone()
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
 
     def has_diffs(self, symbol: str) -> bool:
         """Whether any ``depthUpdate`` of ``symbol`` is stored."""
         return self._one("SELECT 1 FROM depth_update WHERE symbol = ? LIMIT 1",
                          (symbol,)) is not None
 
-    def snapshots_upto_id(self, symbol: str, max_id: int, n: int) -> list[StoredLevels]:
-        """The ``n`` snapshots with the highest ``lastUpdateId <= max_id``, newest first."""
-        sql = ("SELECT last_update_id, received_ns, bids, asks FROM depth_snapshot "
-               "WHERE symbol = ? AND last_update_id <= ? ORDER BY last_update_id DESC LIMIT ?")
-        rows = self.conn.execute(sql.replace("?", self.mark), (symbol, max_id, n)).fetchall()
-        return [_levels(r) for r in rows]
+    def latest_received_ns(self) -> int:
+        """The receive time of the last stored diff of any symbol (the newest row)."""
+        row = self._one("SELECT received_ns FROM depth_update ORDER BY id DESC LIMIT 1", ())
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def snapshot_upto_id(self, symbol: str, max_id: int) -> StoredLevels | None:
+        """The snapshot with the highest ``lastUpdateId <= max_id``."""
+        row = self._one("SELECT last_update_id, received_ns, bids, asks FROM depth_snapshot WHERE "
+                        "symbol = ? AND "
+                        "last_update_id <= ? ORDER BY last_update_id DESC LIMIT 1",
+                        (symbol, max_id))
+        return None if row is None else _levels(row)
+
+    def snapshot_from_id(self, symbol: str, min_id: int) -> StoredLevels | None:
+        """The snapshot with the lowest ``lastUpdateId >= min_id``."""
+        row = self._one("SELECT last_update_id, received_ns, bids, asks FROM depth_snapshot WHERE "
+                        "symbol = ? AND "
+                        "last_update_id >= ? ORDER BY last_update_id LIMIT 1", (symbol, min_id))
+        return None if row is None else _levels(row)
 
     def last_diff_at(self, symbol: str, at_ms: int) -> StoredDiff | None:
         """The stored diff with the highest ``u`` among those with event time <= ``at_ms``.
 
         Event times grow with update ids, so this bisects the ``(symbol, final_update_id)``
         key with a few indexed probes instead of scanning every later diff (no index on event
-        time is needed).
+        time is needed); the caller checks the times of the diffs it applies.
         """
         limit = (at_ms + 1) * self._per_ms - 1
         probe = ("SELECT final_update_id, event_time FROM depth_update WHERE symbol = ? AND "
                  "final_update_id >= ? AND final_update_id < ? ORDER BY final_update_id "
-                 "LIMIT 1").replace("?", self.mark)
+                 "LIMIT 1")
         # Two subqueries: SQLite answers a lone MIN or MAX from the index's ends, both at
         # once by scanning it.
         bounds = self._one("SELECT (SELECT MIN(final_update_id) FROM depth_update WHERE "
@@ -82,53 +100,47 @@ class DepthReader:
                            "symbol = ?)", (symbol, symbol))
         if bounds is None or bounds[0] is None:
             return None
-        first = self.conn.execute(probe, (symbol, bounds[0], bounds[0] + 1)).fetchone()
+        first = self._one(probe, (symbol, bounds[0], bounds[0] + 1))
         if first[1] > limit:
             return None
         lo, hi = bounds[0], bounds[1] + 1  # lo's time is <= at; no id >= hi qualifies
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            row = self.conn.execute(probe, (symbol, mid, hi)).fetchone()
+            row = self._one(probe, (symbol, mid, hi))
             if row is None or row[1] > limit:  # nothing in [mid, hi) is at or before ``at``
                 hi = mid
             else:
                 lo = row[0]
-        row = self._one("SELECT first_update_id, final_update_id, event_time, bids, asks FROM "
-                        "depth_update WHERE symbol = ? AND final_update_id = ?", (symbol, lo))
-        return self._diff(row)
-
-    def snapshots_from_id(self, symbol: str, min_id: int, n: int) -> list[StoredLevels]:
-        """The ``n`` snapshots with the lowest ``lastUpdateId >= min_id``, oldest first."""
-        sql = ("SELECT last_update_id, received_ns, bids, asks FROM depth_snapshot "
-               "WHERE symbol = ? AND last_update_id >= ? ORDER BY last_update_id LIMIT ?")
-        rows = self.conn.execute(sql.replace("?", self.mark), (symbol, min_id, n)).fetchall()
-        return [_levels(r) for r in rows]
+        return self._diff(self._one(
+            "SELECT first_update_id, final_update_id, event_time, bids, asks, received_ns "
+            "FROM depth_update WHERE symbol = ? AND final_update_id = ?", (symbol, lo)))
 
     def diffs_after(self, symbol: str, after_id: int) -> Iterator[StoredDiff]:
         """Stored diffs with ``u > after_id`` in update-id order, fetched lazily."""
-        sql = ("SELECT first_update_id, final_update_id, event_time, bids, asks "
+        sql = ("SELECT first_update_id, final_update_id, event_time, bids, asks, received_ns "
                "FROM depth_update WHERE symbol = ? AND final_update_id > ? "
-               "ORDER BY final_update_id LIMIT ?").replace("?", self.mark)
+               "ORDER BY final_update_id LIMIT ?")
+        size = 16  # most callers look at a few diffs; long walks grow the pages
         while True:
-            rows = self.conn.execute(sql, (symbol, after_id, _FETCH)).fetchall()
+            rows = self._rows(sql, (symbol, after_id, size))
             for row in rows:
                 yield self._diff(row)
-            if len(rows) < _FETCH:
+            if len(rows) < size:
                 return
             after_id = rows[-1][1]
+            size = min(size * 4, _FETCH)
 
     def _diff(self, row: Any) -> StoredDiff:
-        first, final, time, bids, asks = row
-        return StoredDiff(first, final, time // self._per_ms, bids, asks)
+        first, final, time, bids, asks, received = row
+        return StoredDiff(first, final, time // self._per_ms, bids, asks, received)
 
-    def partial_before(self, symbol: str, at_ms: int) -> tuple[int, StoredLevels] | None:
-        """The latest partial book (``@depth<N>``) received at or before ``at_ms``, with its
-        number of levels."""
-        row = self._one("SELECT levels, last_update_id, received_ns, bids, asks "
+    def partial_before(self, symbol: str, at_ms: int) -> StoredLevels | None:
+        """The latest partial book (``@depth<N>``) received at or before ``at_ms``."""
+        row = self._one("SELECT last_update_id, received_ns, bids, asks "
                         "FROM partial_depth WHERE symbol = ? AND received_ns <= ? "
                         "ORDER BY received_ns DESC LIMIT 1",
                         (symbol, (at_ms + 1) * _NS_PER_MS - 1))
-        return None if row is None else (row[0], _levels(row[1:]))
+        return None if row is None else _levels(row)
 
     def partial_after(self, symbol: str, at_ms: int) -> int | None:
         """The receive time (ms) of the first partial book after ``at_ms``."""
