@@ -380,7 +380,7 @@ def test_many_snapshots_too_old_do_not_hide_a_later_bridged_one(tmp_path: Path) 
         order_book(db, "BTCUSDT", 2500)
     assert unknown.value.later == 3000
     assert order_book(db, "BTCUSDT", 3000).bids == [("10", "121")]
-    assert [b.time_ms for b in order_books(db, "BTCUSDT", 0, 3100, every="100ms")][0] == 3000
+    assert next(order_books(db, "BTCUSDT", 0, 3100, every="100ms")).time_ms == 3000
 
 
 def test_a_named_time_is_one_at_which_the_book_is_given(tmp_path: Path) -> None:
