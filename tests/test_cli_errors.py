@@ -127,7 +127,7 @@ def test_query_rejects_bad_input_with_exit_2(recorded: Path, args: list[str], wo
 def test_query_reads_epoch_milliseconds_and_iso_times(recorded: Path) -> None:
     """--since in epoch ms and --until as an ISO date-time select the same rows as SQL does."""
     with sqlite3.connect(recorded) as conn:
-        times = [r[0] for r in conn.execute("SELECT event_time FROM agg_trade ORDER BY id")]
+        times = [r[0] for r in conn.execute("SELECT trade_time FROM agg_trade ORDER BY id")]
     since = times[100]
     result = CliRunner().invoke(main, ["query", "--db", str(recorded), "--stream", "aggTrade",
                                        "--since", str(since), "--until", "2100-01-01T00:00:00",

@@ -8,6 +8,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Iterator
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -244,18 +245,24 @@ def vars_of(candle: Candle) -> dict[str, Any]:
 
 def test_cli_table_shows_iso_open_times_and_prices(
         capture: tuple[Path, dict[str, list[dict[str, Any]]]]) -> None:
-    """The table view lists each candle on one line of a 120-column terminal with its UTC open
-    time, 8-decimal prices, volume and trade count."""
+    """The table view lists each candle on one line of an 80-column terminal with its UTC open
+    time, prices and volume without trailing zeros past two decimals, and trade count."""
     db, _ = capture
     candles = list(ohlcv(db, "BTCUSDT", "1m"))
     out = run_cli("BTCUSDT", "--db", str(db))
     assert out.exit_code == 0, out.output
-    header, _, *lines = out.output.splitlines()
-    assert header.split() == ["open_time", "┃", "open", "┃", "high", "┃", "low", "┃", "close",
-                              "┃", "volume", "┃", "trades"]
-    assert [line.replace("│", " ").split() for line in lines] == [
-        ["2021-04-04", f"20:0{3 + i}:00", c.open, c.high, c.low, c.close, c.volume,
-         str(c.trades)] for i, c in enumerate(candles)]
+    header, *lines = out.output.splitlines()
+    assert header.split() == ["open_time", "open", "high", "low", "close", "volume", "trades"]
+
+    def short(v: str) -> str:
+        return str(Decimal(v).quantize(Decimal("0.01")) if Decimal(v) == Decimal(v).quantize(
+            Decimal("0.01")) else Decimal(v).normalize())
+
+    assert [line.split() for line in lines] == [
+        ["2021-04-04", f"20:0{3 + i}:00", *(short(v) for v in (c.open, c.high, c.low, c.close,
+                                                                c.volume)), str(c.trades)]
+        for i, c in enumerate(candles)]
+    assert max(len(line) for line in out.output.splitlines()) <= 80
 
 
 def test_cli_from_kline_prints_the_stored_klines(

@@ -5,10 +5,16 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from binance_streamer.core.tables import AGG_TRADE
 from binance_streamer.errors import SchemaTooNew
 from binance_streamer.storage.base import Batch
 from binance_streamer.storage.postgres import PostgresSink, _redact
-from binance_streamer.storage.schema import SCHEMA_VERSION
+from binance_streamer.storage.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TIME_INDEXES,
+    insert_sql,
+)
 from tests.helpers import batch_of
 from tests.storage.helpers import EXPECTED_GAPS, GAPS_SQL, gaps_after_silences
 
@@ -34,7 +40,8 @@ def test_schema_migrates_once_and_has_the_tutorial_view(pg_url: str) -> None:
     sink.write(batch_of("binance_spot_24hrTicker.singletons.jsonl"))
     sink.close()
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+            (v,) for v in range(1, SCHEMA_VERSION + 1)]
         assert conn.execute("SELECT symbol, price, timestamp FROM market_data").fetchall() == [
             ("BTCUSDT", 9318.48, 1592593727005)]
 
@@ -77,3 +84,26 @@ def test_a_newer_postgres_schema_is_refused(pg_url: str) -> None:
         conn.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION + 1,))
     with pytest.raises(SchemaTooNew):
         PostgresSink(pg_url)
+
+
+def test_a_version_1_database_gains_the_read_indexes_on_open(pg_url: str) -> None:
+    """Opening a schema-1 PostgreSQL database migrates it to the current version: the read
+    indexes exist, ordered by id after time, and the stored rows are intact."""
+    rows = batch_of("binance_spot_aggTrade.head400.jsonl").rows["agg_trade"]
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for sql in MIGRATIONS[1]("postgres"):
+            conn.execute(sql)
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        conn.cursor().executemany(insert_sql(AGG_TRADE, "postgres"), rows)
+    PostgresSink(pg_url).close()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (
+            SCHEMA_VERSION,)
+        indexes = dict(conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%\\_by\\_time'"))
+        assert set(indexes) == {f"{t}_by_time" for t in TIME_INDEXES}
+        assert indexes["agg_trade_by_time"].endswith("(symbol, trade_time, id)")
+        stored = conn.execute(f"SELECT {', '.join(AGG_TRADE.column_names)} FROM agg_trade "
+                              "ORDER BY id").fetchall()
+    assert stored == [tuple(r) for r in rows]

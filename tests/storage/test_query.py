@@ -12,8 +12,18 @@ import pytest
 
 from binance_streamer.core.streams import kind_names
 from binance_streamer.errors import ConfigError, InvalidDatabase, InvalidStreamName, MissingExtra
+from binance_streamer.storage.base import Batch
 from binance_streamer.storage.postgres import PostgresSink
-from binance_streamer.storage.query import query, read_rows, table_for
+from binance_streamer.storage.query import (
+    Selection,
+    iter_pages,
+    iter_rows,
+    query,
+    read_rows,
+    select,
+    table_for,
+)
+from binance_streamer.storage.schema import TIME_INDEXES
 from binance_streamer.storage.sqlite import SqliteSink
 from tests.helpers import batch_of
 from tests.storage.helpers import outcome, unprivileged
@@ -167,3 +177,103 @@ def test_booleans_are_bools_from_postgres(pg_url: str) -> None:
     assert set(closed) == {True, False} and all(type(c) is bool for c in closed)
     with psycopg.connect(pg_url) as conn:
         assert read_rows(conn, "kline", mark="%s").rows == result.rows
+
+
+@pytest.mark.parametrize("symbol", [None, "BTCUSDT"])
+def test_pages_follow_each_other_in_time_order(db_path: Path, symbol: str | None) -> None:
+    """iter_pages reads pages of page_size rows that together are every row in (time, id) order,
+    one statement per page (with a symbol) or one cursor (without)."""
+    conn = sqlite3.connect(recorded(db_path))
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM agg_trade WHERE symbol = coalesce(?, symbol) ORDER BY trade_time, id",
+        (symbol,))]
+    pages = list(iter_pages(conn, "agg_trade", symbol, page_size=7))
+    assert [len(p) for p in pages] == [7] * (len(expected) // 7) + [len(expected) % 7]
+    assert [r[0] for p in pages for r in p] == expected
+    ties = conn.execute("SELECT COUNT(*) - COUNT(DISTINCT trade_time) FROM agg_trade").fetchone()
+    assert ties[0] > 0  # rows sharing a trade time straddle page boundaries too
+
+
+def test_a_limit_ends_the_pages_exactly(db_path: Path) -> None:
+    """A limit across a page boundary gives that many rows: a full page, then the rest."""
+    conn = sqlite3.connect(recorded(db_path))
+    pages = list(iter_pages(conn, "agg_trade", "BTCUSDT", limit=10, page_size=7))
+    assert [len(p) for p in pages] == [7, 3]
+    assert [r[2] for p in pages for r in p] == [665076760 + i for i in range(10)]
+
+
+def test_a_stream_name_selects_its_interval_window_or_depth() -> None:
+    """The interval, ticker window or depth a stream name states becomes a filter on its column."""
+    assert select("kline_5m") == Selection("kline", (("interval", "5m"),))
+    assert select("ticker_1h") == Selection("window_ticker", (("window", "1h"),))
+    assert select("!ticker_4h@arr") == Selection("window_ticker", (("window", "4h"),))
+    assert select("depth10@100ms") == Selection("partial_depth", (("levels", 10),))
+    assert select("aggTrade") == Selection("agg_trade")
+    assert select("kline") == Selection("kline") and select("depth") == Selection("depth_update")
+
+
+def test_partial_depth_levels_are_told_apart(db_path: Path) -> None:
+    """--stream depth5 reads the 5-level books and depth20 the 20-level ones."""
+    sink = SqliteSink(db_path)
+    sink.write(Batch(rows={"partial_depth": [("BTCUSDT", 5, 100, "[]", "[]", 1, "ws"),
+                                             ("BTCUSDT", 20, 100, "[]", "[]", 2, "ws")]}))
+    sink.close()
+    assert [r[2] for r in query(db_path, "depth5").rows] == [5]
+    assert [r[2] for r in query(db_path, "depth20@100ms").rows] == [20]
+
+
+def test_rows_fetched_over_rest_are_in_their_time_range(db_path: Path) -> None:
+    """A backfilled aggTrade (no event time) is read in order by its trade time."""
+    sink = SqliteSink(db_path)
+    sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
+    [live] = query(db_path, "aggTrade", "BTCUSDT", limit=1).rows
+    rest = ("BTCUSDT", live[2] - 1, "1.00000000", "2.00000000", 1, 1, live[7] - 1, False, True,
+            None, None, "rest")
+    sink.write(Batch(rows={"agg_trade": [rest]}))
+    sink.close()
+    rows = query(db_path, "aggTrade", "BTCUSDT", since=live[7] - 1, until=live[7] + 1).rows
+    assert [(r[2], r[-1]) for r in rows][:2] == [(live[2] - 1, "rest"), (live[2], "ws")]
+
+
+def test_iter_rows_gives_dicts_in_order(db_path: Path) -> None:
+    """iter_rows yields one dict per row, oldest first, as query() returns them."""
+    recorded(db_path)
+    dicts = list(iter_rows(db_path, "aggTrade", "ETHUSDT"))
+    result = query(db_path, "aggTrade", "ETHUSDT")
+    assert dicts == [dict(zip(result.columns, r, strict=True)) for r in result.rows]
+    assert dicts and dicts[0]["symbol"] == "ETHUSDT"
+
+
+def test_every_symbol_and_time_read_seeks_an_index(db_path: Path) -> None:
+    """Each page query over one symbol and a time range uses an index, with no sort step."""
+    recorded(db_path)
+    conn = sqlite3.connect(db_path)
+    for kind in ("trade", "aggTrade", "blockTrade", "kline_1m", "ticker", "ticker_1h",
+                 "miniTicker", "bookTicker", "avgPrice", "referencePrice", "depth5", "depth",
+                 "depth_snapshot"):
+        sql: list[str] = []
+        conn.set_trace_callback(sql.append)
+        list(iter_pages(conn, select(kind), "BTCUSDT", 1, 4_102_444_800_000, page_size=150))
+        conn.set_trace_callback(None)
+        pages = [s for s in sql if s.startswith("SELECT *") and "ORDER BY" in s]
+        table = select(kind).table
+        index = f"{table}_by_time" if table in TIME_INDEXES else f"sqlite_autoindex_{table}_1"
+        for page in pages:  # the first page, and those after a row (aggTrade has 400 rows)
+            plan = " ".join(r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {page}"))
+            assert f"USING INDEX {index} (symbol=?" in plan and "B-TREE" not in plan, plan
+
+
+def test_pages_read_the_same_rows_from_postgres(pg_url: str, db_path: Path) -> None:
+    """PostgreSQL gives the same pages in the same order as SQLite."""
+    sink = PostgresSink(pg_url)
+    sink.write(batch_of("binance_spot_aggTrade.head400.jsonl"))
+    sink.close()
+    sqlite_pages = list(iter_pages(sqlite3.connect(recorded(db_path)), "agg_trade",
+                                   page_size=33))
+    with psycopg.connect(pg_url) as conn:
+        pg_pages = list(iter_pages(conn, "agg_trade", mark="%s", page_size=33))
+    assert [[r[1:] for r in p] for p in pg_pages] == [[r[1:] for r in p] for p in sqlite_pages]
+    with psycopg.connect(pg_url) as conn:  # page by page after the last row read
+        pg_btc = list(iter_pages(conn, "agg_trade", "BTCUSDT", mark="%s", page_size=33))
+    assert [r[1:] for p in pg_btc for r in p] == [
+        r[1:] for p in sqlite_pages for r in p if r[1] == "BTCUSDT"]

@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from binance_streamer.core.tables import TABLES
+from binance_streamer.core.tables import AGG_TRADE, TABLES
 from binance_streamer.errors import InvalidDatabase, SchemaTooNew, StorageBusy, StorageFatal
 from binance_streamer.storage.base import Batch, WriteResult
-from binance_streamer.storage.schema import SCHEMA_VERSION, migrations
+from binance_streamer.storage.query import query
+from binance_streamer.storage.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TIME_INDEXES,
+    insert_sql,
+    migrations,
+)
 from binance_streamer.storage.sqlite import SqliteSink, last_ids
 from binance_streamer.storage.writer import Writer
 from tests.helpers import TIMEOUT, batch_of, frames
@@ -289,3 +296,25 @@ def test_resume_points_of_klines_and_depth(db_path: Path) -> None:
     depth = [json.loads(f)["data"] for f in frames("binance_spot_depthUpdate_100ms.head600.jsonl")]
     assert found["btcusdt@depth@100ms"] == (max(d["u"] for d in depth if d["s"] == "BTCUSDT"),
                                             True)
+
+
+def test_a_version_1_database_gains_the_read_indexes_on_open(db_path: Path) -> None:
+    """A schema-1 database is read as it is, and opening it for recording migrates it to the
+    current version: the read indexes exist and the stored rows are intact."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for sql in MIGRATIONS[1]("sqlite"):
+        conn.execute(sql)
+    conn.execute("PRAGMA user_version=1")
+    conn.executemany(insert_sql(AGG_TRADE, "sqlite"),
+                     batch_of("binance_spot_aggTrade.head400.jsonl").rows["agg_trade"])
+    conn.close()
+    before = query(db_path, "aggTrade").rows
+    assert len(before) == 400
+    SqliteSink(db_path).close()
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    indexes = {name: sql for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE '%by_time'")}
+    assert set(indexes) == {f"{t}_by_time" for t in TIME_INDEXES}
+    assert '("symbol", "trade_time")' in indexes["agg_trade_by_time"]
+    assert query(db_path, "aggTrade").rows == before

@@ -61,4 +61,4 @@ def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
             table.add_column(c, overflow="fold")
         for r in rows:
             table.add_row(*("" if v is None else str(v) for v in r))
-        Console(width=max(200, Console().width)).print(table)
+        Console().print(table)

@@ -74,12 +74,19 @@ def _write_json(candles: Iterator[Candle]) -> None:
 
 def _print_table(candles: Iterator[Candle]) -> None:
     """A table of the main fields; on a narrow terminal values wrap, never lose digits."""
-    table = Table(show_edge=False)
+    table = Table(show_edge=False, box=None)
     for name in TABLE_COLUMNS:
         table.add_column(name, justify="left" if name == "open_time" else "right",
-                         overflow="fold")
+                         no_wrap=True)
     for c in candles:
         opened = datetime.fromtimestamp(c.open_time / 1000, UTC)
-        table.add_row(f"{opened:%Y-%m-%d %H:%M:%S}", c.open, c.high, c.low, c.close, c.volume,
-                      str(c.trades))
+        table.add_row(f"{opened:%Y-%m-%d %H:%M:%S}", *(_short(v) for v in (
+            c.open, c.high, c.low, c.close, c.volume)), str(c.trades))
     Console(highlight=False).print(table)
+
+
+def _short(value: str) -> str:
+    """A decimal string without trailing zeros past two decimals, so a candle fits an 80-column
+    line in the table view (csv and json keep Binance's 8 decimals)."""
+    whole, _, frac = value.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
