@@ -30,9 +30,14 @@ from rich.table import Table
 from rich.text import Text
 
 from binance_streamer.books import Book, order_book, parse_every
-from binance_streamer.cli.common import emit, parse_time
+from binance_streamer.cli.common import parse_time
+from binance_streamer.cli.export import export
+from binance_streamer.cli.history import history
+from binance_streamer.cli.ohlcv import ohlcv
+from binance_streamer.cli.plot import plot
 from binance_streamer.cli.query import query
 from binance_streamer.cli.replay import parse_speed_option, replay
+from binance_streamer.cli.table_view import fit_table, terminal_width
 from binance_streamer.core.streams import kind_names, parse_stream_spec
 from binance_streamer.errors import (
     ConfigError,
@@ -414,9 +419,12 @@ def demo(db: str, speed: float | None) -> None:
         result = read_rows(conn, "ticker", "BTCUSDT", limit=3)
     finally:
         conn.close()
-    emit(["symbol", "event_time", "last_price", "best_bid_price", "best_ask_price", "trade_count"],
-          [(r[1], r[2], r[7], r[9], r[11], r[22]) for r in result.rows], "table")
+    names = ["symbol", "event_time", "last_price", "best_bid_price", "best_ask_price",
+             "trade_count"]
+    rows = [(r[1], r[2], r[7], r[9], r[11], r[22]) for r in result.rows]
+    for line in fit_table(names, rows, terminal_width(), fit=True, hidden=[]):
+        click.echo(line)
 
 
-for _command in (query, replay):
+for _command in (query, export, ohlcv, plot, history, replay):
     main.add_command(_command)

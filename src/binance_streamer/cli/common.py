@@ -1,18 +1,12 @@
-"""What every command shares: time options and row output formats."""
+"""What every command shares: the time options."""
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
 from datetime import UTC, datetime
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-__all__ = ["emit", "parse_time"]
+__all__ = ["parse_time"]
 
 # Epoch milliseconds have 13 digits since 2001; 10 or fewer digits are epoch seconds.
 _SMALLEST_EPOCH_MS = 10**11
@@ -41,24 +35,3 @@ def parse_time(value: str | None, option: str = "--since") -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
-
-
-def emit(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
-    """Print ``rows`` under ``columns`` as a table (rich), CSV, JSON or JSON lines."""
-    out = sys.stdout
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-    elif fmt == "json":
-        out.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows]) + "\n")
-    elif fmt == "jsonl":
-        for r in rows:
-            out.write(json.dumps(dict(zip(columns, r, strict=True))) + "\n")
-    else:
-        table = Table(show_edge=False)
-        for c in columns:
-            table.add_column(c, overflow="fold")
-        for r in rows:
-            table.add_row(*("" if v is None else str(v) for v in r))
-        Console().print(table)

@@ -8,6 +8,9 @@ import sys
 
 import click
 
+from binance_streamer.cli.common import parse_time
+from binance_streamer.errors import ConfigError
+
 __all__ = ["parse_speed_option", "replay"]
 
 
@@ -21,6 +24,20 @@ def parse_speed_option(_ctx: click.Context, _param: click.Parameter, value: str)
     if speed <= 0:
         raise click.BadParameter("a positive number or 'max'")
     return speed
+
+
+def _check_data(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    from pathlib import Path
+
+    from binance_streamer.storage.postgres import is_postgres_url
+
+    for item in value:
+        if not is_postgres_url(item) and not Path(item).is_file():
+            raise click.BadParameter(f"no file {item!r} (a recording, a database file or a "
+                                     "postgresql:// URL)")
+    return value
 
 
 def _parse_faults(
@@ -40,9 +57,16 @@ def _parse_faults(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9443, show_default=True, type=click.IntRange(0, 65535),
               help="Port for both WebSocket and REST (0 picks a free one).")
-@click.option("--data", "data", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Recorded frames to replay: JSONL of frames (wrapped or bare) or a "
-                   "*.session.jsonl[.gz] capture with receive times. Repeatable.")
+@click.option("--data", "data", multiple=True, callback=_check_data, metavar="FILE|URL",
+              help="What to replay: a database recorded by binance-streamer (SQLite file or "
+                   "postgresql:// URL; paced by its receive times), JSONL of frames (wrapped or "
+                   "bare) or a *.session.jsonl[.gz] capture with receive times. Repeatable.")
+@click.option("--symbol", "symbols", multiple=True, metavar="SYMBOL",
+              help="Replay only this symbol of a recorded database. Repeatable.")
+@click.option("--since", help="Replay a database's rows received from this time: epoch ms or "
+                              "ISO date-time (UTC).")
+@click.option("--until", help="Replay a database's rows received before this time: epoch ms "
+                              "or ISO date-time (UTC).")
 @click.option("--synthetic", multiple=True, metavar="SYMBOL",
               help="Also generate a deterministic synthetic market for SYMBOL. Repeatable.")
 @click.option("--rate", default=10.0, show_default=True, type=click.FloatRange(min=0.001),
@@ -74,30 +98,42 @@ def _parse_faults(
               callback=_parse_faults,
               help="Inject a fault SECONDS after start, e.g. 10:stall=5, 30:drop_now=1001, "
                    "20:skip=3, 40:rest_error=429, 50:server_shutdown. Repeatable.")
-def replay(host: str, port: int, data: tuple[str, ...], synthetic: tuple[str, ...], rate: float,
+def replay(host: str, port: int, data: tuple[str, ...], symbols: tuple[str, ...],
+           since: str | None, until: str | None, synthetic: tuple[str, ...], rate: float,
            synthetic_market: int, market_rate: float, skew: float, speed: float | None,
            loop: bool, rebase_time: bool, seed: int, faults: tuple[str, ...]) -> None:
     """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
 
     It replays real recordings (the bundled sample when neither --data nor --synthetic nor
-    --synthetic-market is given) or a synthetic market, speaking Binance's own protocol, so
+    --synthetic-market is given), your own recorded database (--data market.db, with --symbol,
+    --since and --until to choose what) or a synthetic market, speaking Binance's own protocol, so
     any Binance client can connect to it offline. The replay starts when the first client
     subscribes and says so when the recording ends; later subscribers are then closed with
     1000 "Replay ended" (use --loop). REST's clock (/api/v3/time) is the replay's: the
     recording's time (now, with --rebase-time). Runs until interrupted.
     """
     from binance_streamer.exchange import LocalExchange
+    from binance_streamer.exchange.db_source import ReplayFilter
     from binance_streamer.samples import bundled_sessions
 
     files = list(data) or ([] if synthetic or synthetic_market else bundled_sessions())
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    chosen = ReplayFilter(tuple(symbols), start, end) if symbols or since or until else None
     # REST history kept per stream and symbol: a bound that suits a long run of many symbols.
     history = 10_000 if synthetic_market else 1_000_000
-    async def serve() -> None:
-        async with LocalExchange(replay=files, synthetic=list(synthetic), rate=rate, speed=speed,
-                                 loop=loop, seed=seed, host=host, port=port, faults=faults,
-                                 history_limit=history, rebase_time=rebase_time,
+
+    def exchange() -> LocalExchange:
+        try:
+            return LocalExchange(replay=files, synthetic=list(synthetic), rate=rate,
+                                 speed=speed, loop=loop, seed=seed, host=host, port=port,
+                                 faults=faults, history_limit=history, rebase_time=rebase_time,
                                  synthetic_market=synthetic_market, market_rate=market_rate,
-                                 skew=skew) as ex:
+                                 skew=skew, replay_filter=chosen)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    async def serve() -> None:
+        async with exchange() as ex:
             click.echo(f"WebSocket: {ex.ws_url}  (e.g. {ex.ws_url}/ws/btcusdt@ticker)")
             click.echo(f"REST:      {ex.rest_url}  (e.g. {ex.rest_url}/api/v3/exchangeInfo)")
             click.echo("Ready. Ctrl-C stops.", err=True)

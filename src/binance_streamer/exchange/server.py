@@ -14,6 +14,7 @@ from typing import Literal
 from aiohttp import web
 
 from binance_streamer.exchange.connection import Connection
+from binance_streamer.exchange.db_source import ReplayFilter, preload_history
 from binance_streamer.exchange.exchange_info import ExchangeInfo
 from binance_streamer.exchange.faults import Faults, parse_script
 from binance_streamer.exchange.history import History
@@ -50,7 +51,8 @@ LOOP_HISTORY_LIMIT = 100_000
 class LocalExchange:
     """A Binance-compatible local exchange; use as ``async with LocalExchange(...) as ex``.
 
-    ``replay``: JSONL frame files and session captures, published on one timeline whose clock
+    ``replay``: JSONL frame files, session captures and recorded databases (SQLite files and
+    ``postgresql://`` URLs, `db_source`), published on one timeline whose clock
     starts at the first subscription (``start="first-subscribe"``) or at `start`; REST's clock
     (``/api/v3/time``, exchangeInfo's ``serverTime``) is the replay's (`ReplayTimeline.now_ms`:
     the recording's start until then, the wall clock with nothing to replay), and before the
@@ -65,6 +67,8 @@ class LocalExchange:
     ``market_rate`` steps per second, Zipf-skewed by ``skew`` (0: all alike; 1: a few busy
     symbols and a long quiet tail), as a stand-in for the whole spot market. ``speed`` is the
     replay pace factor, None for as fast as subscribers read. ``port=0`` picks a free port.
+    ``replay_filter``: the symbols and receive-time range to replay of recorded databases
+    (`ReplayFilter`; a ValueError with a replay file, which is replayed whole).
     ``faults``: scripted faults (``"SECONDS:NAME[=ARG,...]"``, see `parse_script`).
     ``history_limit``: keep about this many newest events per stream (and trades per symbol
     for REST); None keeps everything (tests), a bound suits long command-line runs. With
@@ -81,7 +85,8 @@ class LocalExchange:
                  limits: Limits | None = None, start: StartMode = "first-subscribe",
                  faults: Sequence[str] = (), history_limit: int | None = None,
                  rebase_time: bool = False, synthetic_market: int = 0,
-                 market_rate: float = 20_000.0, skew: float = 1.0) -> None:
+                 market_rate: float = 20_000.0, skew: float = 1.0,
+                 replay_filter: ReplayFilter | None = None) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -90,7 +95,7 @@ class LocalExchange:
         self.host, self.port = host, port
         self.speed, self.rate, self.loop, self.seed = speed, rate, loop, seed
         self.start_mode = start
-        self.sources: list[ReplaySource] = [load_source(p) for p in replay]
+        self.sources: list[ReplaySource] = [load_source(p, replay_filter) for p in replay]
         if loop and history_limit is None:
             history_limit = LOOP_HISTORY_LIMIT
         self.history = History(history_limit)
@@ -98,6 +103,7 @@ class LocalExchange:
         self.market = Market(self.hub, self.history)
         self.timeline = ReplayTimeline(self.market, self.sources, speed, loop=loop,
                                        rebase_time=rebase_time)
+        preload_history(self.market, self.sources)
         both = sorted({s.upper() for s in synthetic} & set(self.market.symbols))
         if both:
             raise ValueError(f"symbols both replayed and synthetic: {', '.join(both)}")

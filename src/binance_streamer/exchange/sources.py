@@ -7,7 +7,9 @@ Accepted line formats (``../shared/data/PROVENANCE.md``):
   and ``{"kind":"ws_connect",..}``; paced by ``recv_ts``;
 - a frame file: one frame per line, combined (``{"stream":..,"data":..}``) or bare (the stream
   name is derived from the payload); paced by the event time ``E``;
-- a REST file: ``{"recv_ts":..,"url":..,"body":..}`` (depth snapshots, exchangeInfo).
+- a REST file: ``{"recv_ts":..,"url":..,"body":..}`` (depth snapshots, exchangeInfo);
+- a recorded database, SQLite or a ``postgresql://`` URL (`db_source`), paced by the recorded
+  receive times, optionally filtered by symbol and receive time (`ReplayFilter`).
 
 Frame files concatenating several captures jump in time; any jump back, or forward by more than
 ``MAX_GAP_MS``, is replayed as no pause.
@@ -20,8 +22,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from binance_streamer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from binance_streamer.exchange.db_source import ReplayFilter
 
 __all__ = ["MAX_GAP_MS", "Recorded", "ReplaySource", "load_source", "stream_of"]
 
@@ -40,12 +47,15 @@ class Recorded:
 
 @dataclass(slots=True)
 class ReplaySource:
-    """A loaded file: items in timeline order, ``base_ms`` = exchange clock at offset 0."""
+    """A loaded file: items in timeline order, ``base_ms`` = exchange clock at offset 0;
+    ``history``: ``(stream, payload)`` events REST answers from but no stream sends (a
+    database's backfilled klines, `db_source.preload_history`)."""
 
     path: str
     items: list[Recorded] = field(default_factory=list)
     base_ms: int = 0
     exchange_info: dict[str, Any] | None = None
+    history: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:
@@ -100,9 +110,26 @@ def _snapshot(url: str, body: Any, offset: float) -> Recorded | None:
     return Recorded(offset, "", body, snapshot_symbol=symbol) if symbol else None
 
 
-def load_source(path: str | Path) -> ReplaySource:
-    """Read one replay file of any accepted format."""
-    p = Path(path)
+def load_source(path: str | Path, replay_filter: ReplayFilter | None = None) -> ReplaySource:
+    """Read one replay file of any accepted format, or a recorded database (``replay_filter``
+    chooses its symbols and receive times; files are replayed whole, so a filter with a file
+    is a ValueError). Raises `ConfigError` for a file that is neither (`InvalidDatabase` for a
+    database that holds no recording)."""
+    from binance_streamer.exchange.db_source import is_database, load_database
+
+    if is_database(path):
+        return load_database(path, replay_filter)
+    if replay_filter is not None:
+        raise ValueError(f"--symbol, --since and --until choose from a recorded database; "
+                         f"{path} is a file, replayed whole")
+    try:
+        return _load_file(Path(path))
+    except (ValueError, KeyError, TypeError, EOFError, gzip.BadGzipFile) as exc:
+        raise ConfigError(f"{path} is not a recording (JSON lines of frames, a session "
+                          f"capture, or a database): {exc}") from exc
+
+
+def _load_file(p: Path) -> ReplaySource:
     src = ReplaySource(str(p))
     clock: float | None = None  # the file's clock (ms) of the previous item
     offset = 0.0

@@ -84,8 +84,13 @@ def register_sources(market: Market, sources: Sequence[ReplaySource]) -> dict[st
 
 
 def _names_symbol(item: Recorded) -> bool:
+    """Whether the item belongs to one symbol: its payload names it (``s``), or it is a
+    partial book (web-socket-streams.md "Partial Book Depth Streams": no symbol in the payload,
+    only in the stream name)."""
     payload = item.payload
-    return isinstance(payload, dict) and isinstance(payload.get("s"), str)
+    if not isinstance(payload, dict):
+        return False
+    return isinstance(payload.get("s"), str) or ("lastUpdateId" in payload and "@" in item.stream)
 
 
 class _Entry(NamedTuple):
