@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from binance_streamer.core.decoding import Decoded, FrameDecoder
+from binance_streamer.exchange import LocalExchange
+from binance_streamer.recorder import Recorder, RecorderConfig
 from binance_streamer.storage.base import Batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,3 +81,18 @@ KLINE_KEYS = {"open_time": "t", "close_time": "T", "interval": "i", "first_trade
               "last_trade_id": "L", "open": "o", "close": "c", "high": "h", "low": "l",
               "base_volume": "v", "trade_count": "n", "is_closed": "x", "quote_volume": "q",
               "taker_buy_base_volume": "V", "taker_buy_quote_volume": "Q"}
+
+
+async def record_until_replayed(ex: LocalExchange, config: RecorderConfig
+                                ) -> dict[str, list[Any]]:
+    """Run a `Recorder` with ``config`` until ``ex``'s replay has ended and every event it
+    published on the recorded streams is stored; what it published, by stream."""
+    recorder = Recorder(config)
+    task = asyncio.create_task(recorder.run())
+    await asyncio.wait_for(ex.finished(), TIMEOUT)
+    published = sum(ex.history.count(s) for s in config.stream_names)
+    await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
+                              TIMEOUT)
+    recorder.stop()
+    await asyncio.wait_for(task, TIMEOUT)
+    return {s: ex.history.events(s) for s in config.stream_names}

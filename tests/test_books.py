@@ -18,7 +18,7 @@ from binance_streamer.cli import main
 from binance_streamer.errors import ConfigError
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, record_until_replayed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Captures holding both @depth@100ms and Binance's own @bookTicker for the same symbols.
@@ -34,14 +34,7 @@ async def _record(session: Path, db: Path | str) -> None:
                    if ex.info.by_symbol[s]["status"] == "TRADING"]
         config = RecorderConfig(symbols=sorted(trading), streams=["depth@100ms", "bookTicker"],
                                 database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        recorder = Recorder(config)
-        task = asyncio.create_task(recorder.run())
-        await asyncio.wait_for(ex.finished(), TIMEOUT)
-        published = sum(ex.history.count(s) for s in config.stream_names)
-        await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
-                                  TIMEOUT)
-        recorder.stop()
-        await asyncio.wait_for(task, TIMEOUT)
+        await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from binance_streamer import MissingExtra, Recorder, RecorderConfig, order_books
+from binance_streamer import MissingExtra, RecorderConfig, order_books
 from binance_streamer.cli import main
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import ConfigError
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.export import export
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import record_until_replayed
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
 STREAMS = ["aggTrade", "depth@100ms", "kline_1m", "ticker"]
@@ -43,15 +43,7 @@ async def _record(db: Path | str, session: str, symbols: list[str], streams: lis
     async with LocalExchange(replay=[bundled_session(session)], speed=speed) as ex:
         config = RecorderConfig(symbols=symbols, streams=streams, database=db,
                                 ws_url=ex.ws_url, rest_url=ex.rest_url, raw=raw)
-        recorder = Recorder(config)
-        task = asyncio.create_task(recorder.run())
-        await asyncio.wait_for(ex.finished(), TIMEOUT)
-        published = sum(ex.history.count(s) for s in config.stream_names)
-        await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
-                                  TIMEOUT)
-        recorder.stop()
-        await asyncio.wait_for(task, TIMEOUT)
-        return {s: ex.history.events(s) for s in config.stream_names}
+        return await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from binance_streamer import Recorder, RecorderConfig
+from binance_streamer import RecorderConfig
 from binance_streamer.cli import main
 from binance_streamer.errors import ConfigError, MissingExtra
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.plot import FIGURE_SIZE_PX, PRICE_AREA, choose_source, plot
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import record_until_replayed
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UP, DOWN, LINE = (38, 166, 154), (239, 83, 80), (31, 119, 180)  # the chart's colours
@@ -34,14 +34,7 @@ async def _record(db: Path) -> None:
         config = RecorderConfig(symbols=["BTCUSDT"], streams=["aggTrade", "kline_1m",
                                                               "depth@100ms"],
                                 database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        recorder = Recorder(config)
-        task = asyncio.create_task(recorder.run())
-        await asyncio.wait_for(ex.finished(), TIMEOUT)
-        published = sum(ex.history.count(s) for s in config.stream_names)
-        await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
-                                  TIMEOUT)
-        recorder.stop()
-        await asyncio.wait_for(task, TIMEOUT)
+        await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")

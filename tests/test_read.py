@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import binance_streamer
-from binance_streamer import MissingExtra, Recorder, RecorderConfig
+from binance_streamer import MissingExtra, RecorderConfig
 from binance_streamer.errors import ConfigError, InvalidStreamName
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.export import export
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import record_until_replayed
 
 
 async def _record(db: Path) -> None:
@@ -28,14 +28,7 @@ async def _record(db: Path) -> None:
     async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=None) as ex:
         config = RecorderConfig(symbols=["BTCUSDT", "DOTUSDT"], streams=["aggTrade", "kline_1m"],
                                 database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        recorder = Recorder(config)
-        task = asyncio.create_task(recorder.run())
-        await asyncio.wait_for(ex.finished(), TIMEOUT)
-        published = sum(ex.history.count(s) for s in config.stream_names)
-        await recorder.wait_until(lambda s: s.total_messages >= published and recorder.flushed,
-                                  TIMEOUT)
-        recorder.stop()
-        await asyncio.wait_for(task, TIMEOUT)
+        await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")
