@@ -12,6 +12,7 @@ import pytest
 from binance_streamer.core.order_book import Bridged, OrderBook
 from binance_streamer.exchange.book import OrderBook as ExchangeBook
 from binance_streamer.exchange.depth_merge import DepthLookahead, DepthMerge
+from tests.exchange.helpers import rebuilt_book
 from tests.helpers import FIXTURES, payloads
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
@@ -42,17 +43,6 @@ def merged_seconds(diffs: list[dict[str, Any]], symbol: str) -> list[dict[str, A
     return out
 
 
-def rebuilt(snapshot: dict[str, Any], diffs: list[dict[str, Any]]) -> OrderBook:
-    """A client's book: the snapshot, then the diffs bridged and applied (web-socket-streams.md
-    "How to manage a local order book correctly")."""
-    book = OrderBook()
-    book.load_snapshot(snapshot["lastUpdateId"], snapshot["bids"], snapshot["asks"])
-    for diff in diffs:
-        book.apply(diff["U"], diff["u"], diff["b"], diff["a"])
-    assert book.synced
-    return book
-
-
 def body(book: OrderBook) -> dict[str, Any]:
     """``book`` as a REST depth body with every level."""
     bids, asks = book.top(100_000)
@@ -66,12 +56,12 @@ def test_merged_seconds_rebuild_the_book_the_100ms_diffs_rebuild(symbol: str, sk
     as the 100 ms stream, for a chain starting mid-second."""
     diffs = diffs_of(symbol)
     bridge = next(i for i, d in enumerate(diffs) if d["u"] > snapshot_of(symbol)["lastUpdateId"])
-    start = body(rebuilt(snapshot_of(symbol), diffs[:bridge + skip]))
+    start = body(rebuilt_book(snapshot_of(symbol), diffs[:bridge + skip]))
     chain = diffs[bridge + skip:]
     merged = merged_seconds(chain, symbol)
     assert len(merged) < len(chain) // 5 and merged[0]["U"] == start["lastUpdateId"] + 1
     assert all(b["U"] == a["u"] + 1 for a, b in pairwise(merged))
-    fine, coarse = rebuilt(start, chain), rebuilt(start, merged)
+    fine, coarse = rebuilt_book(start, chain), rebuilt_book(start, merged)
     assert coarse.last_update_id == fine.last_update_id == diffs[-1]["u"]
     assert coarse.top(100_000) == fine.top(100_000)
 
@@ -82,7 +72,8 @@ def test_merged_seconds_bridge_a_real_snapshot_to_the_same_book(symbol: str) -> 
     within the snapshot's price range (outside it, web-socket-streams.md's note on levels a
     snapshot leaves out applies: a merged second also holds diffs older than the snapshot)."""
     diffs, snapshot = diffs_of(symbol), snapshot_of(symbol)
-    fine, coarse = rebuilt(snapshot, diffs), rebuilt(snapshot, merged_seconds(diffs, symbol))
+    fine = rebuilt_book(snapshot, diffs)
+    coarse = rebuilt_book(snapshot, merged_seconds(diffs, symbol))
     low, high = Decimal(snapshot["bids"][-1][0]), Decimal(snapshot["asks"][-1][0])
     assert coarse.last_update_id == fine.last_update_id
     for book_side, side in zip(coarse.top(100_000), fine.top(100_000), strict=True):
@@ -151,7 +142,7 @@ def test_a_snapshot_ahead_falls_strictly_inside_the_next_diff_and_bridges() -> N
     assert isinstance(client.apply(nxt["U"], nxt["u"], nxt["b"], nxt["a"]), Bridged)
     for diff in diffs[k + 2:]:
         client.apply(diff["U"], diff["u"], diff["b"], diff["a"])
-    assert client.top(5000) == rebuilt(snapshot_of("BTCUSDT"), diffs).top(5000)
+    assert client.top(5000) == rebuilt_book(snapshot_of("BTCUSDT"), diffs).top(5000)
     assert book.last_update_id == diffs[k]["u"]  # the published book is left as it was
 
 

@@ -15,7 +15,7 @@ from binance_streamer.exchange.history import History
 from binance_streamer.exchange.hub import Hub
 from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.sources import load_source
-from tests.exchange.helpers import APRIL_4, APRIL_5, TIMEOUT
+from tests.exchange.helpers import APRIL_4, APRIL_5, TIMEOUT, rebuilt_book
 from tests.helpers import FIXTURES, payloads
 
 
@@ -36,21 +36,10 @@ def recorded_snapshot(path: Any, symbol: str) -> dict[str, Any]:
     return next(i.payload for i in load_source(path).items if i.snapshot_symbol == symbol)
 
 
-def book_of(snapshot: dict[str, Any], diffs: list[dict[str, Any]]) -> OrderBook:
-    """A client's book: ``snapshot``, then ``diffs`` bridged and applied (web-socket-streams.md
-    "How to manage a local order book correctly")."""
-    book = OrderBook()
-    book.load_snapshot(snapshot["lastUpdateId"], snapshot["bids"], snapshot["asks"])
-    for diff in diffs:
-        book.apply(diff["U"], diff["u"], diff["b"], diff["a"])
-    assert book.synced
-    return book
-
-
 def exchange_book(ex: LocalExchange, symbol: str, last_id: int) -> OrderBook:
     """The exchange's book at update ``last_id``: its recorded snapshot and published diffs."""
     diffs = [d for d in ex.history.events(f"{symbol.lower()}@depth@100ms") if d["u"] <= last_id]
-    return book_of(recorded_snapshot(APRIL_4, symbol), diffs)
+    return rebuilt_book(recorded_snapshot(APRIL_4, symbol), diffs)
 
 
 async def rest_depth(http: aiohttp.ClientSession, ex: LocalExchange) -> dict[str, Any]:
@@ -96,7 +85,7 @@ async def test_partial_depth_is_the_top_of_the_rebuilt_book(connect: Any) -> Non
     async with LocalExchange(replay=[APRIL_4], speed=None) as ex:
         client = await connect(ex.ws_url + "/stream?streams=" + streams)
         got = await drain(client, ex)
-    book = book_of(recorded_snapshot(APRIL_4, "BTCUSDT"), [])
+    book = rebuilt_book(recorded_snapshot(APRIL_4, "BTCUSDT"), [])
     between: list[int] = []
     for msg in got:
         data = msg["data"]
@@ -169,7 +158,7 @@ async def test_rest_snapshot_falls_inside_the_next_1000ms_diff_and_bridges(
             strict.append(diff["U"] < snap["lastUpdateId"] + 1)
         events = [diff] + [(await client.until(lambda m: m["stream"] == "btcusdt@depth"))["data"]
                            for _ in range(2)]
-        book = book_of(snap, events)
+        book = rebuilt_book(snap, events)
         assert book.top(100_000) == exchange_book(ex, "BTCUSDT", events[-1]["u"]).top(100_000)
     assert any(strict)
 
