@@ -283,6 +283,51 @@ async def test_history_beside_a_live_recorder_joins_its_rows_without_a_gap(
     assert sources["rest"] >= 300 and sources["ws"] >= 20
 
 
+async def test_history_after_a_stopped_recording_leaves_its_hole_to_the_next_run(
+        db_path: Path) -> None:
+    """History of a range starting after a stopped recording's last id records the ids in
+    between as an open gap, and the next recorder run fills it: every id once, no hole."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:
+        config = RecorderConfig(symbols=["BTCUSDT"], streams=["aggTrade"], database=db_path,
+                                ws_url=ex.ws_url, rest_url=ex.rest_url)
+        recorder = Recorder(config)
+        task = asyncio.create_task(recorder.run())
+        await recorder.wait_until(lambda s: s.total_messages >= 20 and recorder.flushed,
+                                  TIMEOUT)
+        recorder.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+        [(last,)] = stored(db_path, "SELECT MAX(agg_id) FROM agg_trade")
+        await traded(ex, "BTCUSDT", len(ex.market.symbols["BTCUSDT"].aggs) + 100)
+        since = ex.market.symbols["BTCUSDT"].agg_times[-1]
+        await fetch_history(db_path, ["BTCUSDT"], ["aggTrade"], since, rest_url=ex.rest_url)
+        [(first_after,)] = stored(db_path, "SELECT MIN(agg_id) FROM agg_trade WHERE agg_id > ?",
+                                  last)
+        assert stored(db_path, "SELECT stream, first_missing, last_missing FROM gaps") == [
+            ("btcusdt@aggTrade", last + 1, first_after - 1)]
+        again = Recorder(config)
+        task = asyncio.create_task(again.run())
+        await again.wait_until(lambda s: s.gaps_filled >= 1 and again.flushed, TIMEOUT)
+        again.stop()
+        await asyncio.wait_for(task, TIMEOUT)
+    ids = [r[0] for r in stored(db_path, "SELECT agg_id FROM agg_trade ORDER BY agg_id")]
+    assert ids == list(range(ids[0], ids[-1] + 1))
+
+
+async def test_recent_candles_are_stored_open_for_the_live_stream_to_close(
+        db_path: Path) -> None:
+    """Candles that closed less than a margin before the request are stored open, so a local
+    clock ahead of the exchange's never seals a candle the live stream still updates."""
+    from binance_streamer.history import CLOSED_MARGIN_MS
+
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=200) as ex:
+        await traded(ex, "BTCUSDT", 600)
+        since = ex.market.symbols["BTCUSDT"].agg_times[0]
+        await fetch_history(db_path, ["BTCUSDT"], ["kline_1s"], since, rest_url=ex.rest_url)
+    rows = stored(db_path, "SELECT close_time, is_closed FROM kline")
+    assert len(rows) >= 2 and CLOSED_MARGIN_MS >= 10_000
+    assert not [close for close, is_closed in rows if is_closed]  # all within the margin
+
+
 async def test_history_into_postgresql_is_stored_once(replayed: LocalExchange,
                                                       pg_url: str) -> None:
     """Into PostgreSQL, the range is stored as from the exchange and a rerun stores 0 rows."""

@@ -126,8 +126,10 @@ def _start_key(conn: Any, table: str, key: str, order: str, symbol: str, where: 
     """The first key in range, found in ``order`` (the time column when the range has a
     start: the read index on (symbol, time) finds it at once where the database has one; ids
     grow with time, so it is also the smallest key)."""
+    # Ties on time: the lowest key, not the first stored (a backfilled lower id comes later).
+    tie = f", {key}" if order != key else ""
     sql = (f"SELECT {key} FROM {table} WHERE symbol = {mark}"  # noqa: S608
-           + "".join(f" AND {w}" for w in where) + f" ORDER BY {order} LIMIT 1")
+           + "".join(f" AND {w}" for w in where) + f" ORDER BY {order}{tie} LIMIT 1")
     row = conn.execute(sql, [symbol, *params]).fetchone()
     return None if row is None else row[0]
 

@@ -260,6 +260,13 @@ async def fetch_history(
     return stats
 
 
+# A candle counts as closed (final, never updated again) only once it closed this long before
+# the request by the local clock: a clock running ahead of Binance's, or a candle closing while
+# the request is answered, must not store an open candle as closed (the live recorder's closing
+# update could then never replace it).
+CLOSED_MARGIN_MS = 60_000
+
+
 async def _fetch_stream(run: _Run, name: StreamName, state: HistoryProgress) -> None:
     run.stats.fetched.setdefault(name.name, 0)
     run.stats.stored.setdefault(name.name, 0)
@@ -271,6 +278,9 @@ async def _fetch_stream(run: _Run, name: StreamName, state: HistoryProgress) -> 
         return  # nothing traded in the range
     start = first.agg_id if name.kind is StreamKind.AGG_TRADE else first.first_trade_id
     table = AGG_TRADE.name if name.kind is StreamKind.AGG_TRADE else TRADE.name
+    below = run.store.highest_below(table, name.symbol.upper(), start)
+    if below is not None and below < start - 1:  # a recording stopped before ``since``
+        run.store.note_gap(name.name, below + 1, start - 1, time.time_ns())
     runs = run.store.stored_runs(table, name.symbol.upper(), "", start, state.until, 1)
     for lo, hi in missing_spans(runs, start, 1):
         if not await _fetch_ids(run, name, state, lo, hi):
@@ -325,10 +335,11 @@ async def _fetch_klines(run: _Run, name: StreamName, state: HistoryProgress) -> 
     for lo, hi in missing_spans(runs, state.since, step):
         end, cursor = state.until if hi is None else hi, lo
         while cursor <= end:
+            asked = time.time_ns() // 1_000_000 - CLOSED_MARGIN_MS
             items = await run.pacer.call(KLINES_WEIGHT, partial(
                 run.rest.klines, symbol, interval, cursor, end, PAGE))
             kept = [k for k in items if cursor <= k.open_time <= end]
-            now = time.time_ns() // (1_000_000 // run.scale)
+            now = asked * run.scale
             run.store_page(state, KLINE.name, kline_rows(symbol, interval, kept, now),
                            kept[-1].close_time if kept else state.reached)
             if not kept or len(items) < PAGE:

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from binance_streamer.core.tables import KLINE, TABLES, Row
+from binance_streamer.core.tables import AGG_TRADE, KLINE, TABLES, Row
 from binance_streamer.errors import StorageBusy, StorageFatal
 from binance_streamer.storage import bookkeeping
 from binance_streamer.storage.base import Batch
@@ -32,6 +32,12 @@ _KEY = {"agg_trade": ("agg_id", "trade_time"), "trade": ("trade_id", "trade_time
         "kline": ("open_time", "open_time")}
 _BUSY_TIMEOUT_MS = 10_000  # a recorder's transaction is one batch: far shorter than this
 _PAGE = 500  # rows per INSERT statement (13 columns x 500 stays below SQLite's 32,766 variables)
+
+
+_HIGHEST_AGG = "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = ? AND agg_id < ?"
+_HIGHEST_TRADE = "SELECT MAX(trade_id) FROM trade WHERE symbol = ? AND trade_id < ?"
+_NOTE_GAP = ("INSERT INTO gaps (stream, first_missing, last_missing, cause, detected_ns) "
+             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 class HistoryStore:
@@ -92,6 +98,21 @@ class HistoryStore:
         ends = self._conn.execute(runs_sql, [*params, step]).fetchall()
         starts = [first] + [nxt for _, nxt in ends if nxt is not None]
         return [(int(s), int(k)) for s, (k, _) in zip(starts, ends, strict=True)]
+
+    def highest_below(self, table: str, symbol: str, start: int) -> int | None:
+        """The highest trade or aggregate-trade id of ``symbol`` stored below ``start``."""
+        sql = _HIGHEST_AGG if table == AGG_TRADE.name else _HIGHEST_TRADE
+        sql = sql.replace("?", self._mark)
+        row = self._conn.execute(sql, (symbol, start)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def note_gap(self, stream: str, first: int, last: int, detected_ns: int) -> None:
+        """Record ids ``first``..``last`` of ``stream`` as an open gap, so the next recorder
+        run fills them over REST (it resumes after its highest stored id, which history's rows
+        would otherwise hide)."""
+        self._conn.execute(_NOTE_GAP.replace("?", self._mark),
+                           (stream, first, last, "history", detected_ns))
+        self._conn.commit()
 
     def close(self) -> None:
         """Close the connection(s)."""
