@@ -1,8 +1,11 @@
 """Reading recorded data back: the queries behind ``binance-streamer query`` and the library API.
 
-Rows are read page by page in time order (keyset pages: each page is one indexed seek after the
-last row of the previous one), so memory stays bounded however many rows match and no read
-transaction stays open between pages to hold back a live recording's write-ahead log.
+Rows are read page by page in time order, so memory stays bounded however many rows match.
+For one symbol each page is one indexed seek after the last row of the previous one, and no
+read transaction stays open between pages to hold back a live recording's write-ahead log.
+Without a symbol no index orders the whole table by time: it is sorted once and read through
+one cursor, whose read transaction lasts until the last row is written (a slow reader of a
+live SQLite recording lets its write-ahead log grow meanwhile; nothing is lost).
 Works on any DB-API connection (sqlite3 or psycopg); ``mark`` is the parameter placeholder.
 """
 
