@@ -227,20 +227,27 @@ def test_feed_frames_equal_what_the_exchange_published(recorded: tuple[Path, His
 
 
 def test_feed_of_a_raw_recording_is_the_archived_frames(tmp_path: Path) -> None:
-    """Recorded with raw frames, the feed holds each archived frame verbatim, filtered by
-    stream and symbol."""
+    """With from_raw the feed holds each archived market frame verbatim, filtered by stream and
+    symbol, control replies left out; by default it is rebuilt from the rows, the same frames,
+    also for streams the archive lacks."""
     db = tmp_path / "raw.db"
     history = asyncio.run(_record(db, "cf_2021-04-04", ["DOTUSDT", "ETHUSDT"],
                                   ["aggTrade", "ticker"], raw=True))
-    out = tmp_path / "feed.gz"
-    export(db, "aggTrade", out, fmt="feed", symbols=["DOTUSDT"])
-    lines = gzip.decompress(out.read_bytes()).splitlines()
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(db) as conn:  # the archive keeps control replies too
+        conn.execute("INSERT INTO raw_frame (received_ns, connection, frame) VALUES "
+                     "(1, 0, '{\"result\":null,\"id\":1}')")
         archived = conn.execute("SELECT received_ns, frame FROM raw_frame ORDER BY id").fetchall()
+    out = tmp_path / "feed.gz"
+    export(db, "aggTrade", out, fmt="feed", symbols=["DOTUSDT"], from_raw=True)
+    lines = gzip.decompress(out.read_bytes()).splitlines()
     assert lines == [b"%d %s" % (ns, f.encode()) for ns, f in archived
                      if '"stream":"dotusdt@aggTrade"' in f]
     assert [json.loads(line.split(b" ", 1)[1])["data"] for line in lines] == \
         history["dotusdt@aggTrade"]
+    with sqlite3.connect(db) as conn:  # as if DOTUSDT had been recorded without --raw
+        conn.execute("DELETE FROM raw_frame WHERE frame LIKE '%dotusdt@%'")
+    export(db, "aggTrade", out, fmt="feed", symbols=["DOTUSDT"])  # rebuilt from the rows
+    assert gzip.decompress(out.read_bytes()).splitlines() == lines
 
 
 def test_book_snapshots_are_the_rebuilt_books_at_each_tick(tmp_path: Path) -> None:
@@ -344,3 +351,47 @@ def test_a_postgresql_recording_exports_the_same_rows(pg_url: str, tmp_path: Pat
                for line in gzip.decompress((tmp_path / f"{n}.feed.gz").read_bytes()).splitlines()]
               for n in ("pg", "lite")]
     assert sorted(frames[0], key=json.dumps) == sorted(frames[1], key=json.dumps)
+
+
+def test_a_partition_met_again_gets_a_part_of_its_own(tmp_path: Path) -> None:
+    """Rows leaving a day and coming back to it (ids out of time order) land in a second part
+    file of that day: one partition is open at a time, and no row is lost."""
+    from binance_streamer.storage.open import open_sink
+
+    db = tmp_path / "days.db"
+    open_sink(db).close()
+    day = 86_400_000
+    with sqlite3.connect(db) as conn:
+        for agg_id, time in ((1, day), (2, 2 * day), (3, day + 5)):
+            conn.execute("INSERT INTO agg_trade (symbol, agg_id, price, quantity, "
+                         "first_trade_id, last_trade_id, trade_time, buyer_is_maker, "
+                         "best_match, event_time, received_ns, source) VALUES ('BTCUSDT', ?, "
+                         "'1.00000000', '2.00000000', ?, ?, ?, 0, 1, ?, 1, 'ws')",
+                         (agg_id, agg_id, agg_id, time, time))
+    export(db, "aggTrade", f"{tmp_path / 'out'}/", fmt="csv")
+    files = sorted(p.relative_to(tmp_path / "out").as_posix()
+                   for p in (tmp_path / "out").rglob("*.csv"))
+    assert files == ["symbol=BTCUSDT/date=1970-01-02/part-0.csv",
+                     "symbol=BTCUSDT/date=1970-01-02/part-1.csv",
+                     "symbol=BTCUSDT/date=1970-01-03/part-0.csv"]
+    ids = sorted(int(line.split(",")[1]) for f in files
+                 for line in (tmp_path / "out" / f).read_text().splitlines()[1:])
+    assert ids == [1, 2, 3]
+
+
+def test_the_format_follows_the_output_suffix(tmp_path: Path) -> None:
+    """Without --format, -o trades.csv.gz writes gzipped CSV, not Parquet in a .csv file."""
+    from binance_streamer.storage.open import open_sink
+
+    db = tmp_path / "one.db"
+    open_sink(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO agg_trade (symbol, agg_id, price, quantity, first_trade_id, "
+                     "last_trade_id, trade_time, buyer_is_maker, best_match, event_time, "
+                     "received_ns, source) VALUES ('BTCUSDT', 1, '1.00000000', '2.00000000', "
+                     "1, 1, 1000, 0, 1, 1000, 1, 'ws')")
+    out = tmp_path / "trades.csv.gz"
+    result = CliRunner().invoke(main, ["export", "--db", str(db), "--stream", "aggTrade",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert gzip.decompress(out.read_bytes()).decode().splitlines()[1].startswith("BTCUSDT,1,")

@@ -72,7 +72,8 @@ class _Source:
 def export(database: str | Path, stream: str | Sequence[str] | None, output: str | Path,
            fmt: str = "parquet", symbols: Sequence[str] = (), since: int | None = None,
            until: int | None = None, compression: str | None = None, as_float: bool = False,
-           every: str = "1s", progress: Progress | None = None) -> ExportResult:
+           every: str = "1s", progress: Progress | None = None, *,
+           from_raw: bool = False) -> ExportResult:
     """Write the recorded rows of ``stream`` (a stream type such as ``aggTrade`` or
     ``kline_1m``, a market table name, or ``book_snapshot_<N>`` for books rebuilt every
     ``every``) to ``output``; ``since``/``until`` in epoch ms.
@@ -81,7 +82,8 @@ def export(database: str | Path, stream: str | Sequence[str] | None, output: str
     streams (all when ``stream`` is None) merged in receive order, see
     `binance_streamer.export_feed` (``since``/``until`` on the receive time).
     ``compression``: ``none``, ``gzip`` or ``zstd`` (default: zstd for Parquet, gzip for the
-    feed, none otherwise).
+    feed, none otherwise). ``from_raw``: the feed's frames exactly as received, from the
+    ``raw_frame`` archive (only what was recorded with ``--raw``); else rebuilt from the rows.
 
     Raises `ConfigError` (unknown stream or format, no rows, an output that cannot be
     written), `MissingExtra` (pyarrow for Parquet or zstd), `InvalidDatabase`.
@@ -94,7 +96,7 @@ def export(database: str | Path, stream: str | Sequence[str] | None, output: str
         if folder:
             raise ConfigError("--format feed writes one file: give -o FILE, not a folder")
         return _export_feed(database, streams, target, symbols, since, until, compression,
-                            progress)
+                            progress, from_raw)
     if len(streams) != 1:
         raise ConfigError(f"--format {fmt} exports one stream at a time; got {len(streams)}")
     with contextlib.ExitStack() as stack:
@@ -151,18 +153,21 @@ def _write(source: _Source, outputs: Outputs, target: Path, folder: bool, fmt: s
     """Write every page of ``source``; the row count. `ConfigError` when there is none."""
     if progress:
         progress(source.total(), 0)
-    name = file_name("part-0", fmt, compression)
-    written, symbol_open = 0, None
+    written, key_open, path = 0, None, target
+    parts: dict[tuple[str, str], int] = {}
     for page in source.pages:
         if not folder:
             outputs.writer(target).write(page)
         else:
-            for (symbol, day), run in _partitions(page, source):
-                if symbol != symbol_open:  # rows come grouped by symbol: close the last one's
-                    for path in list(outputs.open):
-                        outputs.finish(path)
-                    symbol_open = symbol
-                outputs.writer(target / f"symbol={symbol}" / f"date={day}" / name).write(run)
+            for key, run in _partitions(page, source):
+                if key != key_open:  # one partition open at a time: memory stays flat
+                    for done in list(outputs.open):
+                        outputs.finish(done)
+                    key_open, part = key, parts.get(key, -1) + 1
+                    parts[key] = part  # a partition met again gets a part of its own
+                    path = (target / f"symbol={key[0]}" / f"date={key[1]}"
+                            / file_name(f"part-{part}", fmt, compression))
+                outputs.writer(path).write(run)
         written += len(page)
         if progress:
             progress(None, len(page))
@@ -221,12 +226,12 @@ def _day_key(key: tuple[str, int]) -> tuple[str, str]:
 
 def _export_feed(database: str | Path, streams: list[str], target: Path,
                  symbols: Sequence[str], since: int | None, until: int | None,
-                 compression: str, progress: Progress | None) -> ExportResult:
+                 compression: str, progress: Progress | None, from_raw: bool) -> ExportResult:
     outputs = Outputs("feed", compression, [], [])
     with open_reader(database) as reader:
         try:
             lines, total = feed_lines(reader.conn, reader.mark, streams, list(symbols), since,
-                                      until)
+                                      until, from_raw=from_raw)
             if progress:
                 progress(total(), 0)
             written = 0

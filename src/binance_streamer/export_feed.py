@@ -36,17 +36,19 @@ Lines = Generator[list[bytes], None, None]
 
 
 class _Stream(msgspec.Struct):
-    stream: str
+    stream: str | None = None  # control replies and rejects are archived too: no stream
 
 
 _stream_of = msgspec.json.Decoder(_Stream).decode
 
 
 def feed_lines(conn: Any, mark: str, streams: list[str], symbols: list[str],
-               since: int | None, until: int | None) -> tuple[Lines, Callable[[], int]]:
+               since: int | None, until: int | None, *, from_raw: bool = False
+               ) -> tuple[Lines, Callable[[], int]]:
     """Chunks of feed lines for ``streams`` (every market table when empty) of ``symbols``
     (all when empty) received from ``since`` until ``until`` (epoch ms), and a function
-    counting them."""
+    counting them. ``from_raw``: the frames of the ``raw_frame`` archive, exactly as received
+    (it holds only what was recorded with ``--raw``); else frames rebuilt from every row."""
     scale = 1000 if time_unit(conn, mark) == "us" else 1
     kinds = streams or [t for t in FRAME_BUILDERS]
     sels = [select(k, symbols, since, until, mark, scale, by_receive_time=True) for k in kinds]
@@ -54,7 +56,7 @@ def feed_lines(conn: Any, mark: str, streams: list[str], symbols: list[str],
         if sel.spec.name not in FRAME_BUILDERS:
             raise InvalidStreamName(f"{sel.stream!r} has no stream frames (a REST answer)")
     raw = _raw_range(since, until, mark)
-    if conn.execute(f"SELECT 1 FROM raw_frame{raw[0]} LIMIT 1", raw[1]).fetchone():  # noqa: S608
+    if from_raw:
         accept = _raw_filter(streams, symbols)
         return _raw_lines(conn, mark, raw, accept), lambda: _count_raw(conn, raw)
     speeds = [_speed(conn, sel) for sel in sels]
@@ -140,11 +142,21 @@ def _raw_lines(conn: Any, mark: str, raw: tuple[str, tuple[int, ...]],
     try:
         while page := cur.fetchmany(_CHUNK):
             chunk = [b"%d %s\n" % (ns, frame.encode()) for ns, frame in page
-                     if accept(_stream_of(frame).stream)]
+                     if _accepted(frame, accept)]
             if chunk:
                 yield chunk
     finally:
         cur.close()
+
+
+def _accepted(frame: str, accept: Callable[[str], bool]) -> bool:
+    """Whether an archived frame is a market frame of an asked stream (control replies,
+    rejects and malformed frames are archived too, and never in a feed)."""
+    try:
+        name = _stream_of(frame).stream
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return name is not None and accept(name)
 
 
 def _server_cursor(conn: Any, sql: str, params: tuple[int, ...]) -> Any:

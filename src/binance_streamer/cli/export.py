@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -26,13 +27,18 @@ __all__ = ["export"]
 @click.option("--symbol", "symbols", multiple=True, help="Only this symbol (repeatable).")
 @click.option("--since", help="From this time: epoch ms or ISO date-time (UTC).")
 @click.option("--until", help="Before this time: epoch ms or ISO date-time (UTC).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet",
-              show_default=True, help="Output format; feed is '<receive ns> <frame>' lines.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format; feed is '<receive ns> <frame>' lines. Default: from the "
+                   "output's suffix (.csv, .jsonl, .parquet, with .gz or .zst), else parquet.")
+@click.option("--from-raw", is_flag=True,
+              help="With --format feed: the frames exactly as received, from the archive a "
+                   "recording made with --raw keeps (only what was recorded with --raw).")
 @click.option("-o", "--output", required=True,
               help="Output file, or a folder (ending in /) partitioned as "
                    "symbol=<SYMBOL>/date=<YYYY-MM-DD>/part-0.<ext>.")
 @click.option("--compression", type=click.Choice(COMPRESSIONS),
-              help="gzip or zstd (default: zstd for Parquet, gzip for feed, none otherwise).")
+              help="gzip or zstd (default: zstd for Parquet, gzip for feed, as the output's "
+                   ".gz or .zst suffix says, none otherwise).")
 @click.option("--float", "as_float", is_flag=True,
               help="Parquet prices and quantities as float64 instead of decimal128(38, 8).")
 @click.option("--every", default="1s", show_default=True,
@@ -40,19 +46,31 @@ __all__ = ["export"]
 @click.option("--db", default="binance_data.db", show_default=True,
               help="SQLite database file, or a postgresql:// URL.")
 def export(streams: tuple[str, ...], symbols: tuple[str, ...], since: str | None,
-           until: str | None, fmt: str, output: str, compression: str | None, as_float: bool,
-           every: str, db: str) -> None:
+           until: str | None, fmt: str | None, from_raw: bool, output: str,
+           compression: str | None, as_float: bool, every: str, db: str) -> None:
     """Write recorded rows of one stream type to a file or a partitioned folder, streaming with
     constant memory; re-running replaces exactly the files it wrote."""
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    fmt = fmt or _format_of(output)
+    if compression is None and fmt != "parquet":  # x.csv.gz is gzip, x.jsonl.zst zstd
+        compression = {".gz": "gzip", ".zst": "zstd"}.get(Path(output).suffix)
+    if from_raw and fmt != "feed":
+        raise click.UsageError("--from-raw is for --format feed")
     if not streams and fmt != "feed":
         raise click.UsageError("--stream is required (e.g. --stream aggTrade)")
     with _progress() as progress:
         result = export_rows(db, list(streams), output, fmt, list(symbols), start, end,
-                             compression, as_float, every, progress)
+                             compression, as_float, every, progress, from_raw=from_raw)
     what = "frames" if fmt == "feed" else "rows"
     where = result.files[0] if len(result.files) == 1 else f"{len(result.files)} files in {output}"
     click.echo(f"{result.rows:,} {what} -> {where}", err=True)
+
+
+def _format_of(output: str) -> str:
+    """The format an output's suffix names (``x.csv.gz`` is csv), parquet otherwise."""
+    suffixes = [x.lstrip(".") for x in Path(output).suffixes if x not in (".gz", ".zst")]
+    last = suffixes[-1] if suffixes else ""
+    return {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}.get(last, "parquet")
 
 
 @contextlib.contextmanager
