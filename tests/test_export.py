@@ -21,14 +21,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from binance_streamer import MissingExtra, RecorderConfig, order_books
+from binance_streamer import MissingExtra, Recorder, RecorderConfig, order_books
 from binance_streamer.cli import main
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import ConfigError
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.export import export
 from binance_streamer.samples import bundled_session
-from tests.helpers import record_until_replayed
+from tests.helpers import TIMEOUT, record_until_replayed
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
 STREAMS = ["aggTrade", "depth@100ms", "kline_1m", "ticker"]
@@ -395,3 +395,27 @@ def test_the_format_follows_the_output_suffix(tmp_path: Path) -> None:
                                        "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert gzip.decompress(out.read_bytes()).decode().splitlines()[1].startswith("BTCUSDT,1,")
+
+
+def test_feed_depth_streams_get_their_recorded_speeds(tmp_path: Path) -> None:
+    """Speeds are not stored: the feed names each depth stream by how often its rows came,
+    per symbol and level count (depth10 at 1000 ms beside depth5@100ms and depth@100ms)."""
+    db = tmp_path / "depth.db"
+    streams = ["depth10", "depth5@100ms", "depth@100ms"]
+
+    async def record() -> None:
+        async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
+            config = RecorderConfig(symbols=["BTCUSDT"], streams=streams, database=db,
+                                    ws_url=ex.ws_url, rest_url=ex.rest_url)
+            recorder = Recorder(config)
+            task = asyncio.create_task(recorder.run())
+            await recorder.wait_until(lambda s: s.stored["partial_depth"] >= 40, TIMEOUT)
+            recorder.stop()
+            await asyncio.wait_for(task, TIMEOUT)
+
+    asyncio.run(record())
+    out = tmp_path / "feed.gz"
+    export(db, None, out, fmt="feed")
+    names = {json.loads(line.split(b" ", 1)[1])["stream"]
+             for line in gzip.decompress(out.read_bytes()).splitlines()}
+    assert names == {f"btcusdt@{s}" for s in streams}

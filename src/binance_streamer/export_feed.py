@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from binance_streamer.core.feed import FRAME_BUILDERS, frame_line
-from binance_streamer.core.streams import InvalidStreamName, parse_stream
+from binance_streamer.core.streams import InvalidStreamName
 from binance_streamer.storage.export_rows import (
     SPECS,
     Selection,
@@ -59,11 +59,12 @@ def feed_lines(conn: Any, mark: str, streams: list[str], symbols: list[str],
     if from_raw:
         accept = _raw_filter(streams, symbols)
         return _raw_lines(conn, mark, raw, accept), lambda: _count_raw(conn, raw)
-    speeds = [_speed(conn, sel) for sel in sels]
+    speeds = [_speed(conn, sel, scale) for sel in sels]
     return _merged(conn, mark, sels, speeds), lambda: sum(count_rows(conn, s) for s in sels)
 
 
-def _merged(conn: Any, mark: str, sels: list[Selection], speeds: list[str]) -> Lines:
+def _merged(conn: Any, mark: str, sels: list[Selection],
+            speeds: list[Callable[[tuple[Any, ...]], str]]) -> Lines:
     def keyed(i: int, sel: Selection) -> Iterator[tuple[int, int, tuple[Any, ...]]]:
         for page in feed_pages(conn, sel, mark):
             for row in page:
@@ -71,30 +72,41 @@ def _merged(conn: Any, mark: str, sels: list[Selection], speeds: list[str]) -> L
 
     merged = heapq.merge(*(keyed(i, s) for i, s in enumerate(sels)), key=lambda item: item[:2])
     tables = [s.spec.name for s in sels]
-    while chunk := [frame_line(tables[i], r, ns, speeds[i])
+    while chunk := [frame_line(tables[i], r, ns, speeds[i](r))
                     for ns, i, r in itertools.islice(merged, _CHUNK)]:
         yield chunk
 
 
-def _speed(conn: Any, sel: Selection) -> str:
-    """``@100ms`` or empty: as named, or from how often the first stored rows came."""
+# A depth stream whose rows came closer than this is the @100ms one (the 1000 ms streams send
+# at most one event a second; event time for diffs, receive time for partial books).
+_FAST_EVENT_MS = 900
+_FAST_RECEIVE_NS = 500_000_000
+
+
+def _speed(conn: Any, sel: Selection, scale: int) -> Callable[[tuple[Any, ...]], str]:
+    """The speed suffix (``@100ms`` or empty) of each row's stream: as the asked name says
+    when it names one, else from how often the first stored rows of each stream came (per
+    symbol, and per level count for partial books: speeds are not stored)."""
     table = sel.spec.name
     if table not in ("partial_depth", "depth_update"):
-        return ""
-    try:
-        return "@100ms" if parse_stream(f"btcusdt@{sel.stream}").speed_ms == 100 else ""
-    except InvalidStreamName:
-        pass  # a table name: look at the data
-    col = "event_time" if table == "depth_update" else "received_ns"
-    per_ms = 1_000_000 if col == "received_ns" else 1
-    sql = f"SELECT symbol, {col} FROM {table} ORDER BY id LIMIT 1000"  # noqa: S608
-    rows = conn.execute(sql).fetchall()
-    last: dict[str, int] = {}
-    for symbol, t in rows:
-        if symbol in last and 0 < t - last[symbol] < 900 * per_ms:
-            return "@100ms"
-        last[symbol] = t
-    return ""
+        return lambda _row: ""
+    if "@100ms" in sel.stream or "@1000ms" in sel.stream:
+        suffix = "@100ms" if "@100ms" in sel.stream else ""
+        return lambda _row: suffix
+    if table == "depth_update":
+        sql, limit, width = ("SELECT symbol, event_time FROM depth_update ORDER BY id "
+                             "LIMIT 20000", _FAST_EVENT_MS * scale, 1)
+    else:
+        sql, limit, width = ("SELECT symbol, levels, received_ns FROM partial_depth ORDER BY "
+                             "id LIMIT 20000", _FAST_RECEIVE_NS, 2)
+    last: dict[tuple[Any, ...], int] = {}
+    fast: set[tuple[Any, ...]] = set()
+    for row in conn.execute(sql).fetchall():
+        key, t = tuple(row[:width]), row[width]
+        if key in last and 0 <= t - last[key] < limit:
+            fast.add(key)
+        last[key] = t
+    return lambda row: "@100ms" if tuple(row[:width]) in fast else ""
 
 
 def _raw_range(since: int | None, until: int | None, mark: str) -> tuple[str, tuple[int, ...]]:
