@@ -171,3 +171,10 @@ def test_json_is_one_array_and_equals_json_lines(filled_db: Path) -> None:
     lines = [json.loads(line) for line in run(*args, "--format", "jsonl").splitlines()]
     assert array == lines and len(array) == 400
     assert json.loads(run(*args, "--format", "json", "--since", "2030-01-01")) == []
+
+
+def test_a_table_with_no_matching_rows_says_so(filled_db: Path) -> None:
+    """No rows in range: the table view prints its header and says on stderr that none match."""
+    result = invoke("BTCUSDT", "--stream", "aggTrade", "--since", "2100-01-01T00:00:00",
+                    "--db", str(filled_db))
+    assert len(result.stdout.splitlines()) == 2 and result.stderr.strip() == "no rows match"

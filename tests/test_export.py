@@ -419,3 +419,15 @@ def test_feed_depth_streams_get_their_recorded_speeds(tmp_path: Path) -> None:
     names = {json.loads(line.split(b" ", 1)[1])["stream"]
              for line in gzip.decompress(out.read_bytes()).splitlines()}
     assert names == {f"btcusdt@{s}" for s in streams}
+
+
+def test_from_raw_without_an_archive_says_how_to_get_frames(tmp_path: Path) -> None:
+    """--from-raw on a recording made without --raw is one line naming both ways out, exit 2."""
+    from binance_streamer.storage.open import open_sink
+
+    db = tmp_path / "plain.db"
+    open_sink(db).close()
+    result = CliRunner().invoke(main, ["export", "--db", str(db), "--format", "feed",
+                                       "--from-raw", "-o", str(tmp_path / "f.gz")])
+    assert result.exit_code == 2 and "record --raw" in result.output
+    assert "leave out --from-raw" in result.output

@@ -19,6 +19,7 @@ import msgspec
 
 from binance_streamer.core.feed import FRAME_BUILDERS, frame_line
 from binance_streamer.core.streams import InvalidStreamName
+from binance_streamer.errors import ConfigError
 from binance_streamer.storage.export_rows import (
     SPECS,
     Selection,
@@ -57,6 +58,9 @@ def feed_lines(conn: Any, mark: str, streams: list[str], symbols: list[str],
             raise InvalidStreamName(f"{sel.stream!r} has no stream frames (a REST answer)")
     raw = _raw_range(since, until, mark)
     if from_raw:
+        if not conn.execute("SELECT 1 FROM raw_frame LIMIT 1").fetchone():
+            raise ConfigError("this recording holds no raw frames (they are kept by `record "
+                              "--raw`): leave out --from-raw to rebuild the frames from its rows")
         accept = _raw_filter(streams, symbols)
         return _raw_lines(conn, mark, raw, accept), lambda: _count_raw(conn, raw)
     speeds = [_speed(conn, sel, scale) for sel in sels]

@@ -148,9 +148,11 @@ def _print_table(names: list[str], records: Iterator[tuple[Any, ...]], shown: in
     if shown is not None:
         records, cut = _at_most(records, shown)
     hidden: list[str] = []
+    lines = 0
     for line in fit_table(names, records, terminal_width(), fit, hidden):
         out.write(line + "\n")
-    notes = []
+        lines += 1
+    notes = [] if lines > 2 else ["no rows match"]  # the header and its rule only
     if hidden:
         notes.append(f"{len(hidden)} more column{'s' if len(hidden) > 1 else ''} not shown "
                      f"({', '.join(hidden)}): --columns to pick, --all-columns for every one")
