@@ -96,3 +96,42 @@ async def record_until_replayed(ex: LocalExchange, config: RecorderConfig
     recorder.stop()
     await asyncio.wait_for(task, TIMEOUT)
     return {s: ex.history.events(s) for s in config.stream_names}
+
+
+async def record_capture(session: Path, db: Path | str, streams: list[str],
+                         symbols: list[str] | None = None, speed: float | None = None,
+                         raw: bool = False) -> dict[str, list[Any]]:
+    """Record capture ``session`` replayed by the local exchange into ``db``: ``streams`` of
+    ``symbols`` (every TRADING symbol it holds when None), as fast as read or paced at
+    ``speed`` times real time (paced, a recorder's first depth snapshot comes early in the
+    recording); what the exchange published, by stream."""
+    async with LocalExchange(replay=[session], speed=speed) as ex:
+        if symbols is None:
+            symbols = sorted(s for s in ex.market.symbols
+                             if ex.info.by_symbol[s]["status"] == "TRADING")
+        config = RecorderConfig(symbols=symbols, streams=streams, database=db,
+                                ws_url=ex.ws_url, rest_url=ex.rest_url, raw=raw)
+        return await record_until_replayed(ex, config)
+
+
+def assert_one_clear_line(stderr: str, *words: str) -> None:
+    """stderr is one line starting with 'error:' and naming each of ``words``."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
+    for word in words:
+        assert word in lines[0], (word, stderr)
+
+
+def store_agg_trades(db: Path, trades: list[tuple[int, int]]) -> None:
+    """A recording holding BTCUSDT aggregate trades ``(agg_id, trade_time)`` (price 1,
+    quantity 2, one trade each), stored in the order given."""
+    from binance_streamer.storage.open import open_sink
+
+    open_sink(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO agg_trade (symbol, agg_id, price, quantity, first_trade_id, "
+            "last_trade_id, trade_time, buyer_is_maker, best_match, event_time, received_ns, "
+            "source) VALUES ('BTCUSDT', ?, '1.00000000', '2.00000000', ?, ?, ?, 0, 1, ?, 1, "
+            "'ws')", [(a, a, a, t, t) for a, t in trades])

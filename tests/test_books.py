@@ -18,23 +18,12 @@ from binance_streamer.cli import main
 from binance_streamer.errors import ConfigError
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT, record_until_replayed
+from tests.helpers import TIMEOUT, record_capture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Captures holding both @depth@100ms and Binance's own @bookTicker for the same symbols.
 SESSIONS = [bundled_session("cf_2021-04-05"), FIXTURES / "cf_2021-08-14.session.jsonl.gz",
             FIXTURES / "cf_2021-10-12.session.jsonl.gz"]
-
-
-async def _record(session: Path, db: Path | str) -> None:
-    """Record every symbol's depth diffs and book tickers of ``session`` into ``db`` (at 25x:
-    the recorder's first snapshots come early in the recording)."""
-    async with LocalExchange(replay=[session], speed=25) as ex:
-        trading = [s for s in ex.market.symbols
-                   if ex.info.by_symbol[s]["status"] == "TRADING"]
-        config = RecorderConfig(symbols=sorted(trading), streams=["depth@100ms", "bookTicker"],
-                                database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     dbs = []
     for session in SESSIONS:
         db = folder / (session.name.split(".")[0] + ".db")
-        asyncio.run(_record(session, db))
+        asyncio.run(record_capture(session, db, ["depth@100ms", "bookTicker"], speed=25))
         dbs.append(db)
     return dbs
 
@@ -256,7 +245,7 @@ def test_partial_depth_recordings_give_the_latest_partial_book(db_path: Path) ->
 
 def test_postgresql_recordings_give_the_same_books(recorded: list[Path], pg_url: str) -> None:
     """The same capture recorded into PostgreSQL rebuilds book for book what SQLite does."""
-    asyncio.run(_record(SESSIONS[1], pg_url))
+    asyncio.run(record_capture(SESSIONS[1], pg_url, ["depth@100ms", "bookTicker"], speed=25))
     db = recorded[1]
     symbol, first, last = _busiest(db)
     sqlite_books = list(order_books(db, symbol, first, last, depth=10, every="500ms"))

@@ -17,22 +17,13 @@ from click.testing import CliRunner
 from binance_streamer.cli import main
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.storage.sqlite import SqliteSink
-from tests.helpers import TIMEOUT, batch_of
+from tests.helpers import TIMEOUT, assert_one_clear_line, batch_of
 
 
 def run(*args: str) -> tuple[int, str]:
     """Run the command in-process; its exit code and its stderr."""
     result = CliRunner().invoke(main, list(args))
     return result.exit_code, result.stderr
-
-
-def assert_one_clear_line(stderr: str, *words: str) -> None:
-    """stderr is one line starting with 'error:' and naming each of ``words``."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
-    for word in words:
-        assert word in lines[0], (word, stderr)
 
 
 @pytest.fixture

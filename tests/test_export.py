@@ -28,7 +28,7 @@ from binance_streamer.errors import ConfigError
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.export import export
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT, record_until_replayed
+from tests.helpers import TIMEOUT, record_capture, store_agg_trades
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
 STREAMS = ["aggTrade", "depth@100ms", "kline_1m", "ticker"]
@@ -36,23 +36,14 @@ SPECS = {t.name: t for t in TABLES}
 History = dict[str, list[Any]]
 
 
-async def _record(db: Path | str, session: str, symbols: list[str], streams: list[str],
-                  raw: bool = False, speed: float | None = None) -> History:
-    """Record ``session`` through the local exchange into ``db`` (at full speed, or paced at
-    ``speed`` times real time); what it published."""
-    async with LocalExchange(replay=[bundled_session(session)], speed=speed) as ex:
-        config = RecorderConfig(symbols=symbols, streams=streams, database=db,
-                                ws_url=ex.ws_url, rest_url=ex.rest_url, raw=raw)
-        return await record_until_replayed(ex, config)
-
-
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, History]:
     """The bundled 2021-04-04 capture (trades, depth, klines, tickers) and the 2021-04-05 one
     (book tickers), recorded into one SQLite database; what the exchange published."""
     db = tmp_path_factory.mktemp("export") / "market.db"
-    history = asyncio.run(_record(db, "cf_2021-04-04", SYMBOLS, STREAMS))
-    history |= asyncio.run(_record(db, "cf_2021-04-05", ["ZILUSDT", "ETHBRL"], ["bookTicker"]))
+    history = asyncio.run(record_capture(bundled_session("cf_2021-04-04"), db, STREAMS, SYMBOLS))
+    history |= asyncio.run(record_capture(bundled_session("cf_2021-04-05"), db, ["bookTicker"],
+                                          ["ZILUSDT", "ETHBRL"]))
     return db, history
 
 
@@ -231,8 +222,9 @@ def test_feed_of_a_raw_recording_is_the_archived_frames(tmp_path: Path) -> None:
     symbol, control replies left out; by default it is rebuilt from the rows, the same frames,
     also for streams the archive lacks."""
     db = tmp_path / "raw.db"
-    history = asyncio.run(_record(db, "cf_2021-04-04", ["DOTUSDT", "ETHUSDT"],
-                                  ["aggTrade", "ticker"], raw=True))
+    history = asyncio.run(record_capture(bundled_session("cf_2021-04-04"), db,
+                                         ["aggTrade", "ticker"], ["DOTUSDT", "ETHUSDT"],
+                                         raw=True))
     with sqlite3.connect(db) as conn:  # the archive keeps control replies too
         conn.execute("INSERT INTO raw_frame (received_ns, connection, frame) VALUES "
                      "(1, 0, '{\"result\":null,\"id\":1}')")
@@ -253,7 +245,8 @@ def test_feed_of_a_raw_recording_is_the_archived_frames(tmp_path: Path) -> None:
 def test_book_snapshots_are_the_rebuilt_books_at_each_tick(tmp_path: Path) -> None:
     """book_snapshot_5 rows are order_books' books every --every: time, ids and 5 levels."""
     db = tmp_path / "depth.db"  # paced, so that the first snapshot comes early in the recording
-    asyncio.run(_record(db, "cf_2021-04-04", ["BTCUSDT"], ["depth@100ms"], speed=25))
+    asyncio.run(record_capture(bundled_session("cf_2021-04-04"), db, ["depth@100ms"],
+                               ["BTCUSDT"], speed=25))
     out = tmp_path / "books.parquet"
     result = CliRunner().invoke(main, ["export", "--db", str(db), "--stream", "book_snapshot_5",
                                        "--symbol", "BTCUSDT", "--every", "5s", "-o", str(out)])
@@ -329,9 +322,9 @@ def test_a_postgresql_recording_exports_the_same_rows(pg_url: str, tmp_path: Pat
     """Recorded into PostgreSQL, export writes the rows SQLite would: Parquet, hive folders and
     the feed (read through server-side cursors)."""
     sqlite_db = tmp_path / "same.db"
-    asyncio.run(_record(pg_url, "cf_2021-04-04", ["ETHUSDT"], ["aggTrade", "kline_1m"]))
-    history = asyncio.run(_record(sqlite_db, "cf_2021-04-04", ["ETHUSDT"],
-                                  ["aggTrade", "kline_1m"]))
+    capture, streams = bundled_session("cf_2021-04-04"), ["aggTrade", "kline_1m"]
+    asyncio.run(record_capture(capture, pg_url, streams, ["ETHUSDT"]))
+    history = asyncio.run(record_capture(capture, sqlite_db, streams, ["ETHUSDT"]))
     for db, name in ((pg_url, "pg"), (sqlite_db, "lite")):
         export(db, "aggTrade", tmp_path / f"{name}.parquet")
         export(db, "kline_1m", f"{tmp_path / name}/", fmt="jsonl")
@@ -356,18 +349,8 @@ def test_a_postgresql_recording_exports_the_same_rows(pg_url: str, tmp_path: Pat
 def test_a_partition_met_again_gets_a_part_of_its_own(tmp_path: Path) -> None:
     """Rows leaving a day and coming back to it (ids out of time order) land in a second part
     file of that day: one partition is open at a time, and no row is lost."""
-    from binance_streamer.storage.open import open_sink
-
-    db = tmp_path / "days.db"
-    open_sink(db).close()
-    day = 86_400_000
-    with sqlite3.connect(db) as conn:
-        for agg_id, time in ((1, day), (2, 2 * day), (3, day + 5)):
-            conn.execute("INSERT INTO agg_trade (symbol, agg_id, price, quantity, "
-                         "first_trade_id, last_trade_id, trade_time, buyer_is_maker, "
-                         "best_match, event_time, received_ns, source) VALUES ('BTCUSDT', ?, "
-                         "'1.00000000', '2.00000000', ?, ?, ?, 0, 1, ?, 1, 'ws')",
-                         (agg_id, agg_id, agg_id, time, time))
+    db, day = tmp_path / "days.db", 86_400_000
+    store_agg_trades(db, [(1, day), (2, 2 * day), (3, day + 5)])
     export(db, "aggTrade", f"{tmp_path / 'out'}/", fmt="csv")
     files = sorted(p.relative_to(tmp_path / "out").as_posix()
                    for p in (tmp_path / "out").rglob("*.csv"))
@@ -381,15 +364,8 @@ def test_a_partition_met_again_gets_a_part_of_its_own(tmp_path: Path) -> None:
 
 def test_the_format_follows_the_output_suffix(tmp_path: Path) -> None:
     """Without --format, -o trades.csv.gz writes gzipped CSV, not Parquet in a .csv file."""
-    from binance_streamer.storage.open import open_sink
-
     db = tmp_path / "one.db"
-    open_sink(db).close()
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO agg_trade (symbol, agg_id, price, quantity, first_trade_id, "
-                     "last_trade_id, trade_time, buyer_is_maker, best_match, event_time, "
-                     "received_ns, source) VALUES ('BTCUSDT', 1, '1.00000000', '2.00000000', "
-                     "1, 1, 1000, 0, 1, 1000, 1, 'ws')")
+    store_agg_trades(db, [(1, 1000)])
     out = tmp_path / "trades.csv.gz"
     result = CliRunner().invoke(main, ["export", "--db", str(db), "--stream", "aggTrade",
                                        "-o", str(out)])

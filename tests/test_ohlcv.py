@@ -22,7 +22,7 @@ from binance_streamer.cli import main
 from binance_streamer.core.candles import Bar
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, store_agg_trades
 
 CAPTURE_SYMBOLS = ["BTCUSDT", "ETHUSDT", "DOTUSDT"]
 MINUTE = 60_000
@@ -300,17 +300,6 @@ def test_cli_says_clearly_when_there_is_nothing(
 def test_a_lower_id_stored_later_at_the_first_time_in_range_is_counted(db_path: Path) -> None:
     """Trades sharing the range's first millisecond are all in the candle, whatever order they
     were stored in (a backfilled lower id arrives after the live ones)."""
-    import sqlite3
-
-    from binance_streamer.storage.open import open_sink
-
-    open_sink(db_path).close()
-    with sqlite3.connect(db_path) as conn:
-        for agg_id, time in ((11, 1_000_000), (12, 1_000_500), (10, 1_000_000)):
-            conn.execute("INSERT INTO agg_trade (symbol, agg_id, price, quantity, "
-                         "first_trade_id, last_trade_id, trade_time, buyer_is_maker, "
-                         "best_match, event_time, received_ns, source) VALUES ('BTCUSDT', ?, "
-                         "'1.00000000', '2.00000000', ?, ?, ?, 0, 1, ?, 1, 'ws')",
-                         (agg_id, agg_id, agg_id, time, time))
+    store_agg_trades(db_path, [(11, 1_000_000), (12, 1_000_500), (10, 1_000_000)])
     [candle] = ohlcv(db_path, "BTCUSDT", "1s", since=1_000_000)
     assert (candle.trades, candle.first_trade_id, candle.volume) == (3, 10, "6.00000000")

@@ -15,33 +15,22 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
-from binance_streamer import RecorderConfig
 from binance_streamer.cli import main
 from binance_streamer.errors import ConfigError, MissingExtra
-from binance_streamer.exchange import LocalExchange
 from binance_streamer.plot import FIGURE_SIZE_PX, PRICE_AREA, choose_source, plot
 from binance_streamer.samples import bundled_session
-from tests.helpers import record_until_replayed
+from tests.helpers import assert_one_clear_line, record_capture
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UP, DOWN, LINE = (38, 166, 154), (239, 83, 80), (31, 119, 180)  # the chart's colours
-
-
-async def _record(db: Path) -> None:
-    """Record BTCUSDT's aggTrade, kline_1m and depth@100ms from the bundled capture (at 25x:
-    the first depth snapshot comes early in the recording)."""
-    async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=25) as ex:
-        config = RecorderConfig(symbols=["BTCUSDT"], streams=["aggTrade", "kline_1m",
-                                                              "depth@100ms"],
-                                database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        await record_until_replayed(ex, config)
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled capture cf_2021-04-04 recorded through the local exchange."""
     db = tmp_path_factory.mktemp("plot") / "sample.db"
-    asyncio.run(_record(db))
+    asyncio.run(record_capture(bundled_session("cf_2021-04-04"), db,  # paced: an early snapshot
+                               ["aggTrade", "kline_1m", "depth@100ms"], ["BTCUSDT"], speed=25))
     return db
 
 
@@ -125,15 +114,6 @@ def test_auto_source_takes_agg_trades_first_and_klines_when_no_trade_is_stored(
     assert choose_source(klines_only, "btcusdt") == "kline"
     out = plot(klines_only, "BTCUSDT", tmp_path / "klines.png")
     assert {UP} <= _colours(_price_panel(out))
-
-
-def assert_one_clear_line(stderr: str, *words: str) -> None:
-    """stderr is one line starting with 'error:' and naming each of ``words``."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
-    for word in words:
-        assert word in lines[0], (word, stderr)
 
 
 @pytest.mark.parametrize(("args", "words"), [

@@ -15,27 +15,19 @@ import pyarrow.parquet as pq
 import pytest
 
 import binance_streamer
-from binance_streamer import MissingExtra, RecorderConfig
+from binance_streamer import MissingExtra
 from binance_streamer.errors import ConfigError, InvalidStreamName
-from binance_streamer.exchange import LocalExchange
 from binance_streamer.export import export
 from binance_streamer.samples import bundled_session
-from tests.helpers import record_until_replayed
-
-
-async def _record(db: Path) -> None:
-    """Record aggTrade and kline_1m of two symbols of the 2021-04-04 capture into ``db``."""
-    async with LocalExchange(replay=[bundled_session("cf_2021-04-04")], speed=None) as ex:
-        config = RecorderConfig(symbols=["BTCUSDT", "DOTUSDT"], streams=["aggTrade", "kline_1m"],
-                                database=db, ws_url=ex.ws_url, rest_url=ex.rest_url)
-        await record_until_replayed(ex, config)
+from tests.helpers import record_capture
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite recording of the bundled capture's trades and klines."""
     path = tmp_path_factory.mktemp("read") / "market.db"
-    asyncio.run(_record(path))
+    asyncio.run(record_capture(bundled_session("cf_2021-04-04"), path, ["aggTrade", "kline_1m"],
+                               ["BTCUSDT", "DOTUSDT"]))
     return path
 
 
