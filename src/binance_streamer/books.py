@@ -11,7 +11,6 @@ the latest partial book at T.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -166,11 +165,16 @@ class _Rebuilder:
     def _check_end(self, last: StoredDiff, at: int) -> None:
         """`BookUnknown` when ``at`` is after the recording stopped receiving (``last`` is the
         symbol's last stored diff; the recording went on as long as any diff came after)."""
-        end = last.time_ms + max(0, self.reader.latest_received_ns() - last.received_ns
-                                 ) // 1_000_000
+        end = self._end_of(last)
         if at > end:
             raise BookUnknown(f"the depth recording of {self.symbol} ends at {iso_time(end)}",
                               end, None)
+
+    def _end_of(self, last: StoredDiff) -> int:
+        """The last moment the recording still received, for a symbol whose last stored diff
+        is ``last``: its event time plus how long diffs of any symbol kept coming after it."""
+        return last.time_ms + max(0, self.reader.latest_received_ns() - last.received_ns
+                                  ) // 1_000_000
 
     def _known_after(self, after_id: int) -> int | None:
         """The first time at which the book is known again after update ``after_id``: a stored
@@ -247,11 +251,10 @@ class _Rebuilder:
             if later is None:
                 return until + 1
             return _align_up(max(later, brk.time_ms), tick, step)
-        with contextlib.suppress(BookUnknown):  # the recording ends: books until it stopped
-            while tick <= until:
-                self._check_end(last, tick)
-                yield _book(self.symbol, tick, book, updated, depth)
-                tick += step
+        end = min(until, self._end_of(last))  # the recording ends: books until it stopped
+        while tick <= end:
+            yield _book(self.symbol, tick, book, updated, depth)
+            tick += step
         return until + 1
 
 

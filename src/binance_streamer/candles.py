@@ -24,8 +24,8 @@ from binance_streamer.core.candles import (
     trade_bar,
 )
 from binance_streamer.errors import ConfigError, InvalidDatabase
+from binance_streamer.storage.bookkeeping import exchange_time_scale
 from binance_streamer.storage.open import open_reader
-from binance_streamer.storage.schema import statements
 
 __all__ = ["SOURCES", "Candle", "Source", "candles_of", "ohlcv", "stored_bars"]
 
@@ -95,7 +95,7 @@ def stored_bars(conn: Any, symbol: str, source: str, since: int | None = None,
     as bars, oldest first, fetched ``PAGE_ROWS`` at a time from a DB-API connection; for
     ``kline``, the rows of the longest stored interval dividing ``interval_ms`` (none stored:
     nothing; only others: `ConfigError`)."""
-    scale = _exchange_time_scale(conn, mark)
+    scale = exchange_time_scale(conn, mark)
     if source == "kline":
         stored = _kline_interval(conn, symbol, interval_ms, mark)
         if stored is None:
@@ -160,13 +160,6 @@ def _kline_interval(conn: Any, symbol: str, interval_ms: int, mark: str) -> str 
         raise ConfigError(f"no stored {symbol} kline interval divides the one asked for; "
                           f"stored: {', '.join(stored)}")
     return None
-
-
-def _exchange_time_scale(conn: Any, mark: str) -> int:
-    """1000 for a database recorded with ``timeUnit=MICROSECOND`` (exchange times in µs)."""
-    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
-    row = conn.execute(sql, ("time_unit",)).fetchone()
-    return 1000 if row and row[0] == "microsecond" else 1
 
 
 def _ceil(ms: int, interval_ms: int) -> int:

@@ -36,8 +36,6 @@ _PAGE = 500  # rows per INSERT statement (13 columns x 500 stays below SQLite's 
 
 _HIGHEST_AGG = "SELECT MAX(agg_id) FROM agg_trade WHERE symbol = ? AND agg_id < ?"
 _HIGHEST_TRADE = "SELECT MAX(trade_id) FROM trade WHERE symbol = ? AND trade_id < ?"
-_NOTE_GAP = ("INSERT INTO gaps (stream, first_missing, last_missing, cause, detected_ns) "
-             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 
 
 class HistoryStore:
@@ -110,7 +108,8 @@ class HistoryStore:
         """Record ids ``first``..``last`` of ``stream`` as an open gap, so the next recorder
         run fills them over REST (it resumes after its highest stored id, which history's rows
         would otherwise hide)."""
-        self._conn.execute(_NOTE_GAP.replace("?", self._mark),
+        dialect = "sqlite" if self._mark == "?" else "postgres"
+        self._conn.execute(statements(dialect).gap_insert,
                            (stream, first, last, "history", detected_ns))
         self._conn.commit()
 

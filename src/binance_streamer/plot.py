@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from binance_streamer.candles import Source as CandleSource
 from binance_streamer.errors import ConfigError, MissingExtra
+from binance_streamer.storage.bookkeeping import exchange_time_scale
 from binance_streamer.storage.open import open_reader
-from binance_streamer.storage.schema import statements
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -134,7 +134,7 @@ def _any_row(conn: Any, mark: str, table: str, column: str, symbol: str, since: 
              until: int | None) -> bool:
     """Whether ``table`` holds a row of ``symbol`` with ``since <= column < until`` (ms; no
     bound when None)."""
-    scale = _exchange_time_scale(conn, mark)
+    scale = exchange_time_scale(conn, mark)
     # table and column come from _SOURCE_TABLES, never from the user
     sql = f"SELECT 1 FROM {table} WHERE symbol = {mark}"  # noqa: S608
     params: list[Any] = [symbol]
@@ -143,13 +143,6 @@ def _any_row(conn: Any, mark: str, table: str, column: str, symbol: str, since: 
     if until is not None:
         sql, params = sql + f" AND {column} < {mark}", [*params, until * scale]
     return conn.execute(sql + " LIMIT 1", params).fetchone() is not None
-
-
-def _exchange_time_scale(conn: Any, mark: str) -> int:
-    """1 for a database storing exchange times in ms, 1000 for one storing µs."""
-    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
-    row = conn.execute(sql, ("time_unit",)).fetchone()
-    return 1000 if row and row[0] == "microsecond" else 1
 
 
 def _range_words(since: int | None, until: int | None) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 from binance_streamer.core.streams import StreamKind, parse_stream
 from binance_streamer.storage.base import Batch, ResumePoint
-from binance_streamer.storage.schema import Statements
+from binance_streamer.storage.schema import Statements, statements
 
-__all__ = ["last_id_params", "last_ids", "read_meta", "unfilled_gaps", "write_bookkeeping"]
+__all__ = ["exchange_time_scale", "last_id_params", "last_ids", "read_meta", "unfilled_gaps",
+           "write_bookkeeping"]
 
 
 def write_bookkeeping(cur: Any, sql: Statements, batch: Batch, stored: dict[str, int]) -> None:
@@ -33,6 +34,14 @@ def read_meta(conn: Any, sql: Statements, key: str, default: str) -> str:
     """The stored value of ``key``, storing ``default`` first if there is none."""
     conn.execute(sql.meta_insert, (key, default))
     return str(conn.execute(sql.meta_select, (key,)).fetchone()[0])
+
+
+def exchange_time_scale(conn: Any, mark: str) -> int:
+    """1 for a database storing exchange times in ms, 1000 for one recorded with
+    ``timeUnit=MICROSECOND`` (meta ``time_unit``); reads only, stores nothing."""
+    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
+    row = conn.execute(sql, ("time_unit",)).fetchone()
+    return 1000 if row and row[0] == "microsecond" else 1
 
 
 def last_id_params(stream: str) -> tuple[StreamKind, tuple[str, ...]] | None:

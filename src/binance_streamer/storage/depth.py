@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from binance_streamer.storage.schema import statements
+from binance_streamer.storage.bookkeeping import exchange_time_scale
 
 __all__ = ["DepthReader", "StoredDiff", "StoredLevels"]
 
@@ -46,9 +46,7 @@ class DepthReader:
 
     def __init__(self, conn: Any, mark: str) -> None:
         self.conn, self.mark = conn, mark
-        sql = statements("sqlite" if mark == "?" else "postgres").meta_select
-        row = conn.execute(sql, ("time_unit",)).fetchone()
-        self._per_ms = 1000 if row and row[0] == "microsecond" else 1
+        self._per_ms = exchange_time_scale(conn, mark)
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return list(self.conn.execute(sql.replace("?", self.mark), params).fetchall())

@@ -22,8 +22,9 @@ from typing import Any
 
 from binance_streamer.core.streams import InvalidStreamName, StreamKind, parse_stream
 from binance_streamer.core.tables import TABLES, TableSpec
+from binance_streamer.storage.bookkeeping import exchange_time_scale
 from binance_streamer.storage.query import table_for
-from binance_streamer.storage.schema import statements
+from binance_streamer.storage.schema import TIME_COLUMN
 from binance_streamer.storage.sqlite import sqlite_path
 
 __all__ = ["PAGE_ROWS", "Selection", "arrow_batches", "count_rows", "feed_pages", "pages",
@@ -32,11 +33,6 @@ __all__ = ["PAGE_ROWS", "Selection", "arrow_batches", "count_rows", "feed_pages"
 PAGE_ROWS = 16_384  # Python rows per page
 BATCH_ROWS = 65_536  # rows per Arrow batch
 SPECS = {t.name: t for t in TABLES}
-# The exchange-time column --since/--until filter on (receive time where Binance sends none).
-TIME_COLUMN = {t.name: "event_time" for t in TABLES}
-TIME_COLUMN.update(trade="trade_time", agg_trade="trade_time", block_trade="trade_time",
-                   kline="open_time", book_ticker="received_ns", partial_depth="received_ns",
-                   depth_snapshot="received_ns", reference_price="time")
 _cursor_names = itertools.count()
 
 
@@ -142,9 +138,7 @@ def _paged(conn: Any, sql: str, params: tuple[Any, ...], mark: str, page_rows: i
 
 def time_unit(conn: Any, mark: str) -> str:
     """``ms`` or ``us``: the unit of the database's exchange times (meta ``time_unit``)."""
-    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
-    row = conn.execute(sql, ("time_unit",)).fetchone()
-    return "us" if row and row[0] == "microsecond" else "ms"
+    return "us" if exchange_time_scale(conn, mark) == 1000 else "ms"
 
 
 def arrow_batches(database: str | Path, sel: Selection, batch_rows: int = BATCH_ROWS

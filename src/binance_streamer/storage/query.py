@@ -21,8 +21,9 @@ from typing import Any
 from binance_streamer.core.streams import InvalidStreamName, StreamKind, kind_names, parse_stream
 from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
 from binance_streamer.errors import InvalidDatabase
+from binance_streamer.storage.bookkeeping import exchange_time_scale
 from binance_streamer.storage.open import open_reader
-from binance_streamer.storage.schema import BOOKKEEPING, TIME_COLUMN, statements
+from binance_streamer.storage.schema import BOOKKEEPING, TIME_COLUMN
 
 __all__ = [
     "PAGE_SIZE",
@@ -107,7 +108,7 @@ def iter_pages(
     """
     sel = Selection(selection) if isinstance(selection, str) else selection
     time_col = TIME_COLUMN[sel.table]
-    scale = 1_000_000 if time_col.endswith("_ns") else _exchange_time_scale(conn, mark)
+    scale = 1_000_000 if time_col.endswith("_ns") else exchange_time_scale(conn, mark)
     where, params = _filters(sel, symbol, mark)
     if since is not None:
         where.append(f"{time_col} >= {mark}")
@@ -205,12 +206,6 @@ def _as_bools(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _exchange_time_scale(conn: Any, mark: str) -> int:
-    sql = statements("sqlite" if mark == "?" else "postgres").meta_select
-    row = conn.execute(sql, ("time_unit",)).fetchone()
-    return 1000 if row and row[0] == "microsecond" else 1
-
-
 @dataclass
 class Rows:
     """Rows being read: the column names, the unit of exchange times (``ms`` or ``us``; receive
@@ -235,7 +230,7 @@ def open_rows(
     sel = select(kind)
     with open_reader(database) as reader:
         try:
-            unit = "us" if _exchange_time_scale(reader.conn, reader.mark) == 1000 else "ms"
+            unit = "us" if exchange_time_scale(reader.conn, reader.mark) == 1000 else "ms"
             pages = iter_pages(reader.conn, sel, symbol, since, until, limit, reader.mark,
                                page_size)
             try:
