@@ -8,6 +8,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from binance_streamer.core.order_book import is_zero
+
 __all__ = ["OrderBook"]
 
 
@@ -43,7 +45,7 @@ class OrderBook:
         chained = self.last_update_id == 0 or first_id <= self.last_update_id + 1
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for price, qty in levels:
-                if Decimal(qty) == 0:
+                if is_zero(qty):
                     side.pop(price, None)
                 else:
                     side[price] = qty

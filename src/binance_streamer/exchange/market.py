@@ -70,7 +70,6 @@ class SymbolState:
 
     def __init__(self, symbol: str, *, synthetic: bool, limit: int | None = None) -> None:
         self.symbol = symbol
-        self.limit = limit
         self.synthetic = synthetic
         self._aggs = AggColumns(limit)
         self._last_agg_id: int | None = None

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from binance_streamer.core.backfill_queue import depth_weight
 from binance_streamer.core.streams import KLINE_INTERVAL_MS
 from binance_streamer.exchange import stats
 from binance_streamer.exchange.exchange_info import ExchangeInfo
@@ -100,10 +101,6 @@ def _limit(req: web.Request, default: int, top: int) -> int:
     return max(1, min(value, top))
 
 
-def _depth_weight(limit: int) -> int:
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-
-
 def _ticker_weight(req: web.Request) -> int:
     if "symbol" in req.query:
         return 2
@@ -142,7 +139,7 @@ _WEIGHTS: dict[str, Callable[[web.Request], int]] = {
     "ping": lambda r: 1, "time": lambda r: 1, "exchangeInfo": lambda r: 20,
     "aggTrades": lambda r: 4, "trades": lambda r: 25, "historicalTrades": lambda r: 25,
     "klines": lambda r: 2, "uiKlines": lambda r: 2, "avgPrice": lambda r: 2,
-    "depth": lambda r: _depth_weight(_limit(r, 100, 5000)), "ticker/24hr": _ticker_weight,
+    "depth": lambda r: depth_weight(_limit(r, 100, 5000)), "ticker/24hr": _ticker_weight,
     "ticker/price": _price_weight, "ticker/bookTicker": _price_weight,
     "ticker": _rolling_weight,
 }

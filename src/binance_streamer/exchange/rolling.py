@@ -24,7 +24,6 @@ __all__ = ["HORIZON_S", "LAG_S", "Candles", "Tape", "Window"]
 LAG_S = 5
 HORIZON_S = DAY_MS // 1000 + LAG_S
 NEVER = -(2**62)  # a time before any trade
-_NEVER = NEVER
 
 
 class Tape:
@@ -38,7 +37,7 @@ class Tape:
         self.phase = phase_ms % 1000
         self._runs: list[Run] = []
         self._head = 0  # runs before it are dropped
-        self.sealed = _NEVER
+        self.sealed = NEVER
 
     @property
     def buckets(self) -> list[Run]:
@@ -128,8 +127,8 @@ class Window:
         self.lows: deque[Run] = deque()  # of `inside`: increasing lows
         self.vol = self.quote = 0
         self.before: Run | None = None  # the newest sealed bucket before the window
-        self.folded = _NEVER  # the newest sealed bucket folded in
-        self.at = _NEVER
+        self.folded = NEVER  # the newest sealed bucket folded in
+        self.at = NEVER
 
     def query(self, now_ms: int) -> tuple[Run | None, str | None]:
         """The run of the trades with ``now - span < T <= now`` (None when there are none) and

@@ -64,7 +64,7 @@ class SyntheticSymbol:
             raise ValueError(f"not a symbol: {symbol!r} (upper-case letters and digits)")
         self.market = market
         self.symbol = symbol
-        self.lower = lower = symbol.lower()
+        lower = symbol.lower()
         self.state = market.symbol(symbol, synthetic=True)
         self.listing = item = listing(symbol)
         self.rng = rng = random.Random(f"{seed}:{symbol}")

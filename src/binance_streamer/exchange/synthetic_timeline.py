@@ -16,20 +16,16 @@ from collections.abc import Callable, Sequence
 
 from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.synthetic import SyntheticSymbol
-from binance_streamer.exchange.turns import GRID_MS, TURN_S, Turns
+from binance_streamer.exchange.turns import GRID_MS, TURN_S, Turns, wall_ms
 
 __all__ = ["Schedule", "run_synthetic"]
 
 MAX_BACKLOG_S = 1.0
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def run_synthetic(market: Market, symbols: Sequence[SyntheticSymbol],
                         rate: float | Sequence[float],
-                        clock_ms: Callable[[], int] = _wall_ms,
+                        clock_ms: Callable[[], int] = wall_ms,
                         phases: Sequence[float] | None = None) -> None:
     """Run the synthetic market forever: trade steps at ``rate``/s (one rate for every symbol,
     or one per symbol), the 100 ms grid.

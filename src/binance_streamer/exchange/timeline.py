@@ -42,17 +42,13 @@ from binance_streamer.exchange.depth_merge import sorted_levels
 from binance_streamer.exchange.market import Market, SymbolState
 from binance_streamer.exchange.shift import Extents, Shift, Shifts, Space
 from binance_streamer.exchange.sources import Recorded, ReplaySource
-from binance_streamer.exchange.turns import GRID_MS, TURN_S, Turns
+from binance_streamer.exchange.turns import GRID_MS, TURN_S, Turns, wall_ms
 
 __all__ = ["ReplayTimeline", "grid_of", "register_sources", "run_replay"]
 
 _BATCH = 512
 _SECOND_MS = 1000
 log = logging.getLogger(__name__)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def register_sources(market: Market, sources: Sequence[ReplaySource]) -> dict[str, int]:
@@ -151,7 +147,7 @@ class ReplayTimeline:
 
     def __init__(self, market: Market, sources: Sequence[ReplaySource], speed: float | None,
                  *, loop: bool = False, rebase_time: bool = False,
-                 wall_ms: Callable[[], int] = _wall_ms) -> None:
+                 wall_ms: Callable[[], int] = wall_ms) -> None:
         self.market, self.sources, self.speed, self.loop = market, sources, speed, loop
         self.rebase_time, self._wall_ms = rebase_time, wall_ms
         self._home = register_sources(market, sources)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-__all__ = ["GRID_MS", "TURN_S", "Turns"]
+__all__ = ["GRID_MS", "TURN_S", "Turns", "wall_ms"]
 
 GRID_MS = 100  # the grid of depth diffs and derived periodic streams
 TURN_S = 0.02  # the longest run of work between two yields to the event loop
@@ -30,3 +30,8 @@ class Turns:
         """Let every other task and callback run once; a new turn starts."""
         await asyncio.sleep(0)
         self.until = time.monotonic() + TURN_S
+
+
+def wall_ms() -> int:
+    """The wall clock in epoch milliseconds (what synthetic and rebased times follow)."""
+    return time.time_ns() // 1_000_000
