@@ -16,8 +16,9 @@ import functools
 import math
 import random
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
+
+from binance_streamer.exchange.stats import fmt_units, units
 
 __all__ = ["UNIT", "Listing", "filters", "fmt_units", "listing", "market_symbols"]
 
@@ -71,15 +72,6 @@ class Listing:
     recorded: bool
 
 
-def _units(text: str) -> int:
-    return int(Decimal(text) * UNIT)
-
-
-def fmt_units(n: int) -> str:
-    """``n`` units as Binance prints amounts: 8 decimals."""
-    return f"{n // UNIT}.{n % UNIT:08d}"
-
-
 @functools.cache
 def _catalogue() -> dict[str, dict[str, Any]]:
     from binance_streamer.exchange.exchange_info import bundled_body
@@ -98,10 +90,10 @@ def listing(symbol: str) -> Listing:
     rng = random.Random(f"listing:{symbol}")
     if entry is not None:
         base, quote = entry["baseAsset"], entry["quoteAsset"]
-        tick = _units(_filter(entry, "PRICE_FILTER", "tickSize"))
-        step = _units(_filter(entry, "LOT_SIZE", "stepSize"))
+        tick = units(_filter(entry, "PRICE_FILTER", "tickSize"))
+        step = units(_filter(entry, "LOT_SIZE", "stepSize"))
         recorded = symbol in _RECORDED
-        price = _units(_RECORDED[symbol]) if recorded else tick * round(10 ** rng.uniform(3.3, 4.3))
+        price = units(_RECORDED[symbol]) if recorded else tick * round(10 ** rng.uniform(3.3, 4.3))
     else:
         quote = next((q for q in _QUOTE_ORDER + tuple(_QUOTE_USD) if symbol.endswith(q)
                       and symbol != q), "USDT")
