@@ -39,6 +39,7 @@ from binance_streamer.core.sequencing import (
     Sequencer,
     SilenceEnded,
 )
+from binance_streamer.core.sharding import Shard
 from binance_streamer.core.streams import streams_for
 from binance_streamer.errors import (
     ConfigError,
@@ -85,11 +86,14 @@ class RecorderConfig:
     snapshot_every_s: float = 3600.0
     revalidate_cap_s: float = 60.0  # while REST is down, retry it at most this far apart
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    shard: Shard | None = None  # record only this shard's share of the streams
 
     @property
     def stream_names(self) -> list[str]:
-        """Every stream recorded: each symbol x each stream type, market-wide ones once."""
-        return streams_for(self.symbols, self.streams)
+        """Every stream recorded: each symbol x each stream type, market-wide ones once, only
+        those of ``shard`` when one is set."""
+        names = streams_for(self.symbols, self.streams)
+        return names if self.shard is None else self.shard.select(names)
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first option that cannot work."""
@@ -101,6 +105,11 @@ class RecorderConfig:
                         else "")
                 raise ConfigError(f"invalid symbol {symbol!r}: a symbol is letters and digits, "
                                   f"e.g. BTCUSDT{hint}")
+        if self.shard is not None and streams_for(self.symbols, self.streams) \
+                and not self.stream_names:
+            raise ConfigError(f"shard {self.shard} holds none of the "
+                              f"{len(streams_for(self.symbols, self.streams))} streams: use fewer "
+                              "shards or more streams")
         if not self.stream_names:
             raise ConfigError("no streams to record: give at least one symbol, or a market-wide "
                               "stream such as '!miniTicker@arr'")
