@@ -5,6 +5,11 @@ batch goes to the writer at the end of the current loop iteration when the write
 frame already read joins it), after ``batch_age_s`` at the latest when it is busy, and at once at
 ``batch_rows``. While ``max_pending`` batches wait for the disk, reading is paused (the kernel's
 bounded receive buffer then holds the rest), so memory stays bounded and nothing is dropped.
+
+Reading is fair: the pause takes effect at the end of the loop iteration that asked for it, so
+every connection whose data was ready in that iteration still reads its chunk. Pausing at once
+would cancel the other connections' queued reads, and since they are resumed together, the
+same first connection would fill every batch while the last ones fell ever further behind.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class Batcher:
         self._max_pending = max_pending
         self._pause, self._resume = pause, resume
         self._handle: asyncio.Handle | None = None
+        self._pausing: asyncio.Handle | None = None  # a pause asked for, not yet applied
         self.paused = False
         self.pauses = 0  # times reading was paused
         self.batches = 0  # batches handed to the writer
@@ -99,7 +105,12 @@ class Batcher:
         if self._writer.pending >= self._max_pending and not self.paused:
             self.paused = True
             self.pauses += 1
-            self._pause()
+            self._pausing = self._loop.call_soon(self._apply_pause)
+
+    def _apply_pause(self) -> None:
+        """Pause reading now: every read ready in the iteration that asked has been served."""
+        self._pausing = None
+        self._pause()
 
     def written(self) -> None:
         """A batch was committed: an idle writer gets what has gathered; reading may resume."""
@@ -107,4 +118,8 @@ class Batcher:
             self.flush()
         if self.paused and self._writer.pending < self._max_pending:
             self.paused = False
-            self._resume()
+            if self._pausing is not None:  # the pause never took effect: nothing to resume
+                self._pausing.cancel()
+                self._pausing = None
+            else:
+                self._resume()
