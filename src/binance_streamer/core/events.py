@@ -222,9 +222,9 @@ class ServerShutdown(Struct, frozen=True):
 
 
 class Combined(Struct, Generic[T], frozen=True):
-    """The combined-stream wrapper ``{"stream": ..., "data": ...}``."""
+    """The combined-stream wrapper ``{"stream": ..., "data": ...}``: only ``data`` is decoded
+    (the stream name routed the frame already; not making a string of it saves time)."""
 
-    stream: str
     data: T
 
 
