@@ -9,6 +9,11 @@ answer at start (a firewall, a WebSocket-only endpoint), the recorder records an
 and checks the symbols as soon as REST answers; gaps are retried meanwhile, each on its own
 back-off.
 ``duration`` bounds the whole run, start-up included.
+
+With ``all_symbols`` (``record --all``) the symbols are exchangeInfo's TRADING spot symbols
+(``quote``, ``exclude``), read again every ``listings_every_s``: a new symbol's streams are
+SUBSCRIBEd on the live connections (or on a new one when those are full) and a halted or
+delisted symbol's UNSUBSCRIBEd, without a reconnect; each change is a ``listing_change`` row.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.bridging import Bridged, BridgeOutcome, DepthBridge
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.events import DiffDepth
+from binance_streamer.core.listings import (
+    ListedSymbol,
+    ListingChange,
+    Selection,
+    diff_listings,
+    place_streams,
+    quotes,
+)
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
 from binance_streamer.core.sequencing import (
     SEQUENCED_KINDS,
@@ -40,13 +53,14 @@ from binance_streamer.core.sequencing import (
     SilenceEnded,
 )
 from binance_streamer.core.sharding import Shard
-from binance_streamer.core.streams import streams_for
+from binance_streamer.core.streams import InvalidStreamName, parse_stream, streams_for
 from binance_streamer.errors import (
     ConfigError,
     ExchangeError,
     StorageError,
     StreamerError,
     UnknownSymbolError,
+    Unreachable,
 )
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import BINANCE_REST_URL, RestClient
@@ -87,6 +101,13 @@ class RecorderConfig:
     revalidate_cap_s: float = 60.0  # while REST is down, retry it at most this far apart
     connection: ConnectionSettings = field(default_factory=ConnectionSettings)
     shard: Shard | None = None  # record only this shard's share of the streams
+    # Record every TRADING spot symbol exchangeInfo lists (``symbols`` is then filled from it),
+    # only those quoted in ``quote`` when given, never those of ``exclude``; exchangeInfo is read
+    # again every ``listings_every_s`` seconds and the streams follow its changes.
+    all_symbols: bool = False
+    quote: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    listings_every_s: float = 300.0
 
     @property
     def stream_names(self) -> list[str]:
@@ -99,18 +120,21 @@ class RecorderConfig:
         """Raise `ConfigError` naming the first option that cannot work."""
         if not self.streams:
             raise ConfigError("no stream types given: name at least one, e.g. --streams ticker")
+        self._validate_listing_options()
         for symbol in self.symbols:
             if not _SYMBOL.fullmatch(symbol.upper()):
                 hint = (" (give several symbols as separate arguments)" if " " in symbol.strip()
                         else "")
                 raise ConfigError(f"invalid symbol {symbol!r}: a symbol is letters and digits, "
                                   f"e.g. BTCUSDT{hint}")
-        if self.shard is not None and streams_for(self.symbols, self.streams) \
+        if self.all_symbols:
+            pass  # the symbols come from exchangeInfo at start
+        elif self.shard is not None and streams_for(self.symbols, self.streams) \
                 and not self.stream_names:
             raise ConfigError(f"shard {self.shard} holds none of the "
                               f"{len(streams_for(self.symbols, self.streams))} streams: use fewer "
                               "shards or more streams")
-        if not self.stream_names:
+        elif not self.stream_names:
             raise ConfigError("no streams to record: give at least one symbol, or a market-wide "
                               "stream such as '!miniTicker@arr'")
         _check_url(self.ws_url, ("ws", "wss"), "WebSocket URL (--ws-url)")
@@ -125,6 +149,28 @@ class RecorderConfig:
         if not (math.isfinite(self.snapshot_every_s) and self.snapshot_every_s >= 0):
             raise ConfigError("the snapshot interval (--snapshot-every) must be 0 (off) or a "
                               "positive number of seconds")
+
+
+    def _validate_listing_options(self) -> None:
+        if not self.all_symbols:
+            if self.quote is not None or self.exclude:
+                raise ConfigError("--quote and --exclude select among all symbols: add --all")
+            return
+        if self.quote is not None and not re.fullmatch(r"[A-Z0-9]{2,20}", self.quote.upper()):
+            raise ConfigError(f"invalid quote asset {self.quote!r}: letters and digits, e.g. USDT")
+        for symbol in self.exclude:
+            if not _SYMBOL.fullmatch(symbol.upper()):
+                raise ConfigError(f"invalid symbol {symbol!r} to exclude: letters and digits, "
+                                  "e.g. BTCUSDT")
+        if not (math.isfinite(self.listings_every_s) and self.listings_every_s > 0):
+            raise ConfigError("the listings interval (--listings-every) must be a positive "
+                              "number of seconds")
+
+    @property
+    def selection(self) -> Selection:
+        """Which symbols ``all_symbols`` records (`Selection`)."""
+        return Selection(self.quote.upper() if self.quote else None,
+                         frozenset(s.upper() for s in self.exclude))
 
 
 def _check_url(url: str, schemes: tuple[str, ...], what: str) -> None:
@@ -157,6 +203,9 @@ class RecorderStats:
     paused: int = 0
     commit_latency_ns: list[int] = field(default_factory=list)
     silent_streams: list[str] = field(default_factory=list)  # asked for, never heard from
+    listing_checks: int = 0  # exchangeInfo re-read (record --all), the first read excluded
+    listing_changes: int = 0  # symbols listed, delisted or changing status since the start
+    subscribe_errors: int = 0  # SUBSCRIBE/UNSUBSCRIBE answered with an error
     rest_unchecked: bool = False  # REST never answered: symbols unchecked, gaps kept for later
 
     @property
@@ -172,7 +221,7 @@ class RecorderStats:
     @property
     def total_stored(self) -> int:
         """Market rows written (new or, for klines, updated), bookkeeping tables excluded."""
-        skip = ("raw_frame", "quarantine", "gaps")
+        skip = ("raw_frame", "quarantine", "gaps", "listing_change")
         return sum(v for k, v in self.stored.items() if k not in skip)
 
     def __repr__(self) -> str:
@@ -207,11 +256,21 @@ class Recorder:
         self._unwatched: dict[int, list[str]] = {}  # connection -> streams, until it first opens
         self._paused_since: float | None = None  # reading paused by back-pressure since then
         self._paused_s = 0.0  # paused time not yet excused to the silence watchdogs
+        self._limiter = AttemptLimiter()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._home: dict[str, int] = {}  # every stream recorded now -> its connection's index
+        self._retired: set[str] = set()  # streams removed: late frames are stored, not sequenced
+        self._listing: list[ListedSymbol] = []  # exchangeInfo's symbols as last read
 
     def __repr__(self) -> str:
         return (f"<Recorder streams={len(self.config.stream_names)} "
                 f"connections={sum(c.is_open for c in self.connections)}/{len(self.connections)} "
                 f"messages={self.stats.total_messages} stored={self.stats.total_stored}>")
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams recorded now (with ``all_symbols`` they follow the listings)."""
+        return list(self._home)
 
     @property
     def flushed(self) -> bool:
@@ -244,11 +303,12 @@ class Recorder:
         check_duration(duration)
         self._loop = loop = asyncio.get_running_loop()
         deadline = None if duration is None else loop.time() + duration
-        names = self.config.stream_names
         sink = await asyncio.to_thread(self._sink_factory)  # a bad --db fails before the network
         async with RestClient(self.config.rest_url, microseconds=self.config.microseconds) as rest:
             try:
                 await asyncio.to_thread(_check_time_unit, sink, self.config.microseconds)
+                if self.config.all_symbols:
+                    await self._select_all(rest, deadline)
                 checked = await self._validate(rest, deadline)
             except BaseException:
                 await asyncio.to_thread(sink.close)
@@ -265,18 +325,45 @@ class Recorder:
                                          snapshot_every=self.config.snapshot_every_s)
             await self._resume_from(sink)
             try:
-                await self._record(names, deadline, rest, checked)
+                await self._record(self.config.stream_names, deadline, rest, checked)
             finally:
                 await self._shutdown()
         if self.error is not None:
             raise self.error
-        self.stats.silent_streams = [n for n in names if n not in self._heard]
+        self.stats.silent_streams = [n for n in self._home if n not in self._heard]
         return self.stats
+
+    async def _select_all(self, rest: RestClient, deadline: float | None) -> None:
+        """Fill ``config.symbols`` from exchangeInfo (``--all``); `ConfigError` when the
+        selection is empty (an unknown quote asset, everything excluded)."""
+        assert self._loop is not None
+        timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+        try:
+            listing = await asyncio.wait_for(rest.listing(), timeout)
+        except TimeoutError:
+            raise Unreachable(rest.base_url, "exchangeInfo did not answer before the deadline; "
+                              "--all needs it to know the symbols") from None
+        selection = self.config.selection
+        symbols = selection.symbols(listing)
+        if not symbols:
+            known = quotes(listing)
+            if selection.quote is not None and selection.quote not in known:
+                raise ConfigError(f"no TRADING symbol is quoted in {selection.quote!r}; quote "
+                                  f"assets listed: {', '.join(known) or 'none'}")
+            raise ConfigError("--all selects no TRADING symbol (all excluded?)")
+        self._listing = listing
+        self.config.symbols = symbols
+        if self.config.shard is not None and not self.config.stream_names:
+            raise ConfigError(f"shard {self.config.shard} holds none of the "
+                              f"{len(streams_for(symbols, self.config.streams))} streams: use "
+                              "fewer shards or more streams")
+        log.info("--all: %d TRADING symbol(s) selected, %d stream(s)", len(symbols),
+                 len(self.config.stream_names))
 
     async def _validate(self, rest: RestClient, deadline: float | None) -> bool:
         """Check the symbols over REST once; False (after one warning) when REST does not
         answer, so recording starts anyway and `_validate_later` checks when it does."""
-        if not (self.config.validate_symbols and self.config.symbols):
+        if not (self.config.validate_symbols and self.config.symbols) or self.config.all_symbols:
             return True
         assert self._loop is not None
         timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
@@ -310,40 +397,47 @@ class Recorder:
 
     async def _record(self, names: list[str], deadline: float | None, rest: RestClient,
                       checked: bool) -> None:
-        limiter = AttemptLimiter()
-        time_unit = "MICROSECOND" if self.config.microseconds else None
         plans = plan_connections(names, self.config.max_streams_per_connection)
-        self.connections = [
-            StreamConnection(p.index, combined_url(self.config.ws_url, p.streams, time_unit),
-                             self._on_frame, limiter, self.config.connection, self._on_event)
-            for p in plans
-        ]
+        self.connections = [self._new_connection(p.index, p.streams) for p in plans]
+        self._home = {name: p.index for p in plans for name in p.streams}
         self._unwatched = {p.index: list(p.streams) for p in plans}
         for name in names:
             self.sequencer.add(name)  # silence clocks start when their connection first opens
         assert self.backfiller is not None and self._loop is not None
         async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
             for conn in self.connections:
                 tasks.create_task(self._connection(conn), name=f"connection-{conn.index}")
             backfill = tasks.create_task(self.backfiller.run(), name="backfill")
             watchdog = tasks.create_task(self._watch_staleness(), name="staleness")
             later = None if checked else tasks.create_task(self._validate_later(rest),
                                                            name="validate-later")
+            listings = (tasks.create_task(self._watch_listings(rest), name="listings")
+                        if self.config.all_symbols else None)
             self.ready.set()
             timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout)
+            for task in (listings, watchdog, later):
+                if task is not None:
+                    task.cancel()
             for conn in self.connections:
                 conn.stop()
-            watchdog.cancel()
-            if later is not None:
-                later.cancel()
             stopped_ms = time.time_ns() // 1_000_000
             self._seen_until(stopped_ms)
             self._end_silences(self.sequencer.ended(stopped_ms))
             if self.error is None:
                 await self.backfiller.drain(timeout=self.config.backfill_drain_s)
             backfill.cancel()
+
+    def _new_connection(self, index: int, streams: tuple[str, ...] | list[str]
+                        ) -> StreamConnection:
+        """Connection ``index`` for ``streams``; a reconnect opens the URL of its streams then."""
+        time_unit = "MICROSECOND" if self.config.microseconds else None
+        url_for = functools.partial(combined_url, self.config.ws_url, time_unit=time_unit)
+        return StreamConnection(index, url_for(streams), self._on_frame, self._limiter,
+                                self.config.connection, self._on_event, streams=streams,
+                                url_for=url_for)
 
     async def _connection(self, conn: StreamConnection) -> None:
         """Run one connection; a refusal that retrying cannot fix stops the recording."""
@@ -398,7 +492,8 @@ class Recorder:
             self.stats.messages[stream.kind] += 1
             # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
-            if stream.kind in SEQUENCED_KINDS:
+            if stream.kind in SEQUENCED_KINDS and (not self._retired
+                                                   or stream.name not in self._retired):
                 event = out.event
                 for action in self.sequencer.observe(stream.name, event):
                     if type(action) is GapDetected:
@@ -414,8 +509,8 @@ class Recorder:
         elif type(out) is Shutdown:
             log.info("serverShutdown on connection #%d: rolling over", connection)
             self.connections[connection].request_rollover()
-        elif type(out) is ControlReply and out.error is not None:
-            log.warning("connection #%d: server error %s", connection, out.error)
+        elif type(out) is ControlReply:
+            self._control_reply(connection, out, received_ns)
         if self.config.raw:
             batch.raw_frames.append((received_ns, connection, payload.decode("utf-8", "replace")))
         if not batch.first_received_ns:
@@ -442,8 +537,7 @@ class Recorder:
         for _, rows, *_ in batch.gap_fills:  # a fill counts once it is committed
             stats.gaps_filled += 1
             stats.rows_backfilled += rows
-        self._progress.set()
-        self._progress = asyncio.Event()
+        self._notify_progress()
         if batch.first_received_ns:
             latency = time.time_ns() - batch.first_received_ns
             if len(stats.commit_latency_ns) < 100_000:
@@ -529,7 +623,8 @@ class Recorder:
     def _seen_until(self, now_ms: int) -> None:
         """Feed the counts gathered since the last round to the sequencer; store silences ended."""
         ends = [end for stream, count in self._count_seen().items()
-                if (end := self.sequencer.seen(stream, now_ms, count)) is not None]
+                if stream not in self._retired
+                and (end := self.sequencer.seen(stream, now_ms, count)) is not None]
         self._end_silences(ends)
 
     def _end_silences(self, ends: list[SilenceEnded]) -> None:
@@ -556,6 +651,172 @@ class Recorder:
             if stale:  # one batch for all of them: many at once must not trip back-pressure
                 assert self._batcher is not None
                 self._batcher.flush()
+
+    # -- listings (record --all) -----------------------------------------------------------
+
+    async def _watch_listings(self, rest: RestClient) -> None:
+        """Read exchangeInfo every ``listings_every_s`` and follow its changes."""
+        while True:
+            await asyncio.sleep(self.config.listings_every_s)
+            try:
+                listing = await rest.listing()
+            except ExchangeError as exc:
+                log.warning("exchangeInfo not read (%s): listings are checked again in %gs",
+                            exc, self.config.listings_every_s)
+                continue
+            self.apply_listing(listing)
+
+    def apply_listing(self, listing: list[ListedSymbol]) -> None:
+        """Follow ``listing`` (exchangeInfo's symbols now): subscribe the streams of symbols
+        newly TRADING, unsubscribe those of symbols no longer TRADING, record the changes."""
+        changes = diff_listings(self._listing, listing, self.config.selection)
+        self._listing = listing
+        self.config.symbols = self.config.selection.symbols(listing)
+        wanted = self.config.stream_names
+        wanted_set = set(wanted)
+        removed = [name for name in self._home if name not in wanted_set]
+        added = [name for name in wanted if name not in self._home]
+        now_ns = time.time_ns()
+        self._remove_streams(removed, now_ns)
+        self._add_streams(added)
+        self._record_changes(changes, added, removed, now_ns)
+        self.stats.listing_checks += 1
+        self._notify_progress()
+
+    def _remove_streams(self, removed: list[str], now_ns: int) -> None:
+        """Unsubscribe ``removed`` on their connections and forget their sequencing: they are
+        not silent from now on, and a later return starts afresh."""
+        if not removed:
+            return
+        by_connection: dict[int, list[str]] = {}
+        for name in removed:
+            by_connection.setdefault(self._home.pop(name), []).append(name)
+        for index, names in by_connection.items():
+            self.connections[index].remove_streams(names)
+            if (unopened := self._unwatched.get(index)) is not None:
+                self._unwatched[index] = [n for n in unopened if n not in names]
+        self._seen_until(now_ns // 1_000_000)  # what they sent so far still ends silences
+        self._retire(removed, now_ns)
+
+    def _add_streams(self, added: list[str]) -> None:
+        """Subscribe ``added`` on the connections with room, or on new ones; their sequencing
+        starts afresh (a diff-depth stream asks for its snapshot with its first diff)."""
+        if not added:
+            return
+        loads = {conn.index: len(conn.wanted) for conn in self.connections}
+        now_ms = time.time_ns() // 1_000_000
+        for name in added:
+            self._retired.discard(name)
+            self._seen_count.pop(name, None)
+            _forget(self.sequencer, name, now_ms)
+        for index, names in place_streams(loads, added,
+                                          self.config.max_streams_per_connection).items():
+            for name in names:
+                self._home[name] = index
+            if index < len(self.connections):
+                conn = self.connections[index]
+                for name in names:
+                    self.sequencer.add(name, now_ms if conn.is_open else None)
+                if not conn.is_open:
+                    self._unwatched.setdefault(index, []).extend(names)
+                conn.add_streams(names)
+                continue
+            for name in names:
+                self.sequencer.add(name)  # watched once the new connection opens
+            conn = self._new_connection(index, names)
+            self.connections.append(conn)
+            self._unwatched[index] = list(names)
+            log.info("connection #%d opened for %d new stream(s): the others are full",
+                     index, len(names))
+            assert self._tasks is not None
+            self._tasks.create_task(self._connection(conn), name=f"connection-{index}")
+
+    def _record_changes(self, changes: list[ListingChange], added: list[str],
+                        removed: list[str], now_ns: int) -> None:
+        """Log each listing change and store it as a ``listing_change`` row."""
+        assert self._batcher is not None
+        rows = self._batcher.batch.listing_changes
+        shard = self.config.shard
+        for change in changes:
+            mine = [n for n in streams_for([change.symbol], self.config.streams)
+                    if _symbol_of(n) == change.symbol]
+            if shard is not None and not shard.select(mine):
+                continue  # another shard records this symbol
+            plus = [n for n in added if _symbol_of(n) == change.symbol]
+            minus = [n for n in removed if _symbol_of(n) == change.symbol]
+            log.warning("listing: %s %s (%s -> %s): %d stream(s) subscribed, %d unsubscribed",
+                        change.symbol, change.change, change.old_status or "not listed",
+                        change.new_status or "not listed", len(plus), len(minus))
+            self.stats.listing_changes += 1
+            rows.append((now_ns, change.symbol, change.change, change.old_status,
+                         change.new_status, " ".join(plus), " ".join(minus), ""))
+        if rows:
+            self._batcher.flush()
+
+    def _control_reply(self, connection: int, reply: ControlReply, received_ns: int) -> None:
+        """A reply to our SUBSCRIBE/UNSUBSCRIBE: an error is logged, stored, and the streams a
+        SUBSCRIBE could not add are no longer recorded (the next listings check tries again)."""
+        conns = self.connections
+        conn = conns[connection] if 0 <= connection < len(conns) else None
+        failed = reply.error is not None
+        sent = None if conn is None else conn.control_reply(reply.id, failed)
+        if not failed:
+            return
+        self.stats.subscribe_errors += 1
+        if sent is None:
+            log.error("connection #%d: the server answered request %r with an error: %s",
+                      connection, reply.id, reply.error)
+            return
+        log.error("connection #%d: %s of %d stream(s) refused by the server: %s",
+                  connection, sent.method, len(sent.params), reply.error)
+        names = list(sent.params)
+        if sent.method == "SUBSCRIBE":
+            gone = [n for n in names if self._home.get(n) == connection]
+            for name in gone:
+                del self._home[name]
+            self._retire(gone, received_ns)
+        assert self._batcher is not None
+        by_symbol: dict[str, list[str]] = {}
+        for name in names:
+            by_symbol.setdefault(_symbol_of(name), []).append(name)
+        for symbol, streams in by_symbol.items():
+            self._batcher.batch.listing_changes.append(
+                (received_ns, symbol, f"{sent.method.lower()}_error", None, None, "",
+                 " ".join(streams), str(reply.error)))
+        self._batcher.flush()
+
+    def _retire(self, names: list[str], now_ns: int) -> None:
+        """Forget the sequencing of streams no longer recorded."""
+        now_ms = now_ns // 1_000_000
+        ends = []
+        for name in names:
+            self._retired.add(name)
+            self._seen_count.pop(name, None)
+            self._bridges.pop(name, None)
+            if (end := _forget(self.sequencer, name, now_ms)) is not None:
+                ends.append(end)
+        self._end_silences(ends)
+
+    def _notify_progress(self) -> None:
+        """Wake `wait_until`."""
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+
+def _symbol_of(stream: str) -> str:
+    """The upper-case symbol of ``stream``; "" for a market-wide stream."""
+    try:
+        return parse_stream(stream).symbol.upper()
+    except InvalidStreamName:
+        return stream.partition("@")[0].upper()
+
+
+def _forget(sequencer: Sequencer, stream: str, now_ms: int) -> SilenceEnded | None:
+    """Drop ``stream``'s trackers, ending a silence still open at ``now_ms``."""
+    # The sequencer has no public way to drop a stream yet (core/sequencing.py is not ours).
+    watchdog = sequencer._watchdogs.pop(stream, None)
+    sequencer._trackers.pop(stream, None)
+    return None if watchdog is None else watchdog.ended(now_ms)
 
 
 def _check_time_unit(sink: Sink, microseconds: bool) -> None:

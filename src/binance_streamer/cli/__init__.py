@@ -38,6 +38,7 @@ from binance_streamer.cli.plot import plot
 from binance_streamer.cli.query import query
 from binance_streamer.cli.replay import parse_speed_option, replay
 from binance_streamer.cli.table_view import fit_table, terminal_width
+from binance_streamer.core.sharding import Shard, parse_shard
 from binance_streamer.core.streams import kind_names, parse_stream_spec
 from binance_streamer.errors import (
     ConfigError,
@@ -146,8 +147,40 @@ def _parse_snapshot_every(_ctx: click.Context, _param: click.Parameter, value: s
         raise click.BadParameter(f"{exc}, or 0 for none") from exc
 
 
+def _parse_listings_every(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    """``5m``, ``60s``... -> seconds (positive)."""
+    try:
+        return parse_every(value) / 1000
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None
+                 ) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @main.command()
 @click.argument("symbols", nargs=-1)
+@click.option("--all", "all_symbols", is_flag=True,
+              help="Record every TRADING spot symbol exchangeInfo lists instead of SYMBOLS, "
+                   "following listings while running: new symbols are subscribed, halted or "
+                   "delisted ones unsubscribed, without reconnecting (table listing_change).")
+@click.option("--quote", metavar="ASSET",
+              help="With --all: only symbols quoted in ASSET, e.g. USDT.")
+@click.option("--exclude", multiple=True, metavar="SYMBOL",
+              help="With --all: never record SYMBOL (repeat for several).")
+@click.option("--listings-every", default="5m", show_default=True, metavar="DURATION",
+              callback=_parse_listings_every,
+              help="With --all: read exchangeInfo again this often, e.g. 60s, 5m.")
+@click.option("--shard", metavar="I/N", callback=_parse_shard,
+              help="Record only shard I of N of the streams (rendezvous-hashed by stream name; "
+                   "with --all also of the streams listed later), e.g. 1/4.")
 @click.option("--streams", default="ticker", show_default=True, callback=_parse_streams,
               help="Comma-separated stream types recorded for every symbol, e.g. "
                    "ticker,aggTrade,kline_1m,depth@100ms. Known: " + ", ".join(kind_names())
@@ -175,19 +208,28 @@ def _parse_snapshot_every(_ctx: click.Context, _param: click.Parameter, value: s
 @click.option("--microseconds", is_flag=True,
               help="Store exchange times in microseconds (Binance's timeUnit=MICROSECOND) "
                    "instead of milliseconds. A database keeps the unit it started with.")
-def record(symbols: tuple[str, ...], streams: list[str], db: str, duration: float | None,
+def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
+           exclude: tuple[str, ...], listings_every: float, shard: Shard | None,
+           streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
            no_backfill: bool, snapshot_every: float, microseconds: bool) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
-    Symbols are checked against the exchange first (when its REST API answers). Ctrl-C or
-    SIGTERM stops after writing everything received; a summary follows. Exit codes: 0 done,
+    With --all, every TRADING spot symbol instead (--quote, --exclude), and the streams follow
+    exchangeInfo's changes while it runs (--listings-every). Symbols are checked against the
+    exchange first (when its REST API answers). Ctrl-C or SIGTERM stops after writing
+    everything received; a summary follows. Exit codes: 0 done,
     1 storage or network failure or a stream that sent nothing, 2 bad input (unknown symbol,
     bad stream name, bad option), 3 done but some gaps are still open (the next run fills
     them).
     """
+    if all_symbols and symbols:
+        raise click.UsageError("give SYMBOLS or --all, not both")
     config = RecorderConfig(
-        symbols=[s.upper() for s in symbols] if symbols else list(DEFAULT_SYMBOLS),
+        symbols=([] if all_symbols else [s.upper() for s in symbols] if symbols
+                 else list(DEFAULT_SYMBOLS)),
+        all_symbols=all_symbols, quote=quote, exclude=[s.upper() for s in exclude],
+        listings_every_s=listings_every, shard=shard,
         streams=streams, database=db, ws_url=ws_url, rest_url=rest_url, raw=raw,
         max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
         snapshot_every_s=snapshot_every, microseconds=microseconds,

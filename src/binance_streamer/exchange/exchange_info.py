@@ -25,11 +25,23 @@ def bundled_body() -> dict[str, Any]:
 
 
 class ExchangeInfo:
-    """The symbol catalogue; ``known(symbol)`` decides ``-1121 Invalid symbol.``."""
+    """The symbol catalogue; ``known(symbol)`` decides ``-1121 Invalid symbol.``.
+
+    ``served_only``: list only ``extra_symbols`` (the symbols the exchange serves), not the
+    thousands of the bundled body, so ``record --all`` against it records a handful. `add` and
+    `set_status` change the listing at run time (a new symbol, a halt, a delisting).
+    """
 
     def __init__(self, extra_symbols: Iterable[str], weight_per_min: int,
-                 base: dict[str, Any] | None = None) -> None:
+                 base: dict[str, Any] | None = None, *, served_only: bool = False) -> None:
         self.body = base if base is not None else bundled_body()
+        extra_symbols = list(extra_symbols)
+        if served_only:
+            wanted = set(extra_symbols)
+            self._template = copy.deepcopy(next(
+                (s for s in self.body["symbols"] if s["symbol"] == "BTCUSDT"),
+                self.body["symbols"][0]))
+            self.body["symbols"] = [s for s in self.body["symbols"] if s["symbol"] in wanted]
         self.body["rateLimits"] = [
             {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
              "limit": weight_per_min},
@@ -37,15 +49,35 @@ class ExchangeInfo:
              "limit": 300_000},
         ]
         self.by_symbol: dict[str, dict[str, Any]] = {s["symbol"]: s for s in self.body["symbols"]}
-        template = self.by_symbol.get("BTCUSDT") or next(iter(self.by_symbol.values()))
+        if not served_only:
+            self._template = copy.deepcopy(
+                self.by_symbol.get("BTCUSDT") or next(iter(self.by_symbol.values())))
         for symbol in extra_symbols:
-            if symbol not in self.by_symbol:
-                entry = copy.deepcopy(template)
-                item = listing(symbol)
-                entry.update(symbol=symbol, status="TRADING", quoteAsset=item.quote,
-                             baseAsset=item.base or symbol, filters=filters(item))
-                self.by_symbol[symbol] = entry
-                self.body["symbols"].append(entry)
+            if symbol not in self.by_symbol:  # a real one keeps its recorded status
+                self.add(symbol)
+
+    def add(self, symbol: str) -> None:
+        """List ``symbol`` as ``TRADING`` (with the filters of its `listings.listing`), or set
+        an already listed one back to ``TRADING``."""
+        if symbol in self.by_symbol:
+            self.by_symbol[symbol]["status"] = "TRADING"
+            return
+        entry = copy.deepcopy(self._template)
+        item = listing(symbol)
+        entry.update(symbol=symbol, status="TRADING", quoteAsset=item.quote,
+                     baseAsset=item.base or symbol, filters=filters(item))
+        self.by_symbol[symbol] = entry
+        self.body["symbols"].append(entry)
+
+    def set_status(self, symbol: str, status: str | None) -> None:
+        """Give listed ``symbol`` another status (``HALT``, ``BREAK``...), or delist it (None):
+        exchangeInfo then no longer names it. Raises KeyError for a symbol not listed."""
+        entry = self.by_symbol[symbol]
+        if status is None:
+            del self.by_symbol[symbol]
+            self.body["symbols"].remove(entry)
+        else:
+            entry["status"] = status
 
     def known(self, symbol: str) -> bool:
         """True if ``symbol`` is listed."""

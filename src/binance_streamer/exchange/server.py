@@ -25,7 +25,7 @@ from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.rest import RestApi
 from binance_streamer.exchange.sources import ReplaySource, load_source
 from binance_streamer.exchange.synthetic import SyntheticSymbol
-from binance_streamer.exchange.synthetic_market import SyntheticMarket
+from binance_streamer.exchange.synthetic_market import HaltableSymbol, SyntheticMarket
 from binance_streamer.exchange.synthetic_timeline import run_synthetic
 from binance_streamer.exchange.timeline import ReplayTimeline
 from binance_streamer.exchange.wsserver import WsEndpoint
@@ -70,6 +70,9 @@ class LocalExchange:
     ``replay_filter``: the symbols and receive-time range to replay of recorded databases
     (`ReplayFilter`; a ValueError with a replay file, which is replayed whole).
     ``faults``: scripted faults (``"SECONDS:NAME[=ARG,...]"``, see `parse_script`).
+    ``served_only``: exchangeInfo lists only the symbols served, not the whole bundled body of
+    2021-10-12 (for ``record --all``); `list_symbol` and `set_status` change the listing while
+    the exchange runs.
     ``history_limit``: keep about this many newest events per stream (and trades per symbol
     for REST); None keeps everything (tests), a bound suits long command-line runs. With
     ``loop`` and no limit, `LOOP_HISTORY_LIMIT` applies (a loop never ends).
@@ -86,7 +89,7 @@ class LocalExchange:
                  faults: Sequence[str] = (), history_limit: int | None = None,
                  rebase_time: bool = False, synthetic_market: int = 0,
                  market_rate: float = 20_000.0, skew: float = 1.0,
-                 replay_filter: ReplayFilter | None = None) -> None:
+                 replay_filter: ReplayFilter | None = None, served_only: bool = False) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive or None")
         if rate <= 0:
@@ -107,14 +110,16 @@ class LocalExchange:
         both = sorted({s.upper() for s in synthetic} & set(self.market.symbols))
         if both:
             raise ValueError(f"symbols both replayed and synthetic: {', '.join(both)}")
-        self.synthetic = [SyntheticSymbol(self.market, s.upper(), seed) for s in synthetic]
+        self.synthetic: list[SyntheticSymbol] = [
+            HaltableSymbol(self.market, s.upper(), seed) for s in synthetic]
         self.rates = [rate] * len(self.synthetic)
         self.phases = [0.0] * len(self.synthetic)
         if synthetic_market:
             self._add_market(synthetic_market, market_rate, skew)
         self.faults = Faults(self.hub, self.timeline.now_ms)
         self._script = [parse_script(spec) for spec in faults]
-        self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min)
+        self.info = ExchangeInfo(list(self.market.symbols), self.limits.rest_weight_per_min,
+                                 served_only=served_only)
         self._ws = WsEndpoint(self.hub, self.limits, self.faults)
         self._rest = RestApi(self.market, self.info, self.limits, self.faults,
                              self.timeline.now_ms)
@@ -195,6 +200,38 @@ class LocalExchange:
         await self._started.wait()
         await self.timeline.run()
         self._finished.set()
+
+    # -- listings -----------------------------------------------------------------------------
+
+    def list_symbol(self, symbol: str, rate: float | None = None) -> None:
+        """List ``symbol`` as TRADING now: a new one is a synthetic symbol publishing ``rate``
+        steps per second (default: the exchange's ``rate``); a halted or delisted one
+        publishes again."""
+        symbol = symbol.upper()
+        self.info.add(symbol)
+        known = next((s for s in self.synthetic if s.symbol == symbol), None)
+        if isinstance(known, HaltableSymbol):
+            known.halted = False
+            return
+        if known is not None or self._group is None:
+            return
+        new = HaltableSymbol(self.market, symbol, self.seed)
+        self.synthetic.append(new)
+        self._owned.append(self._group.create_task(
+            run_synthetic(self.market, [new], rate or self.rate)))
+
+    def set_status(self, symbol: str, status: str | None) -> None:
+        """Give ``symbol`` another exchangeInfo status (``HALT``, ``BREAK``...) or delist it
+        (None); a synthetic symbol stops publishing until it is TRADING again. Raises KeyError
+        for a symbol not listed."""
+        symbol = symbol.upper()
+        if status == "TRADING":
+            self.list_symbol(symbol)
+            return
+        self.info.set_status(symbol, status)
+        for item in self.synthetic:
+            if item.symbol == symbol and isinstance(item, HaltableSymbol):
+                item.halted = True
 
     # -- queries ------------------------------------------------------------------------------
 

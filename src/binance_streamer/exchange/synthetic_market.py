@@ -16,7 +16,7 @@ from binance_streamer.exchange.market import Market
 from binance_streamer.exchange.synthetic import SyntheticSymbol
 from binance_streamer.exchange.synthetic_timeline import Schedule, run_synthetic
 
-__all__ = ["SyntheticMarket", "zipf_rates"]
+__all__ = ["HaltableSymbol", "SyntheticMarket", "zipf_rates"]
 
 
 def zipf_rates(n: int, total: float, skew: float) -> list[float]:
@@ -40,8 +40,8 @@ class SyntheticMarket:
         if total_rate <= 0 or skew < 0:
             raise ValueError("total_rate must be positive and skew not negative")
         self.market = market
-        self.symbols = [SyntheticSymbol(market, name, seed, rest_history=rest_history)
-                        for name in names]
+        self.symbols: list[SyntheticSymbol] = [
+            HaltableSymbol(market, name, seed, rest_history=rest_history) for name in names]
         self.rates = zipf_rates(len(names), total_rate, skew)
         rng = random.Random(f"{seed}:phases")
         self.phases = [rng.random() for _ in names]
@@ -57,3 +57,20 @@ class SyntheticMarket:
     def __repr__(self) -> str:
         return (f"<SyntheticMarket symbols={len(self.symbols)} "
                 f"rate={sum(self.rates):,.0f}/s busiest={self.symbols[0].symbol}>")
+
+
+class HaltableSymbol(SyntheticSymbol):
+    """A `SyntheticSymbol` that publishes nothing while ``halted`` (a halted or delisted
+    symbol: `LocalExchange.set_status`)."""
+
+    halted = False
+
+    def step(self, now_ms: int) -> None:
+        """`SyntheticSymbol.step`, unless halted."""
+        if not self.halted:
+            super().step(now_ms)
+
+    def grid(self, now_ms: int, step_ms: int) -> None:
+        """`SyntheticSymbol.grid`, unless halted."""
+        if not self.halted:
+            super().grid(now_ms, step_ms)

@@ -3,8 +3,10 @@
 Thin adapter over aiohttp: HTTP and connection errors become `binance_streamer.errors`
 exceptions here and nowhere else. Market-data bodies are decoded straight into the typed payloads
 of `binance_streamer.core.rest_payloads`; a body of another shape is a `BadResponse` saying what
-is wrong. The used request weight (``X-MBX-USED-WEIGHT-1M``) is tracked so the backfill can pace
-itself under the 6000/min limit.
+is wrong. The used request weight (``X-MBX-USED-WEIGHT-1M``, rest-api.md "IP Limits": every
+request from this IP counts, other processes' too) is tracked so the backfill can pace itself
+under the limit (6000/min on Binance), and a 429/418 becomes `RateLimited` with its
+``Retry-After`` ("LIMITS").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import aiohttp
 import msgspec
 
 from binance_streamer.core.backoff import retry_after_s
+from binance_streamer.core.listings import ExchangeListing, ListedSymbol
 from binance_streamer.core.rest_payloads import (
     DepthSnapshot,
     ExchangeInfo,
@@ -43,13 +46,19 @@ _KLINES = msgspec.json.Decoder(list[RestKline])
 _DEPTH = msgspec.json.Decoder(DepthSnapshot)
 _EXCHANGE_INFO = msgspec.json.Decoder(ExchangeInfo)
 _ANY: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_LISTING = msgspec.json.Decoder(ExchangeListing)
 
 
 class RestClient:
-    """Calls ``<base>/api/v3/...``; use as ``async with RestClient(url) as rest``."""
+    """Calls ``<base>/api/v3/...``; use as ``async with RestClient(url) as rest``.
+
+    ``used_weight`` is the last ``X-MBX-USED-WEIGHT-1M`` answered, of ``weight_limit`` per
+    minute (Binance's REQUEST_WEIGHT limit; a local exchange may be configured with another).
+    """
 
     def __init__(
-        self, base_url: str = BINANCE_REST_URL, timeout_s: float = 10.0, microseconds: bool = False
+        self, base_url: str = BINANCE_REST_URL, timeout_s: float = 10.0, microseconds: bool = False,
+        weight_limit: int = 6000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -58,7 +67,7 @@ class RestClient:
         self._headers = {"X-MBX-TIME-UNIT": "MICROSECOND"} if microseconds else {}
         self._session: aiohttp.ClientSession | None = None
         self.used_weight = 0
-        self.weight_limit = 6000
+        self.weight_limit = weight_limit
         self.requests = 0
 
     def __repr__(self) -> str:
@@ -153,6 +162,11 @@ class RestClient:
     async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshot:
         """An order book snapshot with its ``lastUpdateId`` (rest-api.md, "Order book")."""
         return await self._get(_DEPTH, "depth", {"symbol": symbol.upper(), "limit": limit})
+
+    async def listing(self) -> list[ListedSymbol]:
+        """Every listed symbol with its status and assets (rest-api.md, "Exchange
+        information"; weight 20): what ``record --all`` records."""
+        return (await self._get(_LISTING, "exchangeInfo", {})).symbols
 
 
 def _reason(exc: BaseException) -> str:

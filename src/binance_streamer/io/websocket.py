@@ -14,22 +14,37 @@ The supervisor reconnects after a drop, and rolls over to a fresh connection bef
 old one is closed, so the overlap (deduplicated by the natural keys in storage) covers the switch.
 Every failure goes through `ReconnectPolicy.after`, the one retry policy: a refusal that cannot
 succeed by retrying (HTTP 404 on the upgrade, say) ends `run` with `HandshakeRefused`.
+
+Its streams can change while it runs (`add_streams`, `remove_streams`): they are SUBSCRIBEd and
+UNSUBSCRIBEd on the live connection (web-socket-streams.md, "Live Subscribing/Unsubscribing to
+streams"), at most 3 control messages in any second (`ControlPacer`; the limit is 5 incoming
+messages per second, pongs and pings included, "WebSocket Limits"), and a reconnect or rollover
+opens the URL of the current streams (``url_for``). Each transport remembers what it carries,
+so a change made during a rollover reaches the new connection too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import picows
 from picows import WSListener, WSMsgType, WSTransport
 
 from binance_streamer.core.backoff import ReconnectPolicy, retry_after_s
+from binance_streamer.core.listings import (
+    MAX_PARAMS,
+    ControlMessage,
+    ControlPacer,
+    next_control,
+)
 from binance_streamer.core.planning import AttemptLimiter
 from binance_streamer.errors import ConfigError, HandshakeRefused, Unreachable
 
@@ -37,6 +52,7 @@ __all__ = ["ConnectionSettings", "FrameHandler", "StreamConnection"]
 
 log = logging.getLogger(__name__)
 FrameHandler = Callable[[int, int, bytes], None]
+_control_ids = itertools.count(1)  # unique in the process: a reply names its request
 
 
 @dataclass
@@ -63,8 +79,9 @@ class ConnectionSettings:
 
 
 class _Listener(WSListener):
-    def __init__(self, owner: StreamConnection) -> None:
+    def __init__(self, owner: StreamConnection, streams: Sequence[str] = ()) -> None:
         self.owner = owner
+        self.subscribed: dict[str, None] = dict.fromkeys(streams)  # what this transport carries
         self.first_data = asyncio.Event()
         self.close_code: int | None = None
         self._parts: list[bytes] = []
@@ -98,7 +115,12 @@ class _Listener(WSListener):
 
 
 class StreamConnection:
-    """A combined-stream connection to ``url`` that keeps itself up until `stop`."""
+    """A combined-stream connection to ``url`` that keeps itself up until `stop`.
+
+    ``streams`` are the streams ``url`` names; with ``url_for`` (streams -> URL) each connect
+    opens the URL of the streams wanted then, and `add_streams`/`remove_streams` change them on
+    the live connection.
+    """
 
     def __init__(
         self,
@@ -108,9 +130,22 @@ class StreamConnection:
         limiter: AttemptLimiter,
         settings: ConnectionSettings | None = None,
         on_event: Callable[[StreamConnection, str], None] | None = None,
+        *,
+        streams: Sequence[str] = (),
+        url_for: Callable[[Sequence[str]], str] | None = None,
+        pacer: ControlPacer | None = None,
+        max_params: int = MAX_PARAMS,
     ) -> None:
         self.index = index
         self.url = url
+        self.wanted: dict[str, None] = dict.fromkeys(streams)  # the streams it should carry
+        self._url_for = url_for
+        self._pacer = pacer or ControlPacer()
+        self._max_params = max_params  # stream names per control message
+        self._listener: _Listener | None = None
+        self._control_wake = asyncio.Event()
+        self._controls: dict[int, tuple[ControlMessage, _Listener]] = {}  # id -> unanswered
+        self.controls_sent = 0
         self.settings = settings or ConnectionSettings()
         self._on_frame = on_frame
         self._limiter = limiter
@@ -168,6 +203,58 @@ class StreamConnection:
         """Switch to a fresh connection now (``serverShutdown``), without a gap."""
         self._rollover.set()
 
+    def add_streams(self, names: Iterable[str]) -> None:
+        """Carry ``names`` too: SUBSCRIBEd on the live connection, paced."""
+        self.wanted.update(dict.fromkeys(names))
+        self._control_wake.set()
+
+    def remove_streams(self, names: Iterable[str]) -> None:
+        """Stop carrying ``names``: UNSUBSCRIBEd on the live connection, paced."""
+        for name in names:
+            self.wanted.pop(name, None)
+        self._control_wake.set()
+
+    def control_reply(self, request_id: object, failed: bool) -> ControlMessage | None:
+        """The control message a reply answers (None if not ours); a failed SUBSCRIBE's
+        streams are no longer wanted nor counted as carried."""
+        if not isinstance(request_id, int) or isinstance(request_id, bool):
+            return None
+        sent = self._controls.pop(request_id, None)
+        if sent is None:
+            return None
+        message, listener = sent
+        if failed and message.method == "SUBSCRIBE":
+            for name in message.params:
+                self.wanted.pop(name, None)
+                listener.subscribed.pop(name, None)
+        return message
+
+    async def _send_controls(self) -> None:
+        """Bring the live transport's streams to `wanted`, one paced message at a time."""
+        while True:
+            await self._control_wake.wait()
+            self._control_wake.clear()
+            while (transport := self._transport) is not None and \
+                    (listener := self._listener) is not None and not transport.is_disconnected:
+                message = next_control(listener.subscribed, self.wanted, self._max_params)
+                if message is None:
+                    break
+                if (delay := self._pacer.delay(time.monotonic())) > 0:
+                    await asyncio.sleep(delay)  # a rate limit's wait, then look again
+                    continue
+                request_id = next(_control_ids)
+                self._pacer.record(time.monotonic())
+                transport.send(WSMsgType.TEXT, msgspec.json.encode(message.body(request_id)))
+                self.controls_sent += 1
+                self._controls[request_id] = (message, listener)
+                if message.method == "SUBSCRIBE":
+                    listener.subscribed.update(dict.fromkeys(message.params))
+                else:
+                    for name in message.params:
+                        listener.subscribed.pop(name, None)
+                log.info("connection #%d: %s %d stream(s) (id %d)", self.index, message.method,
+                         len(message.params), request_id)
+
     def stop(self) -> None:
         """Close the connection and end `run`."""
         self._stopping.set()
@@ -177,22 +264,27 @@ class StreamConnection:
 
     async def run(self) -> None:
         """Connect, supervise, reconnect, until `stop`."""
-        while not self._stopping.is_set():
-            transport = await self._connect_with_retry()
-            if transport is None:
-                return
-            await self._supervise(transport)
-            self._transport = None
-            self._policy.disconnected(time.monotonic())
-            if not self._stopping.is_set():
-                self.reconnects += 1
-                self._on_event(self, "disconnected")
+        sender = asyncio.create_task(self._send_controls(), name=f"controls-{self.index}")
+        try:
+            while not self._stopping.is_set():
+                transport = await self._connect_with_retry()
+                if transport is None:
+                    return
+                await self._supervise(transport)
+                self._controls.clear()  # gone with the connection: no answer will come
+                self._transport = self._listener = None
+                self._policy.disconnected(time.monotonic())
+                if not self._stopping.is_set():
+                    self.reconnects += 1
+                    self._on_event(self, "disconnected")
+        finally:
+            sender.cancel()
 
     async def _connect_with_retry(self) -> WSTransport | None:
         while not self._stopping.is_set():
             await self._wait_for_attempt_slot()
             try:
-                transport, _ = await self._open()
+                transport, listener = await self._open()
             except Exception as exc:
                 failure = translate(exc, self.url)
                 self.last_error = str(failure)
@@ -206,16 +298,19 @@ class StreamConnection:
                 if await self._sleep_or_stop(delay):
                     return None
                 continue
-            self._adopt(transport)
+            self._adopt(transport, listener)
             return transport
         return None
 
     async def _open(self) -> tuple[WSTransport, _Listener]:
         self.connects += 1
+        streams = list(self.wanted)
+        if self._url_for is not None:
+            self.url = self._url_for(streams)
         sockets: list[socket.socket] = []  # the socket we made, closed if the attempt fails
         try:
             transport, listener = await picows.ws_connect(
-                lambda: _Listener(self), self.url,
+                lambda: _Listener(self, streams), self.url,
                 websocket_handshake_timeout=self.settings.handshake_timeout_s,
                 enable_auto_pong=True, max_frame_size=64 * 1024 * 1024,
                 enable_auto_ping=True, auto_ping_idle_timeout=self.settings.ping_idle_s,
@@ -248,8 +343,9 @@ class StreamConnection:
         sock.setblocking(False)
         return sock
 
-    def _adopt(self, transport: WSTransport) -> None:
-        self._transport = transport
+    def _adopt(self, transport: WSTransport, listener: _Listener) -> None:
+        self._transport, self._listener = transport, listener
+        self._control_wake.set()  # changes made meanwhile reach this transport
         self.last_frame = time.monotonic()
         self._policy.connected(self.last_frame)
         if self._paused:
@@ -316,9 +412,10 @@ class StreamConnection:
             new.disconnect()
             return None
         self.rollovers += 1
-        self._adopt(new)
+        self._adopt(new, listener)
         old.send_close(picows.WSCloseCode.OK)
         old.disconnect()
+        self._controls = {k: v for k, v in self._controls.items() if v[1] is listener}
         self._on_event(self, "rolled_over")
         return new
 

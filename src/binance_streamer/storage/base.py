@@ -7,7 +7,8 @@ from typing import Protocol
 
 from binance_streamer.core.tables import Row
 
-__all__ = ["Batch", "GapFill", "GapRow", "ResumePoint", "SilenceEnd", "Sink", "WriteResult"]
+__all__ = ["Batch", "GapFill", "GapRow", "ListingChangeRow", "ResumePoint", "SilenceEnd", "Sink",
+           "WriteResult"]
 
 GapRow = tuple[str, int, int, str, int]  # stream, first_missing, last_missing, cause, detected_ns
 GapFill = tuple[int, int, str, int, int]  # filled_ns, rows_filled, stream, first, last
@@ -15,6 +16,8 @@ GapFill = tuple[int, int, str, int, int]  # filled_ns, rows_filled, stream, firs
 ResumePoint = tuple[int, bool]
 # last_missing, stream, first_missing: where a silence (a 'stale...' gap row) ended.
 SilenceEnd = tuple[int, str, int]
+# changed_ns, symbol, change, old_status, new_status, streams_added, streams_removed, detail
+ListingChangeRow = tuple[int, str, str, str | None, str | None, str, str, str]
 
 
 @dataclass(slots=True)
@@ -27,6 +30,7 @@ class Batch:
     gaps: list[GapRow] = field(default_factory=list)
     gap_fills: list[GapFill] = field(default_factory=list)
     silence_ends: list[SilenceEnd] = field(default_factory=list)  # applied after ``gaps``
+    listing_changes: list[ListingChangeRow] = field(default_factory=list)
     first_received_ns: int = 0
     market_rows: int = 0  # rows in ``rows``, kept as they are added (read on every frame)
 
@@ -41,7 +45,7 @@ class Batch:
 
     def __len__(self) -> int:
         return (self.market_rows + len(self.quarantine) + len(self.raw_frames) + len(self.gaps)
-                + len(self.gap_fills) + len(self.silence_ends))
+                + len(self.gap_fills) + len(self.silence_ends) + len(self.listing_changes))
 
     def __repr__(self) -> str:
         tables = " ".join(f"{t}={len(r)}" for t, r in self.rows.items())

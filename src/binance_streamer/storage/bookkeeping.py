@@ -1,4 +1,5 @@
-"""The bookkeeping both backends share: gaps, quarantine, raw frames, ``meta`` and resume points.
+"""The bookkeeping both backends share: gaps, quarantine, raw frames, listing changes, ``meta``
+and resume points.
 
 Each function takes a DB-API connection or cursor (sqlite3 or psycopg) and the `Statements` of
 its dialect; the caller owns the transaction.
@@ -23,7 +24,9 @@ def write_bookkeeping(cur: Any, sql: Statements, batch: Batch, stored: dict[str,
                                    (sql.gap_fill, batch.gap_fills, ""),
                                    (sql.silence_end, batch.silence_ends, ""),
                                    (sql.quarantine_insert, batch.quarantine, "quarantine"),
-                                   (sql.raw_frame_insert, batch.raw_frames, "raw_frame")):
+                                   (sql.raw_frame_insert, batch.raw_frames, "raw_frame"),
+                                   (sql.listing_change_insert, batch.listing_changes,
+                                    "listing_change")):
         if rows:
             cur.executemany(statement, rows)
             if table:

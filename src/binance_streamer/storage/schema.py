@@ -3,7 +3,9 @@
 Market tables come from `binance_streamer.core.tables`; each has an integer surrogate ``id`` and a
 UNIQUE natural key, so an event is stored once however often it arrives. Bookkeeping tables:
 ``gaps`` (detected holes and their backfill), ``quarantine`` (frames that could not be decoded,
-with the reason and raw text), ``raw_frame`` (the optional ``--raw`` archive) and ``meta``.
+with the reason and raw text), ``raw_frame`` (the optional ``--raw`` archive), ``listing_change``
+(symbols listed, delisted or halted while ``record --all`` ran, and refused subscriptions) and
+``meta``.
 The SQL both backends run on the bookkeeping tables is generated here once per dialect
 (`statements`), so SQLite and PostgreSQL differ only in the placeholder.
 """
@@ -21,6 +23,7 @@ from binance_streamer.errors import SchemaTooNew
 
 __all__ = [
     "BOOKKEEPING",
+    "LISTING_CHANGE",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "TIME_COLUMN",
@@ -67,7 +70,17 @@ RAW_FRAME = Bookkeeping(
     (("received_ns", "BIGINT NOT NULL"), ("connection", "INTEGER NOT NULL"),
      ("frame", "TEXT NOT NULL")),
 )
-BOOKKEEPING = (GAPS, QUARANTINE, RAW_FRAME)
+# One row per symbol whose listing changed while ``record --all`` ran (change: listed, delisted,
+# status) or whose SUBSCRIBE the server refused (subscribe_error); statuses NULL when not listed;
+# the streams added and removed, space-separated; detail: the server's error, if any.
+LISTING_CHANGE = Bookkeeping(
+    "listing_change",
+    (("changed_ns", "BIGINT NOT NULL"), ("symbol", "TEXT NOT NULL"), ("change", "TEXT NOT NULL"),
+     ("old_status", "TEXT"), ("new_status", "TEXT"), ("streams_added", "TEXT NOT NULL"),
+     ("streams_removed", "TEXT NOT NULL"), ("detail", "TEXT NOT NULL")),
+)
+_VERSION_1_BOOKKEEPING = (GAPS, QUARANTINE, RAW_FRAME)
+BOOKKEEPING = (*_VERSION_1_BOOKKEEPING, LISTING_CHANGE)
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"INTEGER": "INTEGER", "TEXT": "TEXT", "BOOLEAN": "BOOLEAN", "BIGINT": "INTEGER"},
     "postgres": {"INTEGER": "BIGINT", "TEXT": "TEXT", "BOOLEAN": "BOOLEAN", "BIGINT": "BIGINT"},
@@ -100,7 +113,7 @@ def _version_1(dialect: Dialect) -> list[str]:
     stmts = ["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"]
     for t in TABLES:
         stmts += _market_table(t, dialect)
-    for b in BOOKKEEPING:
+    for b in _VERSION_1_BOOKKEEPING:  # frozen: later tables come with later versions
         stmts += _bookkeeping_table(b, dialect)
     # The tutorial's table, as a view over the @ticker stream: (id, symbol, price, timestamp).
     stmts.append(
@@ -120,6 +133,7 @@ TIME_COLUMN: dict[str, str] = {
     "kline": "open_time", "reference_price": "time", "book_ticker": "received_ns",
     "partial_depth": "received_ns", "depth_snapshot": "received_ns",
     "gaps": "detected_ns", "quarantine": "received_ns", "raw_frame": "received_ns",
+    "listing_change": "changed_ns",
 }
 
 # Read indexes (symbol, time column): reading one symbol over a time range (query, export, read,
@@ -145,7 +159,13 @@ def _quoted(columns: tuple[str, ...]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-MIGRATIONS = {1: _version_1, 2: _version_2}
+def _version_3(dialect: Dialect) -> list[str]:
+    # IF NOT EXISTS, like version 2's indexes: opening any older database adds the table.
+    return [stmt.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1)
+            for stmt in _bookkeeping_table(LISTING_CHANGE, dialect)]
+
+
+MIGRATIONS = {1: _version_1, 2: _version_2, 3: _version_3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -180,6 +200,7 @@ class Statements:
     silence_end: str  # last_missing, stream, first_missing (of a 'stale...' gap)
     quarantine_insert: str  # received_ns, stream, reason, raw
     raw_frame_insert: str  # received_ns, connection, frame
+    listing_change_insert: str  # the columns of LISTING_CHANGE, in order
     unfilled_gaps: str  # -> (stream, first_missing, last_missing, cause), oldest first
     meta_insert: str  # key, value; an existing key keeps its value
     meta_select: str  # key -> value
@@ -207,6 +228,9 @@ def statements(dialect: Dialect) -> Statements:
                      f"AND {first} = {m} AND {stale}"),
         quarantine_insert=_insert(QUARANTINE, m),
         raw_frame_insert=_insert(RAW_FRAME, m),
+        listing_change_insert=(
+            f"INSERT INTO {LISTING_CHANGE.name} ({', '.join(c for c, _ in LISTING_CHANGE.columns)})"
+            f" VALUES ({', '.join(m for _ in LISTING_CHANGE.columns)})"),
         # Gaps a later backfill can still fill (silences have nothing to fetch).
         unfilled_gaps=(f"SELECT stream, first_missing, last_missing, cause FROM {GAPS.name} "
                        f"WHERE filled_ns IS NULL AND NOT {stale} ORDER BY id"),
