@@ -296,3 +296,17 @@ async def test_reconnect_and_rollover_open_the_current_streams() -> None:
         conn.stop()
         await asyncio.wait_for(run, TIMEOUT)
     assert conn.reconnects == 1 and conn.rollovers == 1
+
+
+async def test_cli_all_tolerates_quiet_streams_the_long_tail_has(db_path: Path) -> None:
+    """With --all a stream that sent nothing (a quiet symbol) is a note, not exit 1; without
+    --all the same silence is an error."""
+    async with LocalExchange(synthetic=["BTCUSDT"], rate=20, served_only=True) as ex:
+        urls = ("--ws-url", ex.ws_url, "--rest-url", ex.rest_url, "--db", str(db_path))
+        code, _, err = await cli("record", "--all", "--streams", "aggTrade,blockTrade",
+                                 "--duration", "2", *urls)
+        assert code == 0, err
+        assert "1 stream(s) sent nothing during the run (btcusdt@blockTrade)" in err
+        code, _, err = await cli("record", "BTCUSDT", "--streams", "aggTrade,blockTrade",
+                                 "--duration", "2", *urls)
+    assert code == 1 and "btcusdt@blockTrade" in err

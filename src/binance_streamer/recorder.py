@@ -708,7 +708,7 @@ class Recorder:
         for name in added:
             self._retired.discard(name)
             self._seen_count.pop(name, None)
-            _forget(self.sequencer, name, now_ms)
+            self.sequencer.drop(name, now_ms)
         for index, names in place_streams(loads, added,
                                           self.config.max_streams_per_connection).items():
             for name in names:
@@ -793,7 +793,7 @@ class Recorder:
             self._retired.add(name)
             self._seen_count.pop(name, None)
             self._bridges.pop(name, None)
-            if (end := _forget(self.sequencer, name, now_ms)) is not None:
+            if (end := self.sequencer.drop(name, now_ms)) is not None:
                 ends.append(end)
         self._end_silences(ends)
 
@@ -809,14 +809,6 @@ def _symbol_of(stream: str) -> str:
         return parse_stream(stream).symbol.upper()
     except InvalidStreamName:
         return stream.partition("@")[0].upper()
-
-
-def _forget(sequencer: Sequencer, stream: str, now_ms: int) -> SilenceEnded | None:
-    """Drop ``stream``'s trackers, ending a silence still open at ``now_ms``."""
-    # The sequencer has no public way to drop a stream yet (core/sequencing.py is not ours).
-    watchdog = sequencer._watchdogs.pop(stream, None)
-    sequencer._trackers.pop(stream, None)
-    return None if watchdog is None else watchdog.ended(now_ms)
 
 
 def _check_time_unit(sink: Sink, microseconds: bool) -> None:

@@ -1029,3 +1029,18 @@ def test_sequencer_repr_counts_streams_gaps_and_snapshots() -> None:
     seq.observe("btcusdt@trade", trade(5))
     seq.observe("btcusdt@depth", diff_depth(1, 2))
     assert repr(seq) == "<Sequencer streams=3 gaps=1 snapshots_due=1>"
+
+
+def test_drop_forgets_a_stream_and_ends_its_open_silence() -> None:
+    """drop() of an unsubscribed stream: its silence ends then, it is never stale again, and a
+    later add starts it afresh (a returning aggTrade stream is not a gap from its old ids)."""
+    seq = Sequencer(["btcusdt@ticker", "ethusdt@aggTrade"])
+    seq.seen("btcusdt@ticker", 0)
+    assert [g.stream for g in seq.stale(6_000)] == ["btcusdt@ticker"]
+    assert seq.drop("btcusdt@ticker", 7_000) == SilenceEnded("btcusdt@ticker", 1, 7_000)
+    assert seq.stale(60_000) == [] and seq.tracker("btcusdt@ticker") is None
+    seq.observe_id("ethusdt@aggTrade", 10)
+    assert seq.drop("ethusdt@aggTrade", 8_000) is None  # nothing open
+    assert seq.drop("never@added", 8_000) is None
+    seq.add("ethusdt@aggTrade")
+    assert seq.observe_id("ethusdt@aggTrade", 500) == ()

@@ -237,7 +237,14 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
     config.validate()
     stats = _run_recorder(config, duration)
     _print_summary(stats, db)
-    if stats.silent_streams:
+    if stats.silent_streams and config.all_symbols and stats.total_messages:
+        # The whole market's long tail: a symbol with no trade during the run is normal.
+        shown = ", ".join(stats.silent_streams[:5])
+        more = len(stats.silent_streams) - 5
+        err.print(f"[yellow]note:[/yellow] {len(stats.silent_streams)} stream(s) sent nothing "
+                  f"during the run ({escape(shown)}{f' and {more} more' if more > 0 else ''}); "
+                  "quiet symbols are normal with --all")
+    elif stats.silent_streams:
         err.print(f"[red]error:[/red] "
                   f"{escape(str(NoDataReceived(stats.silent_streams, stats.total_messages)))}")
         if not stats.total_messages and config.ws_url == BINANCE_WS_URL:

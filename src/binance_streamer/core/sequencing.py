@@ -496,6 +496,13 @@ class Sequencer:
         if now_ms is not None and (dog := self._watchdogs.get(stream)) is not None:
             dog.watch(now_ms)
 
+    def drop(self, stream: str, now_ms: int) -> SilenceEnded | None:
+        """Forget ``stream`` (no longer recorded: unsubscribed); returns the end of a silence
+        still open at ``now_ms``. A later `add` starts it afresh."""
+        self._trackers.pop(stream, None)
+        watchdog = self._watchdogs.pop(stream, None)
+        return None if watchdog is None else watchdog.ended(now_ms)
+
     def _build(self, parsed: StreamName) -> None:
         name, kind = parsed.name, parsed.kind
         if kind in (StreamKind.AGG_TRADE, StreamKind.TRADE):
