@@ -36,6 +36,7 @@ from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.bridging import Bridged, BridgeOutcome, DepthBridge
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.events import DiffDepth
+from binance_streamer.core.lag import LagTracker
 from binance_streamer.core.listings import (
     ListedSymbol,
     ListingChange,
@@ -53,7 +54,7 @@ from binance_streamer.core.sequencing import (
     SilenceEnded,
 )
 from binance_streamer.core.sharding import Shard
-from binance_streamer.core.streams import InvalidStreamName, parse_stream, streams_for
+from binance_streamer.core.streams import InvalidStreamName, StreamKind, parse_stream, streams_for
 from binance_streamer.errors import (
     ConfigError,
     ExchangeError,
@@ -74,6 +75,13 @@ __all__ = ["BINANCE_WS_URL", "Recorder", "RecorderConfig", "RecorderStats"]
 log = logging.getLogger(__name__)
 BINANCE_WS_URL = "wss://stream.binance.com:9443"
 
+# Kinds whose events carry Binance's event time ``E`` (web-socket-streams.md): their lag, receive
+# time minus event time, is measured per kind and per connection. Book tickers carry none.
+_TIMED_KINDS = frozenset({
+    StreamKind.TRADE, StreamKind.BLOCK_TRADE, StreamKind.AGG_TRADE, StreamKind.KLINE,
+    StreamKind.MINI_TICKER, StreamKind.TICKER, StreamKind.WINDOW_TICKER, StreamKind.AVG_PRICE,
+    StreamKind.DIFF_DEPTH,
+})
 _SYMBOL = re.compile(r"[A-Z0-9_]{2,30}")  # rest-api.md "Terminology": symbols are upper case
 
 
@@ -202,6 +210,8 @@ class RecorderStats:
     batches: int = 0
     paused: int = 0
     commit_latency_ns: list[int] = field(default_factory=list)
+    # Receive time minus event time, per stream kind and per connection (`LagTracker`).
+    lag: LagTracker = field(default_factory=LagTracker)
     silent_streams: list[str] = field(default_factory=list)  # asked for, never heard from
     listing_checks: int = 0  # exchangeInfo re-read (record --all), the first read excluded
     listing_changes: int = 0  # symbols listed, delisted or changing status since the start
@@ -241,7 +251,8 @@ class Recorder:
         self.stats = RecorderStats()
         self.connections: list[StreamConnection] = []
         self.decoder = FrameDecoder()
-        self.sequencer = Sequencer(time_scale=1000 if config.microseconds else 1)
+        self._time_scale = 1000 if config.microseconds else 1  # exchange time units per ms
+        self.sequencer = Sequencer(time_scale=self._time_scale)
         self.error: BaseException | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -489,7 +500,11 @@ class Recorder:
             route = out.route
             batch.add(route.table.name, route.rows(out.event, received_ns, "ws"))
             stream = route.stream
-            self.stats.messages[stream.kind] += 1
+            kind = stream.kind
+            self.stats.messages[kind] += 1
+            if kind in _TIMED_KINDS:
+                self.stats.lag.observe(kind, connection, received_ns // 1_000_000
+                                       - out.event.event_time // self._time_scale)
             # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
             if stream.kind in SEQUENCED_KINDS and (not self._retired

@@ -313,8 +313,12 @@ class _StatusLine:
         self._then, self._counts = now, Counter(stats.messages)
         conns = self.recorder.connections
         kinds = " ".join(f"{k} {r:,.0f}/s" for k, r in sorted(rates.items()))
+        lags, _ = stats.lag.take_window()
+        worst = max(lags.items(), key=lambda item: item[1].p99_ms, default=None)
+        lag = ("" if worst is None or worst[1].p99_ms > _REPLAYED_MS
+               else f" | lag p99 {worst[1].p99_ms:,}ms ({worst[0]})")
         return (f"connections {sum(c.is_open for c in conns)}/{len(conns)} | "
-                f"{kinds or 'waiting for data'} | stored {stats.total_stored:,} | "
+                f"{kinds or 'waiting for data'}{lag} | stored {stats.total_stored:,} | "
                 f"gaps {stats.gaps} (filled {stats.gaps_filled}) | "
                 f"quarantined {stats.quarantined}")
 
@@ -347,6 +351,10 @@ def redact(database: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# Event times further back than this are a replay's, not lateness: no lag is shown for them.
+_REPLAYED_MS = 3_600_000
+
+
 def _print_summary(stats: RecorderStats, db: str) -> None:
     out = Console(soft_wrap=True, highlight=False)
     elapsed = time.monotonic() - stats.started
@@ -363,6 +371,17 @@ def _print_summary(stats: RecorderStats, db: str) -> None:
         f"{stats.rows_backfilled:,} rows over REST), "
         f"silences {stats.stale}, quarantined {stats.quarantined}"
     )
+    kinds, connections = stats.lag.run_summary()
+    if kinds and min(lag.p50_ms for lag in kinds.values()) > _REPLAYED_MS:
+        out.print("lag: not measured, the event times are hours old (a replay of old data)")
+    elif kinds:
+        out.print("lag (receive time - event time): " + ", ".join(
+            f"{kind} p50 {lag.p50_ms:,}ms p99 {lag.p99_ms:,}ms max {lag.max_ms:,}ms"
+            for kind, lag in sorted(kinds.items())))
+        index, late = max(connections.items(), key=lambda item: item[1].p99_ms)
+        if len(connections) > 1:
+            out.print(f"latest connection: #{index} p99 {late.p99_ms:,}ms, "
+                      f"of {len(connections)} connections")
     if stats.rest_unchecked:
         err.print("[yellow]warning:[/yellow] REST never answered: symbols were not checked and "
                   "gaps stay open; the next run with REST fills them")
