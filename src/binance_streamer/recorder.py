@@ -249,6 +249,9 @@ class Recorder:
         self.config = config
         self._sink_factory = sink_factory or functools.partial(open_sink, config.database)
         self.stats = RecorderStats()
+        self.stats.lag = LagTracker(kind_of=lambda name: self.decoder.route(name).stream.kind,
+                                    connection_of=lambda name: self._home.get(name, -1))
+        self._observe_lag = self.stats.lag.observe
         self.connections: list[StreamConnection] = []
         self.decoder = FrameDecoder()
         self._time_scale = 1000 if config.microseconds else 1  # exchange time units per ms
@@ -503,8 +506,8 @@ class Recorder:
             kind = stream.kind
             self.stats.messages[kind] += 1
             if kind in _TIMED_KINDS:
-                self.stats.lag.observe(kind, connection, received_ns // 1_000_000
-                                       - out.event.event_time // self._time_scale)
+                self._observe_lag(stream.name, received_ns // 1_000_000
+                                  - out.event.event_time // self._time_scale)
             # Read and reset by the silence watchdog each second.
             self._seen_count[stream.name] = self._seen_count.get(stream.name, 0) + 1
             if stream.kind in SEQUENCED_KINDS and (not self._retired

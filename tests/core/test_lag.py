@@ -32,17 +32,31 @@ def test_quantiles() -> None:
     assert "count=100" in repr(hist)
 
 
+@given(st.lists(st.integers(min_value=-5, max_value=10**7), min_size=1, max_size=50))
+def test_the_tracker_counts_like_the_histogram(lags: list[int]) -> None:
+    """observe() inlines LagHistogram.add: both count every lag in the same bucket."""
+    tracker, hist = LagTracker(), LagHistogram()
+    for lag in lags:
+        tracker.observe("s", lag)
+        hist.add(lag)
+    assert tracker.streams["s"].counts == hist.counts
+
+
 def test_tracker_windows_and_the_run() -> None:
-    tracker = LagTracker()
-    tracker.observe("trade", 0, 3)
-    tracker.observe("depth", 1, 700)
+    kinds_of = {"btcusdt@trade": "trade", "ethusdt@trade": "trade", "btcusdt@depth": "depth"}
+    homes = {"btcusdt@trade": 0, "ethusdt@trade": 1, "btcusdt@depth": 1}
+    tracker = LagTracker(kind_of=kinds_of.__getitem__, connection_of=homes.__getitem__)
+    tracker.observe("btcusdt@trade", 3)
+    tracker.observe("ethusdt@trade", 3)
+    tracker.observe("btcusdt@depth", 700)
     kinds, conns = tracker.take_window()
-    assert kinds["trade"] == LagSummary(1, 3, 3, 3) and conns[0].p99_ms == 3
-    assert 700 <= kinds["depth"].p99_ms <= 787 and set(conns) == {0, 1}
+    assert kinds["trade"] == LagSummary(2, 3, 3, 3) and conns[0] == LagSummary(1, 3, 3, 3)
+    assert 700 <= kinds["depth"].p99_ms <= 787 and conns[1].count == 2
+    assert 700 <= conns[1].max_ms <= 787
     assert tracker.take_window() == ({}, {})  # a new window starts empty
-    tracker.observe("trade", 0, 9)
-    tracker.observe("trade", 0, 1)
+    tracker.observe("btcusdt@trade", 9)
+    tracker.observe("btcusdt@trade", 1)
     run_kinds, run_conns = tracker.run_summary()
-    assert run_kinds["trade"].count == 3 and run_kinds["trade"].max_ms == 9
-    assert run_conns[1].count == 1
-    assert "trade" not in repr(tracker)  # the window is empty again, the run keeps it
+    assert run_kinds["trade"].count == 4 and run_kinds["trade"].max_ms == 9
+    assert run_conns[0].count == 3
+    assert "streams=0" in repr(tracker)  # the window is empty again, the run keeps it

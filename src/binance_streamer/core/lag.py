@@ -5,7 +5,7 @@ a quantile is at most 12.5% above the true one), so the hot path only counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,33 +46,41 @@ class LagSummary:
 class LagHistogram:
     """Counts of lags per bucket."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
-        self.total = 0
 
     def __repr__(self) -> str:
         return f"<LagHistogram {self.summary()}>"
 
+    @property
+    def total(self) -> int:
+        """How many lags were counted."""
+        return sum(self.counts.values())
+
     def add(self, lag_ms: int) -> None:
-        """Count one lag."""
-        index = bucket_of(lag_ms)
-        self.counts[index] = self.counts.get(index, 0) + 1
-        self.total += 1
+        """Count one lag (the hot path: `bucket_of` inlined)."""
+        if lag_ms < _EXACT:
+            index = lag_ms if lag_ms > 0 else 0
+        else:
+            bits = lag_ms.bit_length()
+            index = _EXACT + (bits - 5) * _SUB + (lag_ms >> (bits - 4)) - _SUB
+        counts = self.counts
+        counts[index] = counts.get(index, 0) + 1
 
     def merge(self, other: LagHistogram) -> None:
         """Add ``other``'s counts to these."""
         for index, n in other.counts.items():
             self.counts[index] = self.counts.get(index, 0) + n
-        self.total += other.total
 
     def quantile(self, q: float) -> int:
         """The lag (bucket top, ms) at or below which a fraction ``q`` of the lags lie; 0 when
         nothing was counted."""
-        if not self.total:
+        total = self.total
+        if not total:
             return 0
-        rank, seen = max(1, round(q * self.total)), 0
+        rank, seen = max(1, round(q * total)), 0
         for index in sorted(self.counts):
             seen += self.counts[index]
             if seen >= rank:
@@ -85,40 +93,52 @@ class LagHistogram:
         return LagSummary(self.total, self.quantile(0.5), self.quantile(0.99), top)
 
 
-class LagTracker:
-    """Lags per stream kind and per connection, for the current window and the whole run."""
+Summaries = tuple[dict[str, LagSummary], dict[int, LagSummary]]
 
-    def __init__(self) -> None:
-        self.kinds: dict[str, LagHistogram] = {}
-        self.connections: dict[int, LagHistogram] = {}
+
+class LagTracker:
+    """Lags per stream, summed per stream kind and per connection for the current window and
+    for the whole run. ``kind_of`` and ``connection_of`` name a stream's groups."""
+
+    def __init__(self, kind_of: Callable[[str], str] = lambda stream: stream,
+                 connection_of: Callable[[str], int] = lambda stream: 0) -> None:
+        self.kind_of = kind_of
+        self.connection_of = connection_of
+        self.streams: dict[str, LagHistogram] = {}  # the current window
         self.run_kinds: dict[str, LagHistogram] = {}
         self.run_connections: dict[int, LagHistogram] = {}
 
     def __repr__(self) -> str:
-        return f"<LagTracker kinds={sorted(self.kinds)} connections={sorted(self.connections)}>"
+        return f"<LagTracker streams={len(self.streams)} kinds={sorted(self.run_kinds)}>"
 
-    def observe(self, kind: str, connection: int, lag_ms: int) -> None:
-        """Count one message's lag (the hot path: two dict look-ups and two counts)."""
-        hist = self.kinds.get(kind)
+    def observe(self, stream: str, lag_ms: int) -> None:
+        """Count one message's lag (the hot path: one look-up and one count)."""
+        hist = self.streams.get(stream)
         if hist is None:
-            hist = self.kinds[kind] = LagHistogram()
-        hist.add(lag_ms)
-        hist = self.connections.get(connection)
-        if hist is None:
-            hist = self.connections[connection] = LagHistogram()
-        hist.add(lag_ms)
+            hist = self.streams[stream] = LagHistogram()
+        if lag_ms < _EXACT:  # LagHistogram.add, inlined: this runs for every message
+            index = lag_ms if lag_ms > 0 else 0
+        else:
+            bits = lag_ms.bit_length()
+            index = _EXACT + (bits - 5) * _SUB + (lag_ms >> (bits - 4)) - _SUB
+        counts = hist.counts
+        counts[index] = counts.get(index, 0) + 1
 
-    def take_window(self) -> tuple[dict[str, LagSummary], dict[int, LagSummary]]:
+    def take_window(self) -> Summaries:
         """Summaries of the window since the last call, per kind and per connection; the
         window's counts then join the run's."""
-        kinds, self.kinds = self.kinds, {}
-        conns, self.connections = self.connections, {}
+        streams, self.streams = self.streams, {}
+        kinds: dict[str, LagHistogram] = {}
+        connections: dict[int, LagHistogram] = {}
+        for stream, hist in streams.items():
+            kinds.setdefault(self.kind_of(stream), LagHistogram()).merge(hist)
+            connections.setdefault(self.connection_of(stream), LagHistogram()).merge(hist)
         _fold(self.run_kinds, kinds.items())
-        _fold(self.run_connections, conns.items())
+        _fold(self.run_connections, connections.items())
         return ({k: h.summary() for k, h in kinds.items()},
-                {c: h.summary() for c, h in conns.items()})
+                {c: h.summary() for c, h in connections.items()})
 
-    def run_summary(self) -> tuple[dict[str, LagSummary], dict[int, LagSummary]]:
+    def run_summary(self) -> Summaries:
         """Summaries over the whole run so far (the current window included)."""
         self.take_window()
         return ({k: h.summary() for k, h in self.run_kinds.items()},
