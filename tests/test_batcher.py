@@ -67,3 +67,32 @@ async def test_a_commit_before_the_pause_applies_cancels_it() -> None:
     batcher.flush()
     await asyncio.sleep(0)
     assert events == ["pause"] and batcher.pauses == 2
+
+
+async def test_batches_grow_while_one_waits_behind_the_one_being_written() -> None:
+    """Age hands a batch over only while the writer has at most one; behind a waiting batch the
+    next one grows until the writer takes the waiting one (or it reaches batch_rows)."""
+    writer, events = FakeWriter(), list[str]()
+    batcher = Batcher(writer, asyncio.get_running_loop(), batch_rows=100, batch_age_s=0.001,
+                      max_pending=8, pause=lambda: events.append("pause"))
+
+    async def receive(rows: int) -> None:
+        for n in range(rows):
+            if not batcher.batch.first_received_ns:
+                batcher.started(n + 1)
+            batcher.batch.add("trade", [(n,)])
+        await asyncio.sleep(0.01)  # well past the batch age: its timer has fired
+
+    await receive(3)  # idle writer: handed over at the end of the iteration
+    await receive(4)  # one being written: handed over by age
+    assert [b.market_rows for b in writer.batches] == [3, 4]
+    await receive(5)
+    await receive(6)  # one waits already: no new batch, however old
+    assert writer.pending == 2 and len(batcher.batch) == 11
+    writer.commit()
+    batcher.written()  # the waiting one is being written now: the grown batch goes behind it
+    assert [b.market_rows for b in writer.batches] == [4, 11]
+    await receive(2)
+    writer.commit()
+    batcher.written()
+    assert [b.market_rows for b in writer.batches] == [11, 2] and events == []

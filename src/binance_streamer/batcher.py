@@ -2,9 +2,13 @@
 
 The read loop adds rows to `Batcher.batch` and calls `started` on the first row of a batch; the
 batch goes to the writer at the end of the current loop iteration when the writer is idle (every
-frame already read joins it), after ``batch_age_s`` at the latest when it is busy, and at once at
-``batch_rows``. While ``max_pending`` batches wait for the disk, reading is paused (the kernel's
-bounded receive buffer then holds the rest), so memory stays bounded and nothing is dropped.
+frame already read joins it), after ``batch_age_s`` when it is writing one batch, and at once at
+``batch_rows``. When a batch already waits behind the one being written, handing over another
+would not commit anything sooner: the batch keeps growing (up to ``batch_rows``) until the writer
+takes the waiting one. So the batches grow when the writer falls behind, and the writer's cost
+per row (pages touched per commit) falls with them. While ``max_pending`` batches wait for the
+disk, reading is paused (the kernel's bounded receive buffer then holds the rest), so memory
+stays bounded and nothing is dropped.
 
 Reading is fair: the pause takes effect at the end of the loop iteration that asked for it, so
 every connection whose data was ready in that iteration still reads its chunk. Pausing at once
@@ -85,7 +89,14 @@ class Batcher:
         if self._writer.pending == 0:
             self._handle = self._loop.call_soon(self.flush)
         else:
-            self._handle = self._loop.call_later(self._age_s, self.flush)
+            self._handle = self._loop.call_later(self._age_s, self._flush_by_age)
+
+    def _flush_by_age(self) -> None:
+        """The batch is ``batch_age_s`` old: hand it over unless one already waits for the
+        writer (then `written` hands it over once that one is being written)."""
+        self._handle = None
+        if self._writer.pending < 2:
+            self.flush()
 
     def add(self, table: str, rows: list[tuple[object, ...]]) -> None:
         """Add rows that did not come from the read loop (backfill) and commit them soon."""
@@ -113,8 +124,9 @@ class Batcher:
         self._pause()
 
     def written(self) -> None:
-        """A batch was committed: an idle writer gets what has gathered; reading may resume."""
-        if self._writer.pending == 0 and len(self.batch):
+        """A batch was committed: what has gathered goes to the writer if nothing waits there
+        yet (it is idle, or writing its last batch); reading may resume."""
+        if self._writer.pending < 2 and len(self.batch):
             self.flush()
         if self.paused and self._writer.pending < self._max_pending:
             self.paused = False
