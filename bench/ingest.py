@@ -10,7 +10,11 @@ one run:
 * ``recorder``: binance-streamer's `Recorder` (picows, msgspec, batched writer thread) on the same
   3 streams (ratio against naive), on 200 ticker streams over 2 connections at full speed (every
   ticker field stored; peak RSS at saturation) and on 200 streams paced at ``--paced-rate``
-  (receive-to-commit p99).
+  (receive-to-commit p99);
+* each recorder scenario once per ``--processes`` count (default 1 and 2): with N > 1 a
+  `RecorderFleet` of N processes, one shard of the streams each, all writing the same database.
+  "CPU/msg" is the user+sys CPU time of every recorder process (the fleet's and its children)
+  over the measuring window, divided by the rows persisted in it.
 
 "Persisted" counts rows newly committed to the database during the measuring window. The firehose
 publishes 24hrTicker events of real symbol names from the bundled exchangeInfo (so the recorder's
@@ -25,7 +29,9 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import resource
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -108,11 +114,28 @@ class Result:
     received_rate: float = 0.0  # messages received per second in the window
     paused: int = 0  # times reading was paused for the writer (back-pressure)
     batches: int = 0
+    processes: int = 1
+    cpu_us_per_msg: float = float("nan")  # user+sys of every recorder process per row persisted
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (/proc/<pid>/stat utime, stime)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / _TICKS
 
 
 def run_naive(ws_url: str, symbols: list[str], seconds: float, db: str, pipe: Connection
@@ -151,41 +174,52 @@ def run_naive(ws_url: str, symbols: list[str], seconds: float, db: str, pipe: Co
 
 
 def run_recorder(ws_url: str, rest_url: str, symbols: list[str], seconds: float, db: str,
-                 per_connection: int, tuning: dict[str, Any], pipe: Connection) -> None:
-    """Child process: binance-streamer's Recorder on ``<symbol>@ticker`` for every symbol;
-    ``tuning`` overrides RecorderConfig fields (batch_rows, batch_age_s, ...)."""
+                 per_connection: int, tuning: dict[str, Any], processes: int, pipe: Connection
+                 ) -> None:
+    """Child process: binance-streamer's Recorder (``processes`` > 1: a RecorderFleet) on
+    ``<symbol>@ticker`` for every symbol; ``tuning`` overrides RecorderConfig fields
+    (batch_rows, batch_age_s, ...)."""
     pipe.send(asyncio.run(_recorder(ws_url, rest_url, symbols, seconds, db, per_connection,
-                                    tuning)))
+                                    tuning, processes)))
 
 
 async def _recorder(ws_url: str, rest_url: str, symbols: list[str], seconds: float, db: str,
-                    per_connection: int, tuning: dict[str, Any]) -> Result:
-    from binance_streamer import Recorder, RecorderConfig
+                    per_connection: int, tuning: dict[str, Any], processes: int) -> Result:
+    from binance_streamer import RecorderConfig
+    from binance_streamer.supervisor import RecorderFleet
 
-    recorder = Recorder(RecorderConfig(
+    recorder = RecorderFleet(RecorderConfig(
         symbols=symbols, streams=["ticker"], database=db, ws_url=ws_url, rest_url=rest_url,
-        max_streams_per_connection=per_connection, backfill=False, **tuning))
+        max_streams_per_connection=per_connection, backfill=False, **tuning), processes)
     task = asyncio.create_task(recorder.run())
-    stats = recorder.stats
-    await recorder.wait_until(lambda s: s.total_stored > 0, timeout=30)
+    await recorder.wait_until(lambda s: s.total_stored > 0, timeout=60)
     await asyncio.sleep(WARMUP_S)
+    stats = recorder.stats
     rows0, msgs0, lat0 = stats.total_stored, stats.total_messages, len(stats.commit_latency_ns)
-    start = time.perf_counter()
+    pids = recorder.pids
+    cpu0, start = cpu_seconds(pids), time.perf_counter()
     await asyncio.sleep(seconds)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu1 = time.perf_counter() - start, cpu_seconds(pids)
+    stats = recorder.stats
     rows1, msgs1, lat1 = stats.total_stored, stats.total_messages, len(stats.commit_latency_ns)
     recorder.stop()
-    await task
+    stats = await task
+    peak_kb = recorder.peak_rss_kb
     lat = sorted(stats.commit_latency_ns[lat0:lat1])
 
     def pct(q: float) -> float:
         return lat[min(len(lat) - 1, int(len(lat) * q))] / 1e6 if lat else float("nan")
 
+    peak_rss_mb = (_peak_rss_mb() if processes == 1
+                   else sum(peak_kb.values()) / 1024)  # every process of the fleet
     return Result(rate=(rows1 - rows0) / elapsed, stored=stats.total_stored,
                   p99_ms=pct(0.99), p50_ms=pct(0.5), max_ms=pct(1.0),
-                  peak_rss_mb=_peak_rss_mb(), received_rate=(msgs1 - msgs0) / elapsed,
+                  peak_rss_mb=peak_rss_mb, received_rate=(msgs1 - msgs0) / elapsed,
                   paused=stats.paused, batches=stats.batches,
-                  extra={"connections": len(recorder.connections)})
+                  processes=len(recorder.shards) or 1,
+                  cpu_us_per_msg=(cpu1 - cpu0) / max(rows1 - rows0, 1) * 1e6,
+                  extra={"connections": len(recorder.connections),
+                         "peak_rss_mb_by_process": {k: v / 1024 for k, v in peak_kb.items()}})
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -232,7 +266,8 @@ def scenario(symbols: list[str], rate: float | None, client: Any, *args: Any) ->
         ws_url, rest_url = ex_recv.recv()
         res_recv, res_send = ctx.Pipe(duplex=False)
         urls = (ws_url,) if client is run_naive else (ws_url, rest_url)
-        worker = ctx.Process(target=client, args=(*urls, *args, res_send), daemon=True)
+        # Not a daemon: a RecorderFleet starts child processes of its own.
+        worker = ctx.Process(target=client, args=(*urls, *args, res_send))
         worker.start()
         while not res_recv.poll(1.0):
             if not worker.is_alive():
@@ -258,6 +293,8 @@ def main() -> None:
     parser.add_argument("--batch-age-ms", type=float, help="override RecorderConfig.batch_age_s")
     parser.add_argument("--max-pending", type=int,
                         help="override RecorderConfig.max_pending_batches")
+    parser.add_argument("--processes", default="1,2",
+                        help="recorder process counts to compare, comma-separated (default 1,2)")
     parser.add_argument("--postgres", metavar="SERVER_URL",
                         help="record into a fresh database on this PostgreSQL server instead of "
                              "SQLite, e.g. postgresql://postgres@127.0.0.1/test")
@@ -269,30 +306,37 @@ def main() -> None:
         tuning["batch_age_s"] = args.batch_age_ms / 1000
     if args.max_pending is not None:
         tuning["max_pending_batches"] = args.max_pending
+    counts = [int(n) for n in args.processes.split(",")]
     todo = SCENARIOS if args.scenario == "all" else (args.scenario,)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     three, many = real_symbols(3), real_symbols(200)
     results: dict[str, Result] = {}
     created: list[str] = []  # PostgreSQL databases to drop at the end
+    load_before = os.getloadavg()
     for name in todo:
-        db = str(tmp / f"{name}.db")
-        if args.postgres and name != "naive":
-            db = fresh_postgres_database(args.postgres, name)
-            created.append(db)
-        if name == "naive":
-            results[name] = scenario(three, None, run_naive, three, args.seconds, db)
-        elif name == "three":
-            results[name] = scenario(three, None, run_recorder, three, args.seconds, db, 200,
-                                     tuning)
-        elif name == "wide":
-            results[name] = scenario(many, None, run_recorder, many, args.seconds, db, 100,
-                                     tuning)
-        else:
-            results[name] = scenario(many, args.paced_rate, run_recorder, many, args.seconds,
-                                     db, 100, tuning)
+        for processes in [1] if name == "naive" else counts:
+            key = name if processes == 1 else f"{name}x{processes}"
+            db = str(tmp / f"{key}.db")
+            if args.postgres and name != "naive":
+                db = fresh_postgres_database(args.postgres, name)
+                created.append(db)
+            if name == "naive":
+                results[key] = scenario(three, None, run_naive, three, args.seconds, db)
+            elif name == "three":
+                results[key] = scenario(three, None, run_recorder, three, args.seconds, db,
+                                        200, tuning, processes)
+            elif name == "wide":
+                results[key] = scenario(many, None, run_recorder, many, args.seconds, db, 100,
+                                        tuning, processes)
+            else:
+                results[key] = scenario(many, args.paced_rate, run_recorder, many,
+                                        args.seconds, db, 100, tuning, processes)
     print_table(results, args.paced_rate, args.seconds)
+    print(f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
     for url in created:
         drop_postgres_database(args.postgres, url)
+    shutil.rmtree(tmp, ignore_errors=True)
     if tuning:
         print(f"recorder tuning: {tuning}")
     if args.json:
@@ -300,35 +344,41 @@ def main() -> None:
 
 
 def print_table(results: dict[str, Result], paced_rate: float, seconds: float) -> None:
-    rows: list[tuple[str, str, str, str]] = []
-    naive, three = results.get("naive"), results.get("three")
+    rows: list[tuple[str, ...]] = []
+    naive = results.get("naive")
     if naive:
         rows.append(("3 ticker streams, naive (tutorial)", f"{naive.rate:,.0f} msg/s",
-                     f"{naive.peak_rss_mb:.0f} MB", "1.0x"))
-    if three:
-        ratio = f"{three.rate / naive.rate:,.0f}x naive (target >= 100x)" if naive else ""
-        rows.append(("3 ticker streams, recorder", f"{three.rate:,.0f} msg/s",
-                     f"{three.peak_rss_mb:.0f} MB", ratio))
-    if wide := results.get("wide"):
-        ok = "ok" if wide.rate >= 100_000 else "MISSED"
-        rows.append(("200 ticker streams / 2 conns, recorder", f"{wide.rate:,.0f} msg/s",
-                     f"{wide.peak_rss_mb:.0f} MB",
-                     f"target >= 100,000: {ok}; 23 fields/row, p99 {wide.p99_ms:.0f} ms, "
-                     f"paused {wide.paused}x"))
-        ok = "ok" if wide.peak_rss_mb < 150 else "MISSED"
-        rows.append(("  peak RSS of the recorder at saturation", f"{wide.peak_rss_mb:.0f} MB",
-                     "", f"target < 150 MB: {ok}"))
-    if paced := results.get("paced"):
-        ok = "ok" if paced.p99_ms < 150 else "MISSED"
-        rows.append((f"200 streams paced at {paced_rate:,.0f} msg/s", f"{paced.rate:,.0f} msg/s",
-                     f"{paced.peak_rss_mb:.0f} MB",
-                     f"receive->commit p50 {paced.p50_ms:.0f} / p99 {paced.p99_ms:.0f} / max "
-                     f"{paced.max_ms:.0f} ms (target p99 < 150: {ok})"))
-    head = ("scenario", "persisted", "peak RSS", "notes")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    print(f"ingest, {seconds:g} s window per scenario, exchange and client in separate processes")
+                     f"{naive.peak_rss_mb:.0f} MB", "", "1.0x"))
+    for key, res in results.items():
+        name = key.partition("x")[0]
+        procs = ("" if key == name else f", --processes {key.partition('x')[2]}"
+                 + (f" ({res.processes} with streams)" if res.processes > 1 else
+                    " (every stream in one shard)"))
+        cpu = f"{res.cpu_us_per_msg:.1f} us"
+        if name == "three":
+            ratio = (f"{res.rate / naive.rate:,.0f}x naive (target >= 150x)" if naive else "")
+            rows.append((f"3 ticker streams, recorder{procs}", f"{res.rate:,.0f} msg/s",
+                         f"{res.peak_rss_mb:.0f} MB", cpu,
+                         f"{ratio}; received {res.received_rate:,.0f}/s"))
+        elif name == "wide":
+            ok = "ok" if res.rate >= 200_000 else "MISSED"
+            rows.append((f"200 ticker streams / 2 conns, recorder{procs}",
+                         f"{res.rate:,.0f} msg/s", f"{res.peak_rss_mb:.0f} MB", cpu,
+                         f"target >= 200,000: {ok}; 23 fields/row, p99 {res.p99_ms:.0f} ms, "
+                         f"paused {res.paused}x"))
+        elif name == "paced":
+            ok = "ok" if res.p99_ms < 150 else "MISSED"
+            rows.append((f"200 streams paced at {paced_rate:,.0f} msg/s{procs}",
+                         f"{res.rate:,.0f} msg/s", f"{res.peak_rss_mb:.0f} MB", cpu,
+                         f"receive->commit p50 {res.p50_ms:.0f} / p99 {res.p99_ms:.0f} / max "
+                         f"{res.max_ms:.0f} ms (target p99 < 150: {ok})"))
+    head = ("scenario", "persisted", "peak RSS", "CPU/msg", "notes")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    print(f"ingest, {seconds:g} s window per scenario, exchange and client in separate processes;"
+          " peak RSS and CPU/msg summed over every recorder process (target CPU/msg <= 10 us)")
     for r in [head, *rows]:
-        print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}")
+        print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+              f"{r[3]:>{widths[3]}}  {r[4]}")
 
 
 if __name__ == "__main__":

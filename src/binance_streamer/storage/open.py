@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from binance_streamer.core.sharding import Shard
 from binance_streamer.errors import InvalidDatabase, MissingExtra, SchemaTooNew
 from binance_streamer.storage.base import Sink
 from binance_streamer.storage.postgres import first_line, is_postgres_url, redact
@@ -39,13 +40,15 @@ def _psycopg() -> ModuleType:
 
 
 def open_sink(database: str | Path, *,
-              wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES) -> Sink:
+              wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES, shard: Shard | None = None) -> Sink:
     """Open ``database`` for recording: a `PostgresSink` for a ``postgresql://`` URL, else a
-    `SqliteSink` (``wal_limit_bytes`` bounds its write-ahead log).
+    `SqliteSink` (``wal_limit_bytes`` bounds its write-ahead log) locked for ``shard`` (None:
+    every stream), so other processes may record the other shards into the same file.
 
     Raises `InvalidDatabase` (bad scheme, missing folder, a folder, not SQLite, another
     program's file), `MissingExtra`, `SchemaTooNew`, `DatabaseInUse` (another recorder holds
-    the SQLite file) or `StorageFatal` (read-only file or folder, server unreachable).
+    the SQLite file or this shard of it) or `StorageFatal` (read-only file or folder, server
+    unreachable).
     """
     target = check_database(database)
     if isinstance(target, str):
@@ -55,7 +58,7 @@ def open_sink(database: str | Path, *,
         return PostgresSink(target)
     from binance_streamer.storage.sqlite import SqliteSink
 
-    return SqliteSink(target, wal_limit_bytes=wal_limit_bytes)
+    return SqliteSink(target, wal_limit_bytes=wal_limit_bytes, shard=shard)
 
 
 @dataclass

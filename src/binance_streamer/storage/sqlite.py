@@ -2,9 +2,10 @@
 
 Opening checks the file first: a missing folder, a folder given as the file, a file that is not
 SQLite or a SQLite file of another program is an `InvalidDatabase`; a read-only file or folder
-is a `StorageFatal` at open time, not at the first write. One recorder per file: a second one
-gets `DatabaseInUse`. The write-ahead log is kept below ``wal_limit_bytes`` and folded into the
-database at close, so the database file alone holds everything.
+is a `StorageFatal` at open time, not at the first write. One recorder per file, or one per
+shard (several processes then write the file, each its own streams, one transaction at a time):
+any other gets `DatabaseInUse`. The write-ahead log is kept below ``wal_limit_bytes`` and
+folded into the database at close, so the database file alone holds everything.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import re
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from binance_streamer.core.sharding import Shard
 from binance_streamer.core.tables import TABLES, Row
 from binance_streamer.errors import (
     DatabaseInUse,
@@ -48,6 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_WAL_LIMIT_BYTES = 32 * 1024 * 1024
+_OPEN_BUSY_TIMEOUT_MS = 10_000
 _SQL = statements("sqlite")
 _SPECS = {t.name: t for t in TABLES}
 # Rows per INSERT statement, largest first. One multi-row statement binds many rows, then runs
@@ -127,85 +131,199 @@ def _open_error(exc: sqlite3.Error, path: Path) -> StreamerError:
     return _translate(exc, str(path))
 
 
-# -- one recorder per file -----------------------------------------------------------------------
+# -- one recorder per file, or one per shard -----------------------------------------------------
 
 
 class RecorderLock:
-    """An exclusive, non-blocking OS lock on ``<db>-recorder.lock``, held while recording.
+    """Non-blocking OS locks held while recording, so two recorders never record one stream.
 
-    The OS releases it when the process ends, even by ``kill -9``; readers never take it.
+    An unsharded recorder (``shard`` None or ``1/1``) locks ``<db>-recorder.lock`` exclusively:
+    one per file. A shard ``i/N`` locks it shared (beside other shards, never beside an
+    unsharded recorder) and ``<db>-recorder-shard-<i>of<N>.lock`` exclusively (one per shard),
+    then refuses to start while a shard of another count records (their streams overlap).
+    The OS releases the locks when the process ends, even by ``kill -9``; readers never lock.
     """
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path, shard: Shard | None = None) -> None:
         self.database = database
+        self.shard = shard if shard is not None and shard.count > 1 else None
         self.path = Path(f"{database}-recorder.lock")
-        self._fd: int | None = self._acquire()
-
-    def _open(self) -> int:
+        self._held: list[tuple[Path, int, bool]] = []  # path, descriptor, exclusive
+        self.write_path = Path(f"{database}-recorder-write.lock")
+        self._write_fd: int | None = None
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except PermissionError:
-            if self.path.exists():  # someone else's lock file: locking needs no write access
-                return os.open(self.path, os.O_RDONLY)
+            if self.shard is None:
+                self._take(self.path, True, self._refuse_whole)
+            else:
+                self._take(self.path, False, self._refuse_shard_beside_whole)
+                self._take(self.shard_path(self.shard.index, self.shard.count), True,
+                           self._refuse_same_shard)
+                self._refuse_other_counts()
+                if sys.platform != "win32":
+                    self._write_fd = self._open(self.write_path)
+        except BaseException:
+            self.release()
             raise
 
-    def _acquire(self) -> int:
+    def __repr__(self) -> str:
+        return f"<RecorderLock {self.database} shard={self.shard}>"
+
+    @contextlib.contextmanager
+    def write_turn(self) -> Iterator[None]:
+        """Shards take turns to write: waiting on an OS lock wakes the next writer the moment
+        a transaction ends, where SQLite's busy handler would poll, sleeping up to 100 ms.
+        Without a shard, a no-op."""
+        fd = self._write_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def shard_path(self, index: int, count: int) -> Path:
+        """The lock file of shard ``index/count``."""
+        return Path(f"{self.database}-recorder-shard-{index}of{count}.lock")
+
+    def _open(self, path: Path) -> int:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            if path.exists():  # someone else's lock file: locking needs no write access
+                return os.open(path, os.O_RDONLY)
+            raise
+
+    def _take(self, path: Path, exclusive: bool, refusal: Callable[[], str]) -> None:
         for _ in range(10):
             try:
-                fd = self._open()
+                fd = self._open(path)
             except OSError as exc:
                 raise StorageFatal(
                     f"cannot write {self.database}: its folder "
                     f"{self.database.absolute().parent} is read-only ({exc.strerror}); "
                     "check its permissions") from exc
             try:
-                _lock(fd)
+                _lock(fd, exclusive)
             except (BlockingIOError, PermissionError) as exc:  # held by another process
-                holder = self._holder()
                 os.close(fd)
-                raise DatabaseInUse(
-                    f"another binance-streamer is recording into {self.database} "
-                    f"(pid {holder}); stop it or choose another --db") from exc
+                raise DatabaseInUse(refusal()) from exc
             # A closing holder unlinks the file before unlocking: lock the file that is there.
             try:
-                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 current = False
             if current:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                return fd
+                if exclusive:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, 0)
+                        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self._held.append((path, fd, exclusive))
+                return
             os.close(fd)
-        raise StorageFatal(f"cannot lock {self.path}: it keeps being replaced; "
+        raise StorageFatal(f"cannot lock {path}: it keeps being replaced; "
                            "stop the other binance-streamer")
 
-    def _holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
+    def _live_shards(self) -> list[tuple[int, int, str]]:
+        """Shards (index, count, pid) whose lock another process holds now."""
+        prefix = f"{self.database.name}-recorder-shard-"
+        found = []
+        with contextlib.suppress(OSError):
+            for entry in self.database.absolute().parent.iterdir():
+                match = _SHARD_LOCK.fullmatch(entry.name[len(prefix):]) \
+                    if entry.name.startswith(prefix) else None
+                if match is None or any(entry == held for held, _, _ in self._held):
+                    continue
+                if _held_elsewhere(entry):
+                    found.append((int(match[1]), int(match[2]), _holder(entry)))
+        return sorted(found)
+
+    def _refuse_whole(self) -> str:
+        shards = self._live_shards()
+        if shards:
+            listed = ", ".join(f"shard {i}/{n} (pid {pid})" for i, n, pid in shards)
+            return (f"other binance-streamer processes are recording into {self.database} "
+                    f"({listed}); stop them or choose another --db")
+        return (f"another binance-streamer is recording into {self.database} "
+                f"(pid {_holder(self.path)}); stop it or choose another --db")
+
+    def _refuse_shard_beside_whole(self) -> str:
+        return (f"another binance-streamer is recording every stream into {self.database} "
+                f"(pid {_holder(self.path)}), so shard {self.shard} cannot; stop it or choose "
+                "another --db")
+
+    def _refuse_same_shard(self) -> str:
+        assert self.shard is not None
+        path = self.shard_path(self.shard.index, self.shard.count)
+        return (f"another binance-streamer is recording shard {self.shard} into "
+                f"{self.database} (pid {_holder(path)}); stop it or choose another --db")
+
+    def _refuse_other_counts(self) -> None:
+        """Shards of another count overlap ours: refuse (we hold our locks first, so of two
+        starting at once at least one sees the other)."""
+        assert self.shard is not None
+        for index, count, pid in self._live_shards():
+            if count != self.shard.count:
+                raise DatabaseInUse(
+                    f"shard {index}/{count} (pid {pid}) is recording into {self.database}: "
+                    f"shard {self.shard} of another count would record some of the same "
+                    f"streams; use {count} shards or stop it")
 
     def release(self) -> None:
-        """Remove the lock file and release the lock (idempotent)."""
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            self.path.unlink()  # first: a newcomer then creates and locks a fresh file
-        os.close(self._fd)  # closing the descriptor releases the lock
-        self._fd = None
+        """Remove the lock files nobody else holds and release every lock (idempotent)."""
+        while self._held:
+            path, fd, exclusive = self._held.pop()
+            if not exclusive:  # a shard: the last one to leave removes the shared lock files
+                with contextlib.suppress(OSError):
+                    _lock(fd, True)
+                    exclusive = True
+                    self.write_path.unlink(missing_ok=True)
+            if exclusive:  # first: a newcomer then creates and locks a fresh file
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            os.close(fd)  # closing the descriptor releases the lock
+        if self._write_fd is not None:
+            os.close(self._write_fd)
+            self._write_fd = None
+
+
+_SHARD_LOCK = re.compile(r"(\d+)of(\d+)\.lock")
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _held_elsewhere(path: Path) -> bool:
+    """True when another process holds ``path``'s lock (probed with a shared lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        _lock(fd, False)
+    except (BlockingIOError, PermissionError):
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 if sys.platform == "win32":  # pragma: no cover
     import msvcrt
 
-    def _lock(fd: int) -> None:
+    def _lock(fd: int, exclusive: bool) -> None:
+        # msvcrt has no shared locks: on Windows a shard locks the whole file (one shard).
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
 else:
     import fcntl
 
-    def _lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def _lock(fd: int, exclusive: bool) -> None:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
 
 
 # -- connections ---------------------------------------------------------------------------------
@@ -300,12 +418,19 @@ def _open_immutable(uri: str, path: Path) -> tuple[int, sqlite3.Connection]:
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to `SCHEMA_VERSION`; returns the version found before."""
     current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    for version, statements_ in migrations(current, "sqlite"):
-        conn.execute("BEGIN IMMEDIATE")
-        for sql in statements_:
-            conn.execute(sql)
-        conn.execute(f"PRAGMA user_version={version}")
+    if current >= SCHEMA_VERSION:
+        return current
+    conn.execute("BEGIN IMMEDIATE")  # read again inside: another shard may have migrated
+    try:
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for version, statements_ in migrations(current, "sqlite"):
+            for sql in statements_:
+                conn.execute(sql)
+            conn.execute(f"PRAGMA user_version={version}")
         conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
     return current
 
 
@@ -344,11 +469,12 @@ class SqliteSink:
 
     ``wal_limit_bytes`` bounds the write-ahead log: past it, the writer folds the log into the
     database and truncates it between two batches. After `close`, ``wal_folded`` tells whether
-    the database file alone holds everything.
+    the database file alone holds everything. With ``shard``, other processes may record the
+    other shards into the same file (see `RecorderLock`).
     """
 
     def __init__(self, path: str | Path, *, wal_limit_bytes: int = DEFAULT_WAL_LIMIT_BYTES,
-                 busy_timeout_ms: int = 200) -> None:
+                 busy_timeout_ms: int = 200, shard: Shard | None = None) -> None:
         p = sqlite_path(path)
         self.path = str(p)
         self.wal_limit_bytes = wal_limit_bytes
@@ -357,9 +483,12 @@ class SqliteSink:
         self._wal = f"{p}-wal"
         _check_folder(p)
         _check_header(p, _header(p, "write") if p.exists() else b"")
-        self._lock = RecorderLock(p)
+        self._lock = RecorderLock(p, shard)
+        self.shard = self._lock.shard
         try:
-            self._conn = _connect_for_writing(p, busy_timeout_ms)
+            # Opening may wait for another shard creating or migrating the file.
+            self._conn = _connect_for_writing(p, max(busy_timeout_ms, _OPEN_BUSY_TIMEOUT_MS))
+            self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn.execute(f"PRAGMA journal_size_limit={int(wal_limit_bytes)}")
         except BaseException:
@@ -369,30 +498,35 @@ class SqliteSink:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<SqliteSink {self.path} schema=v{SCHEMA_VERSION}>"
+        shard = "" if self.shard is None else f" shard={self.shard}"
+        return f"<SqliteSink {self.path}{shard} schema=v{SCHEMA_VERSION}>"
 
     def write(self, batch: Batch) -> WriteResult:
         """Store ``batch`` in one transaction; StorageBusy or StorageFatal on failure."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            stored = self._write_rows(conn, batch)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, self.path) from exc
-            raise
-        self._bound_wal()
+        max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        # Parameters are flattened before the transaction: other shards wait less for it.
+        plan = {table: _insert_plan(table, rows, _chunk_sizes(table, max_vars))
+                for table, rows in batch.rows.items()}
+        with self._lock.write_turn():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                stored = self._write_rows(conn, batch, plan)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _translate(exc, self.path) from exc
+                raise
+            self._bound_wal()  # in our turn: no other shard writes while the log is reset
         return WriteResult(stored)
 
     @staticmethod
-    def _write_rows(conn: sqlite3.Connection, batch: Batch) -> dict[str, int]:
-        stored: dict[str, int] = {}
-        max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        for table, rows in batch.rows.items():
-            stored[table] = _insert_rows(conn, table, rows, _chunk_sizes(table, max_vars))
+    def _write_rows(conn: sqlite3.Connection, batch: Batch,
+                    plan: dict[str, list[tuple[str, list[object]]]]) -> dict[str, int]:
+        stored = {table: sum(conn.execute(sql, params).rowcount for sql, params in statements_)
+                  for table, statements_ in plan.items()}
         bookkeeping.write_bookkeeping(conn.cursor(), _SQL, batch, stored)
         return stored
 
@@ -449,7 +583,8 @@ class SqliteSink:
         self._closed = True
         try:
             self._checkpointer.close()
-            self.wal_folded = self._fold_wal()
+            with self._lock.write_turn():  # between other shards' transactions
+                self.wal_folded = self._fold_wal()
             self._conn.close()
         finally:
             self._lock.release()
@@ -465,6 +600,10 @@ class SqliteSink:
             if not busy:
                 return True
             reason = "another connection is reading it"
+            if self.shard is not None:  # another shard still writes: the last one folds it
+                log.info("%s: shard %s leaves the write-ahead log to the shards still "
+                         "recording", self.path, self.shard)
+                return False
         log.warning("%s: could not fold the write-ahead log into the database at close (%s); "
                     "keep %s next to it: it holds the latest rows", self.path, reason, self._wal)
         return False
@@ -493,18 +632,17 @@ def _multi_row_insert(table: str, rows: int) -> str:
     return insert_sql(_SPECS[table], "sqlite", rows)
 
 
-def _insert_rows(
-    conn: sqlite3.Connection, table: str, rows: list[Row], chunks: tuple[int, ...]
-) -> int:
-    """Insert ``rows`` idempotently with few multi-row statements; the rows newly stored."""
-    stored, start = 0, 0
+def _insert_plan(table: str, rows: list[Row], chunks: tuple[int, ...]
+                 ) -> list[tuple[str, list[object]]]:
+    """The few multi-row idempotent INSERT statements (and their parameters) storing ``rows``."""
+    plan, start = [], 0
     for size in chunks:
         while len(rows) - start >= size:
             part = rows[start:start + size]
-            params = list(itertools.chain.from_iterable(part))
-            stored += conn.execute(_multi_row_insert(table, size), params).rowcount
+            plan.append((_multi_row_insert(table, size),
+                         list(itertools.chain.from_iterable(part))))
             start += size
-    return stored
+    return plan
 
 
 def _translate(exc: sqlite3.Error, path: str) -> StorageBusy | StorageFatal:
