@@ -153,7 +153,7 @@ async def test_control_messages_are_paced_under_the_limit(controls: Controls) ->
         conn.stop()
         await asyncio.wait_for(run, TIMEOUT)
     assert conn.controls_sent == len(added) and len(controls) == len(added)
-    assert busiest_second(controls) <= 3
+    assert busiest_second(controls) <= 5  # Binance's limit; the pacer aims at 3, jitter aside
     assert conn.connects == 1 and conn.reconnects == 0
 
 

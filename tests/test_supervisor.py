@@ -94,6 +94,9 @@ async def test_two_processes_record_disjoint_shards_exactly_once(db_path: Path) 
         assert_complete(sqlite_ids(db_path), ex)
     assert stats.total_stored == sum(len(v) for v in sqlite_ids(db_path).values())
     assert stats.gaps == 0 and stats.quarantined == 0 and stats.batches >= 2
+    kinds, connections = stats.lag.run_summary()  # every child's lags, each connection apart
+    assert {kind: lag.count for kind, lag in kinds.items()} == dict(stats.messages)
+    assert sorted(connections) == [c.index for c in fleet.connections] == [0, 1]
     assert set(fleet.peak_rss_kb) == {"supervisor", "shard 1/2", "shard 2/2"}
     assert all(kb > 0 for kb in fleet.peak_rss_kb.values())
     assert not list(db_path.parent.glob("*.lock"))  # every lock released
@@ -227,6 +230,8 @@ async def test_the_cli_status_line_reads_a_fleet(db_path: Path) -> None:
         fleet.stop()
         await asyncio.wait_for(task, TIMEOUT)
     assert line.startswith("connections 2/2 | aggTrade ") and " trade " in line, line
+    assert " | lag p99 " in line, line
+    assert " | REST " in line and " snapshots, " in line, line  # the shards' budgets as one
 
 
 async def test_the_duration_ends_the_fleet_flushed(db_path: Path) -> None:
@@ -280,3 +285,35 @@ def test_auto_is_one_process_for_a_few_streams() -> None:
     assert resolve_processes(few, 3) == 3
     with pytest.raises(ConfigError, match="at least 1"):
         resolve_processes(few, 0)
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "binance_streamer", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_record_command_runs_a_fleet(db_path: Path) -> None:
+    """record --processes 2: both shards' streams stored exactly once, one summary."""
+    async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
+        code, out, err = await _cli(
+            "record", *SYMBOLS, "--streams", ",".join(STREAMS), "--processes", "2",
+            "--duration", "4", "--db", str(db_path), "--ws-url", ex.ws_url,
+            "--rest-url", ex.rest_url)
+        assert code == 0, err
+        assert_complete(sqlite_ids(db_path), ex)
+    assert out.count("Recorded into") == 1 and "agg_trade" in out and "lag (receive" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--processes", "0"], "give a number of processes (1 or more) or auto"),
+    (["--processes", "many"], "give a number of processes (1 or more) or auto"),
+    (["--shard", "1/2", "--processes", "2"], "--shard records one shard in this process"),
+])
+async def test_the_process_count_is_checked(args: list[str], message: str) -> None:
+    code, _, err = await _cli("record", *args, "--ws-url", "ws://127.0.0.1:9",
+                              "--rest-url", "http://127.0.0.1:9")
+    assert code == 2 and message in err, err

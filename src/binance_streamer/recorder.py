@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from binance_streamer.batcher import Batcher
+from binance_streamer.core.activity import ActivityMeter
 from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.bridging import Bridged, BridgeOutcome, DepthBridge
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
@@ -46,6 +47,7 @@ from binance_streamer.core.listings import (
     quotes,
 )
 from binance_streamer.core.planning import AttemptLimiter, combined_url, plan_connections
+from binance_streamer.core.rest_budget import RestBudget
 from binance_streamer.core.sequencing import (
     SEQUENCED_KINDS,
     GapDetected,
@@ -247,7 +249,8 @@ class Recorder:
         self, config: RecorderConfig, sink_factory: Callable[[], Sink] | None = None
     ) -> None:
         self.config = config
-        self._sink_factory = sink_factory or functools.partial(open_sink, config.database)
+        self._sink_factory = sink_factory or functools.partial(
+            open_sink, config.database, shard=config.shard)
         self.stats = RecorderStats()
         self.stats.lag = LagTracker(kind_of=lambda name: self.decoder.route(name).stream.kind,
                                     connection_of=lambda name: self._home.get(name, -1))
@@ -265,6 +268,7 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()
         self._seen_count: dict[str, int] = {}
+        self._activity = ActivityMeter()  # messages per 1 s round per stream, half-life 30 s
         self._heard: set[str] = set()  # streams that sent at least one message this run
         self._bridges: dict[str, DepthBridge] = {}  # per diff-depth stream
         self._unwatched: dict[int, list[str]] = {}  # connection -> streams, until it first opens
@@ -285,6 +289,10 @@ class Recorder:
     def streams(self) -> list[str]:
         """The streams recorded now (with ``all_symbols`` they follow the listings)."""
         return list(self._home)
+
+    def rest_budget(self) -> RestBudget | None:
+        """The backfill's REST budget and queue now (None before recording starts)."""
+        return None if self.backfiller is None else self.backfiller.budget()
 
     @property
     def flushed(self) -> bool:
@@ -336,7 +344,8 @@ class Recorder:
                 pause=self._pause_reading, resume=self._resume_reading)
             self.backfiller = Backfiller(rest, self._batcher.add, self._on_filled,
                                          snapshot_taken=self._on_snapshot,
-                                         snapshot_every=self.config.snapshot_every_s)
+                                         snapshot_every=self.config.snapshot_every_s,
+                                         activity=self._activity.rate)
             await self._resume_from(sink)
             try:
                 await self._record(self.config.stream_names, deadline, rest, checked)
@@ -368,9 +377,9 @@ class Recorder:
         self._listing = listing
         self.config.symbols = symbols
         if self.config.shard is not None and not self.config.stream_names:
-            raise ConfigError(f"shard {self.config.shard} holds none of the "
-                              f"{len(streams_for(symbols, self.config.streams))} streams: use "
-                              "fewer shards or more streams")
+            log.warning("shard %s holds none of the %d streams yet: it records the symbols "
+                        "listed later that fall to it", self.config.shard,
+                        len(streams_for(symbols, self.config.streams)))
         log.info("--all: %d TRADING symbol(s) selected, %d stream(s)", len(symbols),
                  len(self.config.stream_names))
 
@@ -635,6 +644,7 @@ class Recorder:
     def _count_seen(self) -> dict[str, int]:
         """Take the per-stream message counts gathered since the last call."""
         counts, self._seen_count = self._seen_count, {}
+        self._activity.observe(counts)
         self._heard.update(counts)
         return counts
 
@@ -811,6 +821,8 @@ class Recorder:
             self._retired.add(name)
             self._seen_count.pop(name, None)
             self._bridges.pop(name, None)
+            if self.backfiller is not None:
+                self.backfiller.forget(name)
             if (end := self.sequencer.drop(name, now_ms)) is not None:
                 ends.append(end)
         self._end_silences(ends)

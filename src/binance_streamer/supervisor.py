@@ -43,6 +43,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 from binance_streamer.core.backoff import full_jitter
+from binance_streamer.core.lag import LagHistogram, LagTracker
+from binance_streamer.core.rest_budget import RestBudget
 from binance_streamer.core.sharding import Shard
 from binance_streamer.core.streams import streams_for
 from binance_streamer.errors import ConfigError, StreamerError
@@ -74,8 +76,10 @@ def auto_processes(config: RecorderConfig, cpu_count: int | None = None) -> int:
     most `AUTO_MAX_PROCESSES` (SQLite commits one transaction at a time: past ~4 writers they
     only wait for each other).
     """
-    streams = len(streams_for(config.symbols, config.streams))
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    if config.all_symbols:  # the whole market: thousands of streams, known only at start
+        return max(1, min(cores, AUTO_MAX_PROCESSES))
+    streams = len(streams_for(config.symbols, config.streams))
     if streams < AUTO_MIN_STREAMS:
         return 1
     return max(1, min(cores, AUTO_MAX_PROCESSES, streams // AUTO_STREAMS_PER_PROCESS))
@@ -108,6 +112,10 @@ class Snapshot:
     batches: int = 0
     paused: int = 0
     new_latencies_ns: list[int] = field(default_factory=list)  # since the previous snapshot
+    # Lags since the previous snapshot, per stream kind and per (the child's) connection.
+    lag_kinds: dict[str, LagHistogram] = field(default_factory=dict)
+    lag_connections: dict[int, LagHistogram] = field(default_factory=dict)
+    rest_budget: RestBudget | None = None
     silent_streams: list[str] = field(default_factory=list)  # final snapshot only
     rest_unchecked: bool = False
     connections: list[tuple[int, bool, int]] = field(default_factory=list)  # index, open, frames
@@ -253,11 +261,14 @@ def _snapshot(recorder: Recorder, sent: _Sent, final: bool) -> Snapshot:
     latencies = stats.commit_latency_ns[sent.latencies:]
     sent.latencies += len(latencies)
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    lag_kinds, lag_connections = stats.lag.take_groups()
     return Snapshot(
         messages=dict(stats.messages), stored=dict(stats.stored),
         quarantined=stats.quarantined, gaps=stats.gaps, stale=stats.stale,
         gaps_filled=stats.gaps_filled, rows_backfilled=stats.rows_backfilled,
         batches=stats.batches, paused=stats.paused, new_latencies_ns=list(latencies),
+        lag_kinds=lag_kinds, lag_connections=lag_connections,
+        rest_budget=None if (budget := recorder.rest_budget()) is None else budget.portable(),
         silent_streams=list(stats.silent_streams) if final else [],
         rest_unchecked=stats.rest_unchecked,
         connections=[(c.index, c.is_open, c.frames) for c in recorder.connections],
@@ -318,6 +329,7 @@ class RecorderFleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
         self._latencies: list[int] = []
+        self._lag = LagTracker()  # the children's lags, numbered by fleet-wide connection
         self._final_silent: list[str] = []
 
     def __repr__(self) -> str:
@@ -344,9 +356,26 @@ class RecorderFleet:
             for snap in (child.earlier, child.current):
                 _add(stats, snap)
         stats.commit_latency_ns = self._latencies
+        stats.lag = self._lag
         stats.silent_streams = list(self._final_silent)
         stats.rest_unchecked = any(c.current.rest_unchecked for c in self._children)
         return stats
+
+    def rest_budget(self) -> RestBudget | None:
+        """Every child's REST budget as one (they share the IP's weight)."""
+        if self._single is not None:
+            return self._single.rest_budget()
+        return RestBudget.combined([c.current.rest_budget for c in self._children
+                                    if c.current.rest_budget is not None])
+
+    def _first_connection(self, child: _Child) -> int:
+        """The fleet-wide number of ``child``'s first connection (as `connections` counts)."""
+        first = 0
+        for other in self._children:
+            if other is child:
+                return first
+            first += len(other.current.connections)
+        raise AssertionError("not a child of this fleet")  # pragma: no cover
 
     @property
     def connections(self) -> list[Any]:
@@ -464,12 +493,13 @@ class RecorderFleet:
             waiter.cancel()
 
     def _plan(self) -> list[_Child]:
-        """One child per shard that holds at least one stream."""
+        """One child per shard that holds at least one stream (with ``all_symbols``, every
+        shard: the streams are known only from exchangeInfo, and listings change)."""
         children = []
         for index in range(1, self.processes + 1):
             shard = Shard(index, self.processes)
             config = dataclasses.replace(self.config, shard=shard)
-            if not config.stream_names:
+            if not config.all_symbols and not config.stream_names:
                 log.info("shard %s holds none of the streams: no process for it", shard)
                 continue
             children.append(_Child(shard, config))
@@ -553,6 +583,9 @@ class RecorderFleet:
             child.current = message
             if len(self._latencies) < 100_000:
                 self._latencies.extend(message.new_latencies_ns)
+            first = self._first_connection(child)
+            self._lag.add_groups(message.lag_kinds, {
+                first + index: hist for index, hist in message.lag_connections.items()})
             if message.silent_streams:
                 self._final_silent.extend(message.silent_streams)
             if message.ready and all(c.current.ready for c in self._children):

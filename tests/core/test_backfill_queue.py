@@ -1,5 +1,6 @@
-"""The backfill queue: lanes by kind, oldest first, own back-off per gap, coalesced snapshots,
-periodic snapshots at the lowest priority, and each lane's share of the REST weight."""
+"""The backfill queue: lanes by kind, gaps before snapshots, the most active stream's snapshot
+first, own back-off per gap, coalesced snapshots, periodic snapshots at the lowest priority, and
+each lane's share of the REST weight."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from binance_streamer.core.backfill_queue import (
     FULL_DEPTH,
     HISTORICAL_TRADES_WEIGHT,
     KLINES_WEIGHT,
+    SAFETY_SHARE,
     SMALL_DEPTH,
     BackfillQueue,
     Job,
@@ -102,29 +104,57 @@ def test_a_used_weight_counts_within_its_minute_only() -> None:
     assert [used_now(4000, 61.0, wall) for wall in (61.0, 119.9, 120.0)] == [4000, 4000, 0]
 
 
-@pytest.mark.parametrize("bulk", [0.0, -0.1, 0.96, float("nan")])
-def test_a_bulk_budget_outside_the_reserve_is_refused(bulk: float) -> None:
-    """The bulk share must be positive and leave the snapshots' reserve: ValueError."""
+@pytest.mark.parametrize("bulk", [0.0, -0.1, 0.86, float("nan")])
+def test_a_bulk_budget_past_the_small_snapshots_share_is_refused(bulk: float) -> None:
+    """The bulk share must be positive and leave room for 100-level snapshots below the gaps'
+    reserve: ValueError."""
     with pytest.raises(ValueError, match="weight budget"):
         WeightBudget(bulk)
 
 
 def test_each_lane_stops_at_its_share_of_the_limit() -> None:
-    """Snapshots may use 95 % of the limit, trade pages the bulk budget, klines 3/4 of it and
-    periodic snapshots half of it."""
+    """Trade pages may use 95 % of the limit (5 % is the safety margin), klines 90 %, snapshots
+    the bulk budget and periodic snapshots half of it."""
     budget = WeightBudget(0.8)
     assert [budget.ceiling(lane, 6000) for lane in Lane] == pytest.approx(
-        [5700, 4800, 3600, 2400])
-    assert budget.fits(Lane.IDS, 4, 4796, 6000) and not budget.fits(Lane.IDS, 4, 4797, 6000)
-    assert budget.fits(Lane.DEPTH, 4, 4797, 6000) and not budget.fits(Lane.KLINES, 2, 3599, 6000)
-    assert repr(budget) == "<WeightBudget depth=0.95 ids=0.8 klines=0.6 refresh=0.4>"
+        [5700, 5400, 4800, 2400])
+    assert budget.fits(Lane.IDS, 25, 5675, 6000) and not budget.fits(Lane.IDS, 25, 5676, 6000)
+    assert budget.fits(Lane.KLINES, 2, 5398, 6000) and not budget.fits(Lane.KLINES, 2, 5399, 6000)
+    assert repr(budget) == "<WeightBudget ids=0.95 klines=0.9 depth=0.8 refresh=0.4>"
+    assert budget.ceiling(Lane.IDS, 6000) == pytest.approx(6000 * (1 - SAFETY_SHARE)) == 5700
 
 
-def test_snapshots_shrink_in_the_reserve_and_wait_past_it() -> None:
-    """1000 levels fit within the bulk budget, 100 in the reserve above it, none past it."""
+def test_snapshots_shrink_past_the_bulk_budget_and_wait_past_their_share() -> None:
+    """1000 levels fit within the bulk budget, 100 above it up to 85 % of the limit while gaps
+    wait, none past that."""
     budget = WeightBudget(0.8)
-    assert [budget.depth_levels(used, 6000) for used in (0, 4750, 4751, 5695, 5696)] == [
+    assert [budget.depth_levels(used, 6000) for used in (0, 4750, 4751, 5095, 5096)] == [
         FULL_DEPTH, FULL_DEPTH, SMALL_DEPTH, SMALL_DEPTH, None]
+
+
+def test_with_no_gap_waiting_snapshots_go_on_to_a_page_below_the_gap_ceilings() -> None:
+    """With no gap waiting, 100-level snapshots may use the weight up to one page below the
+    lowest gap lane's ceiling (klines: 5400 - 2), so a gap found next still fits."""
+    budget = WeightBudget(0.8)
+    assert budget.small_ceiling(6000, gaps_waiting=False) == pytest.approx(5398)
+    assert [budget.depth_levels(used, 6000, gaps_waiting=False)
+            for used in (4750, 5096, 5393, 5394)] == [FULL_DEPTH, SMALL_DEPTH, SMALL_DEPTH, None]
+    assert budget.snapshot_levels(Lane.REFRESH, 3000, 6000, gaps_waiting=False) is None
+
+
+@pytest.mark.parametrize("limit", [250, 1000, 6000])
+def test_no_snapshot_leaves_a_gap_page_without_weight(limit: int) -> None:
+    """Whatever weight is used and whether gaps wait or not, once any snapshot fits, the
+    heaviest page of each gap lane still fits after it: snapshots never take the weight a gap
+    found next needs (from a limit of 250 up)."""
+    budget = WeightBudget(0.85)
+    for used, lane, waiting in itertools.product(range(limit + 1), (Lane.DEPTH, Lane.REFRESH),
+                                                 (True, False)):
+        levels = budget.snapshot_levels(lane, used, limit, waiting)
+        if levels is not None:
+            after = used + depth_weight(levels)
+            assert budget.fits(Lane.IDS, HISTORICAL_TRADES_WEIGHT, after, limit)
+            assert budget.fits(Lane.KLINES, KLINES_WEIGHT, after, limit)
 
 
 def test_a_gap_is_queued_once() -> None:
@@ -257,7 +287,7 @@ def test_open_gaps_count_distinct_gaps_of_every_lane() -> None:
     for r in (gap(), gap("btcusdt@kline_1s", 1000, 2000), snap(), gap("btcusdt@depth", 5, 9)):
         queue.add(r)
     assert (queue.open_gaps, queue.pending) == (3, 3)
-    assert repr(queue) == ("<BackfillQueue depth=1 ids=1 klines=1 refresh=0 again=0 "
+    assert repr(queue) == ("<BackfillQueue ids=1 klines=1 depth=1 refresh=0 again=0 "
                            "open_gaps=3>")
 
 
@@ -342,3 +372,24 @@ def test_a_request_joining_a_periodic_snapshot_in_back_off_is_ready_at_once() ->
     assert queue.failed(take(queue, Lane.REFRESH), DOWN, 0.0) == 30.0
     assert queue.add(gap("btcusdt@depth", 5, 9))
     assert ready(queue, Lane.DEPTH, 0.0).lane is Lane.DEPTH
+
+
+def test_drop_snapshots_of_a_retired_stream_keeps_its_gaps() -> None:
+    """An unsubscribed stream: its waiting snapshot and the one asked for behind a running one
+    go; a running one is left to finish; its trade gaps stay queued."""
+    queue = BackfillQueue()
+    queue.add(NeedSnapshot("btcusdt@depth", "initial snapshot"))
+    queue.add(GapDetected("btcusdt@aggTrade", 5, 9, "gap"))
+    assert queue.drop_snapshots("btcusdt@depth")
+    assert queue.queued().get(Lane.DEPTH, 0) == 0 and queue.queued()[Lane.IDS] == 1
+    assert not queue.drop_snapshots("btcusdt@depth")  # nothing left to drop
+    queue.refresh("ethusdt@depth")
+    job = queue.peek(Lane.REFRESH, 0.0)
+    assert job is not None
+    queue.start(job)
+    queue.add(NeedSnapshot("ethusdt@depth", "gap"))  # due after the running one
+    assert queue.drop_snapshots("ethusdt@depth")  # only the one asked for behind it
+    assert job.running  # left to finish
+    queue.done(job)  # and nothing follows it: only the aggTrade gap is left
+    assert queue.pending == 1 and queue.queued()[Lane.IDS] == 1
+    assert queue.queued().get(Lane.DEPTH, 0) == queue.queued().get(Lane.REFRESH, 0) == 0

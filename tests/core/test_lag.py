@@ -60,3 +60,20 @@ def test_tracker_windows_and_the_run() -> None:
     assert run_kinds["trade"].count == 4 and run_kinds["trade"].max_ms == 9
     assert run_conns[0].count == 3
     assert "streams=0" in repr(tracker)  # the window is empty again, the run keeps it
+
+
+def test_a_fleet_parent_adds_its_childrens_groups() -> None:
+    """A child's take_groups, added to the parent's tracker, shows in the parent's windows
+    and run, beside the parent's own streams."""
+    child, parent = LagTracker(), LagTracker()
+    child.observe("trade", 5)
+    child.observe("trade", 7)
+    kinds, connections = child.take_groups()
+    parent.add_groups(kinds, connections)
+    parent.add_groups(kinds, {3: connections[0]})
+    parent.observe("depth", 40)
+    window_kinds, window_connections = parent.take_window()
+    assert window_kinds["trade"].count == 4 and window_kinds["depth"].count == 1
+    assert window_connections[0].count == 3 and window_connections[3].count == 2
+    assert parent.take_window() == ({}, {})
+    assert parent.run_summary()[0]["trade"].count == 4

@@ -69,3 +69,13 @@ def test_the_schedule_describes_itself() -> None:
     schedule = SnapshotSchedule(90.0)
     schedule.stored("btcusdt@depth", 1.0, periodic=True)
     assert repr(schedule) == "<SnapshotSchedule every=90s streams=1 next=91.000>"
+
+
+def test_a_forgotten_stream_is_never_due_until_stored_again() -> None:
+    schedule = SnapshotSchedule(60.0)
+    schedule.stored("btcusdt@depth", 0.0, periodic=True)
+    schedule.forget("btcusdt@depth")
+    schedule.forget("never@depth")
+    assert schedule.due(1e9) == [] and schedule.next_due() is None
+    schedule.stored("btcusdt@depth", 100.0, periodic=True)
+    assert schedule.due(160.0) == ["btcusdt@depth"]

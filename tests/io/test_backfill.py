@@ -1,5 +1,6 @@
-"""The backfill with an injected REST client: complete fills only, typed rows, lanes that never
-starve a snapshot, and every gap retried on its own back-off within the run."""
+"""The backfill with an injected REST client: complete fills only, typed rows, gaps before
+snapshots, snapshots by stream activity, the budget view, and every gap retried on its own
+back-off within the run."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from binance_streamer.core.backfill_queue import AGG_TRADES_WEIGHT, depth_weight
 from binance_streamer.core.rest_payloads import DepthSnapshot, RestAggTrade, RestKline, RestTrade
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE, Row
@@ -21,6 +23,9 @@ from binance_streamer.io.rest import RestClient
 from tests.helpers import TIMEOUT
 
 Request = GapDetected | NeedSnapshot
+WEIGHTS: dict[str, Callable[[int], int]] = {
+    "aggTrades": lambda _: AGG_TRADES_WEIGHT, "historicalTrades": lambda _: 25,
+    "klines": lambda _: 2, "depth": depth_weight}
 
 
 class Signal:
@@ -43,7 +48,8 @@ class Signal:
 class FakeRest(Signal):
     """A REST client whose history ends at id ``known_up_to`` until ``catch_up_after`` calls,
     failing first with each of ``failures`` (per symbol); ``hold`` keeps an endpoint's answers
-    back until its event is set."""
+    back until its event is set; with ``charge``, each answer adds its request's weight to
+    ``used_weight``, as Binance's header would."""
 
     microseconds = False
 
@@ -60,12 +66,18 @@ class FakeRest(Signal):
         self.id_lag = 0  # > 0: trades answered from before the id asked (a faulty server)
         self.skip_once: set[int] = set()  # ids left out of the next answer (a faulty server)
         self.snapshot_id = 77
+        self.charge = False
 
     def asked(self, endpoint: str) -> list[int]:
         """The fromId, startTime or limit of each call to ``endpoint``, in order."""
         return [arg for name, _, arg, _ in self.calls if name == endpoint]
 
     async def _call(self, endpoint: str, symbol: str, arg: int) -> None:
+        await self._ask(endpoint, symbol, arg)
+        if self.charge:
+            self.used_weight += WEIGHTS[endpoint](arg)
+
+    async def _ask(self, endpoint: str, symbol: str, arg: int) -> None:
         if len(self.calls) == self.catch_up_after:
             self.known_up_to = 10**9
         self.calls.append((endpoint, symbol, arg, asyncio.get_running_loop().time()))
@@ -258,7 +270,7 @@ async def test_a_depth_gap_is_never_reported_filled_by_the_backfiller() -> None:
 
 async def test_a_snapshot_is_fetched_while_trade_pages_queue_and_one_is_in_flight() -> None:
     """A depth request made behind twenty trade gaps, one of whose pages gets no answer, is
-    fetched and reported anyway."""
+    fetched and reported anyway: lanes do not wait for each other's answers."""
     out, rest = Recorded(), FakeRest()
     rest.hold["aggTrades"] = asyncio.Event()
     gaps = [agg_gap(first=i * 10_000, last=i * 10_000 + 5_000) for i in range(1, 21)]
@@ -267,15 +279,25 @@ async def test_a_snapshot_is_fetched_while_trade_pages_queue_and_one_is_in_fligh
     assert rest.asked("aggTrades") == [10_000] and out.filled == []
 
 
-async def test_a_snapshot_goes_ahead_while_trade_pages_wait_for_the_weight_window() -> None:
-    """With the trade lanes' share of the minute's weight used up, a snapshot is still fetched
-    at once, 100 levels deep, and no trade page is sent."""
+async def test_a_gap_goes_ahead_while_snapshots_wait_for_the_weight_window() -> None:
+    """With the snapshots' share of the minute's weight used up, a trade gap is still filled at
+    once from the reserve kept for gaps, and no snapshot is sent."""
     out, rest = Recorded(), FakeRest()
-    rest.used_weight = 5_000  # of 6000: past the 4800 of trade pages, within the 5700 reserve
+    rest.used_weight = 5_400  # of 6000: past the 5398 of snapshots, within the 5700 of gaps
     async with running(backfiller(rest, out, wall=lambda: 0.0), agg_gap(),
                        NeedSnapshot("btcusdt@depth", "initial")):
-        await out.until(lambda: bool(out.snapshots))
-    assert rest.asked("depth") == [100] and rest.asked("aggTrades") == []
+        await out.until(lambda: bool(out.filled))
+    assert rest.asked("aggTrades") == [1] and rest.asked("depth") == []
+
+
+async def test_a_snapshot_past_the_bulk_budget_is_100_levels_deep() -> None:
+    """Past the full-depth snapshots' share but within the small ones', a snapshot is fetched at
+    once with 100 levels."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 5_000  # past the 4800 of 1000-level snapshots, within 5100
+    await run_until_idle(backfiller(rest, out, wall=lambda: 0.0),
+                         NeedSnapshot("btcusdt@depth", "initial"))
+    assert rest.asked("depth") == [100]
 
 
 async def test_snapshots_are_1000_levels_deep_while_the_weight_is_plentiful() -> None:
@@ -287,16 +309,16 @@ async def test_snapshots_are_1000_levels_deep_while_the_weight_is_plentiful() ->
 
 
 async def test_a_lane_out_of_weight_resumes_in_the_next_minute() -> None:
-    """Trade pages past their share wait for the minute to end, then fill the gap, after the
-    snapshot that did not wait."""
+    """Snapshots past their share wait for the minute to end, then go 1000 levels deep, after
+    the gap that did not wait."""
     out, rest = Recorded(), FakeRest()
-    rest.used_weight = 5_000
+    rest.used_weight = 5_400
     loop = asyncio.get_running_loop()
     started = loop.time()
     fill = backfiller(rest, out, wall=lambda: 119.97 + loop.time() - started)  # minute ends soon
     await run_until_idle(fill, agg_gap(), NeedSnapshot("btcusdt@depth", "initial"))
-    assert [name for name, *_ in rest.calls] == ["depth", "aggTrades"]
-    assert out.filled == [(agg_gap(), 2)] and rest.calls[1][3] - started >= 0.53
+    assert [name for name, *_ in rest.calls] == ["aggTrades", "depth"]
+    assert rest.asked("depth") == [1000] and rest.calls[1][3] - started >= 0.53
 
 
 async def test_a_used_weight_read_in_an_earlier_minute_holds_nothing_back() -> None:
@@ -314,7 +336,7 @@ async def test_klines_yield_the_weight_to_trade_pages() -> None:
     """Past the klines' share but within the trade pages', a trade gap is filled while an older
     kline gap waits."""
     out, rest = Recorded(), FakeRest()
-    rest.used_weight = 4_000  # klines stop at 3600, trade pages at 4800
+    rest.used_weight = 5_500  # klines stop at 5400, trade pages at 5700
     kline_gap = GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap")
     async with running(backfiller(rest, out, wall=lambda: 0.0), kline_gap, agg_gap()) as fill:
         await out.until(lambda: bool(out.filled))
@@ -334,6 +356,96 @@ async def test_a_retry_after_pauses_every_lane() -> None:
     limited_at = rest.calls[0][3]
     assert all(at - limited_at >= 0.2 for *_, at in rest.calls[1:]) and len(rest.calls) == 3
     assert fill.rate_limited == 1 and fill.failures == 0
+
+
+async def test_a_gap_behind_300_snapshots_that_used_their_weight_is_fetched_at_once() -> None:
+    """With 300 snapshots queued and their share of the minute spent (96 of 1000 levels to 4800
+    of 6000, then 119 of 100 levels to 5395, a page below the klines' 5400), a trade gap
+    requested then is filled at once, before any further snapshot."""
+    out, rest = Recorded(), FakeRest()
+    rest.charge = True
+    snapshots = [NeedSnapshot(f"s{i}usdt@depth@100ms", "initial") for i in range(300)]
+    async with running(backfiller(rest, out, wall=StoppedWall()), *snapshots) as fill:
+        await rest.until(lambda: len(rest.asked("depth")) == 215)
+        assert rest.used_weight == 5_395 and fill.budget().snapshots_queued == 85
+        fill.request(agg_gap())
+        await out.until(lambda: bool(out.filled))
+        assert len(rest.asked("depth")) == 215 and rest.used_weight == 5_399
+    assert rest.asked("depth") == [1000] * 96 + [100] * 119
+
+
+async def test_a_gap_requested_behind_200_snapshots_goes_before_the_next() -> None:
+    """A trade gap requested while 200 snapshots queue is sent while at most one more snapshot
+    is fetched, not after the queue."""
+    out, rest = Recorded(), FakeRest()
+    snapshots = [NeedSnapshot(f"s{i}usdt@depth@100ms", "initial") for i in range(200)]
+    async with running(backfiller(rest, out), *snapshots) as fill:
+        await rest.until(lambda: len(rest.calls) == 1)
+        fill.request(agg_gap())
+        await out.until(lambda: bool(out.filled))
+    assert "aggTrades" in [name for name, *_ in rest.calls[:3]]
+
+
+async def test_snapshots_are_taken_most_active_stream_first() -> None:
+    """Snapshots queued together are fetched in order of their streams' activity, busiest
+    first, whatever order they were asked in."""
+    out, rest = Recorded(), FakeRest()
+    rates = {"dogeusdt": 0.2, "btcusdt": 90.0, "xrpusdt": 3.0, "ethusdt": 40.0, "solusdt": 12.0}
+    activity = {f"{symbol}@depth@100ms": rate for symbol, rate in rates.items()}
+    fill = backfiller(rest, out, activity=activity.__getitem__)
+    await run_until_idle(fill, *(NeedSnapshot(stream, "initial") for stream in activity))
+    assert [symbol for name, symbol, *_ in rest.calls] == [
+        "BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
+
+
+async def test_the_budget_shows_weight_in_flight_and_the_queue() -> None:
+    """budget() gives the header's weight plus the requests in flight, the limit, the requests
+    in flight, the jobs waiting per lane and the oldest one's wait."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 1_000
+    for endpoint in ("aggTrades", "depth"):
+        rest.hold[endpoint] = asyncio.Event()
+    requests = [NeedSnapshot(f"{s}@depth@100ms", "initial") for s in ("btcusdt", "ethusdt", "x")]
+    kline = GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap")
+    async with running(backfiller(rest, out, wall=StoppedWall()), *requests, agg_gap(),
+                       agg_gap("ethusdt"), kline) as fill:
+        await out.until(lambda: len(out.filled) == 1 and len(rest.calls) == 3)
+        budget = fill.budget()
+        assert (budget.used_weight, budget.weight_limit, budget.in_flight) == (1_054, 6_000, 2)
+        assert (budget.gaps_queued, budget.snapshots_queued, budget.refreshes_queued) == (1, 2, 0)
+        assert budget.oldest_queued_s is not None and budget.oldest_queued_s >= 0.0
+        assert budget.summary() == "REST 1,054/6,000 w/min, queue 2 snapshots, 1 gaps"
+        for event in rest.hold.values():
+            event.set()
+        await fill.drain(TIMEOUT)
+        budget = fill.budget()
+        assert (budget.used_weight, budget.in_flight, budget.oldest_queued_s) == (1_000, 0, None)
+
+
+async def test_a_request_in_flight_counts_against_the_weight_before_its_answer() -> None:
+    """While a trade page (weight 25) awaits its answer, a kline page that would fit by the last
+    header but not with that page counted waits for the next minute."""
+    out, rest = Recorded(), FakeRest()
+    rest.used_weight = 5_380  # klines stop at 5400: 5380 + 2 fits, 5380 + 25 + 2 does not
+    rest.hold["historicalTrades"] = asyncio.Event()
+    kline = GapDetected("btcusdt@kline_1s", 5_000, 7_000, "kline gap")
+    async with running(backfiller(rest, out, wall=StoppedWall()),
+                       GapDetected("btcusdt@trade", 1, 2, "id gap"), kline) as fill:
+        await rest.until(lambda: len(rest.calls) == 1)
+        rest.hold["historicalTrades"].set()
+        await out.until(lambda: bool(out.filled))
+        assert rest.asked("klines") == [] and fill.budget().gaps_queued == 1
+
+
+async def test_a_retry_after_shows_in_the_budget_as_a_pause() -> None:
+    """After a 429 with Retry-After, budget() reports the pause and the 429 counted."""
+    out = Recorded()
+    rest = FakeRest(failures={"BTCUSDT": [RateLimited(429, 30.0)]})
+    async with running(backfiller(rest, out), agg_gap()) as fill:
+        await rest.until(lambda: len(rest.calls) == 1)  # the lane counts the 429 before it yields
+        budget = fill.budget()
+        assert 29.0 < budget.paused_s <= 30.0 and budget.rate_limited == 1
+        assert budget.summary().endswith("paused 30s (Retry-After)")
 
 
 # -- snapshots coalesce --------------------------------------------------------------------------
@@ -618,3 +730,22 @@ async def test_drain_does_not_wait_for_a_periodic_snapshot() -> None:
         await wall.looked_at()  # the next look weighs the periodic snapshot, due by then
         await asyncio.wait_for(fill.drain(TIMEOUT), TIMEOUT / 10)
         assert fill.pending == 0 and len(rest.asked("depth")) == 1
+
+
+async def test_a_forgotten_stream_gets_no_more_snapshots_but_its_gaps_are_filled() -> None:
+    """A delisted symbol (record --all): its periodic snapshots stop while another stream's go
+    on; a gap of its trades is still filled; asked again (listed again), it starts afresh."""
+    out, rest = Recorded(), FakeRest()
+    gone, kept = "bnbusdt@depth@100ms", "btcusdt@depth@100ms"
+    fill = backfiller(rest, out, snapshot_every=0.02)
+    async with running(fill, NeedSnapshot(gone, "initial"), NeedSnapshot(kept, "initial")):
+        await out.until(lambda: {s for s, _, _ in out.snapshots} == {gone, kept})
+        fill.forget(gone)
+        fill.request(GapDetected("bnbusdt@aggTrade", 5, 9, "gap"))
+        await out.until(lambda: sum(s == kept for s, _, _ in out.snapshots) >= 5
+                        and len(out.filled) == 1)
+        assert sum(s == gone for s, _, _ in out.snapshots) <= 2  # at most one already running
+        fill.request(NeedSnapshot(gone, "initial"))
+        count = sum(s == gone for s, _, _ in out.snapshots)
+        await out.until(lambda: sum(s == gone for s, _, _ in out.snapshots) >= count + 2)
+    assert out.filled[0][0].stream == "bnbusdt@aggTrade"

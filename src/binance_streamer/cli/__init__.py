@@ -57,10 +57,12 @@ from binance_streamer.recorder import (
     check_duration,
 )
 from binance_streamer.storage.query import read_rows
+from binance_streamer.supervisor import Processes, RecorderFleet
 
 __all__ = ["main"]
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+AnyRecorder = Recorder | RecorderFleet
 # soft_wrap: a message is one line however narrow the terminal, and never wrapped off a terminal.
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("binance_streamer")
@@ -155,6 +157,18 @@ def _parse_listings_every(_ctx: click.Context, _param: click.Parameter, value: s
         raise click.BadParameter(str(exc)) from exc
 
 
+def _parse_processes(ctx: click.Context, param: click.Parameter, value: str) -> Processes:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise click.BadParameter(f"{value!r}: give a number of processes (1 or more) or auto")
+    return count
+
+
 def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None
                  ) -> Shard | None:
     if value is None:
@@ -181,6 +195,10 @@ def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--shard", metavar="I/N", callback=_parse_shard,
               help="Record only shard I of N of the streams (rendezvous-hashed by stream name; "
                    "with --all also of the streams listed later), e.g. 1/4.")
+@click.option("--processes", default="auto", show_default=True, callback=_parse_processes,
+              metavar="N|auto",
+              help="Recording processes, each taking one shard of the streams into the same "
+                   "database. auto: 1 under 100 streams, else up to one per core (at most 4).")
 @click.option("--streams", default="ticker", show_default=True, callback=_parse_streams,
               help="Comma-separated stream types recorded for every symbol, e.g. "
                    "ticker,aggTrade,kline_1m,depth@100ms. Known: " + ", ".join(kind_names())
@@ -212,7 +230,8 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
            exclude: tuple[str, ...], listings_every: float, shard: Shard | None,
            streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
-           no_backfill: bool, snapshot_every: float, microseconds: bool) -> None:
+           no_backfill: bool, snapshot_every: float, microseconds: bool,
+           processes: Processes) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
     With --all, every TRADING spot symbol instead (--quote, --exclude), and the streams follow
@@ -234,8 +253,10 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
         max_streams_per_connection=streams_per_connection, backfill=not no_backfill,
         snapshot_every_s=snapshot_every, microseconds=microseconds,
     )
+    if shard is not None and processes not in ("auto", 1):
+        raise click.UsageError("--shard records one shard in this process: drop --processes")
     config.validate()
-    stats = _run_recorder(config, duration)
+    stats = _run_recorder(config, duration, 1 if shard is not None else processes)
     _print_summary(stats, db)
     if stats.silent_streams and config.all_symbols and stats.total_messages:
         # The whole market's long tail: a symbol with no trade during the run is normal.
@@ -257,8 +278,9 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
         sys.exit(GAPS_OPEN_EXIT)
 
 
-def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderStats:
-    recorder = Recorder(config)
+def _run_recorder(config: RecorderConfig, duration: float | None,
+                  processes: Processes = 1) -> RecorderStats:
+    recorder = RecorderFleet(config, processes)
     try:
         return asyncio.run(_record_with_status(recorder, duration))
     except StorageError:
@@ -267,7 +289,7 @@ def _run_recorder(config: RecorderConfig, duration: float | None) -> RecorderSta
         raise
 
 
-async def _record_with_status(recorder: Recorder, duration: float | None) -> RecorderStats:
+async def _record_with_status(recorder: AnyRecorder, duration: float | None) -> RecorderStats:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, recorder.stop)
@@ -284,7 +306,7 @@ async def _record_with_status(recorder: Recorder, duration: float | None) -> Rec
 class _DemoHint:
     """Once, when Binance itself cannot be reached for 15 s: point at the offline demo."""
 
-    def __init__(self, recorder: Recorder, after_s: float = 15.0) -> None:
+    def __init__(self, recorder: AnyRecorder, after_s: float = 15.0) -> None:
         self.recorder = recorder
         self._due = time.monotonic() + after_s
         self._shown = recorder.config.ws_url != BINANCE_WS_URL
@@ -301,7 +323,7 @@ class _DemoHint:
 class _StatusLine:
     """The live status: connections, msgs/s by stream kind since the last call, rows stored."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: AnyRecorder) -> None:
         self.recorder = recorder
         self._then = time.monotonic()
         self._counts: Counter[str] = Counter()
@@ -320,11 +342,16 @@ class _StatusLine:
         return (f"connections {sum(c.is_open for c in conns)}/{len(conns)} | "
                 f"{kinds or 'waiting for data'}{lag} | stored {stats.total_stored:,} | "
                 f"gaps {stats.gaps} (filled {stats.gaps_filled}) | "
-                f"quarantined {stats.quarantined}")
+                f"quarantined {stats.quarantined}{self._rest()}")
+
+    def _rest(self) -> str:
+        """The REST budget and backfill queue, when this process has a backfiller."""
+        budget = self.recorder.rest_budget()
+        return "" if budget is None else f" | {budget.summary()}"
 
 
 @contextlib.contextmanager
-def _status_display(recorder: Recorder) -> Iterator[Callable[[], None]]:
+def _status_display(recorder: AnyRecorder) -> Iterator[Callable[[], None]]:
     """On a terminal a live line, refreshed each second; otherwise a log line every 10 s."""
     line = _StatusLine(recorder)
     if err.is_terminal:

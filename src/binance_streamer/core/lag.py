@@ -107,6 +107,8 @@ class LagTracker:
         self.streams: dict[str, LagHistogram] = {}  # the current window
         self.run_kinds: dict[str, LagHistogram] = {}
         self.run_connections: dict[int, LagHistogram] = {}
+        self._kinds_in: dict[str, LagHistogram] = {}  # from add_groups, this window
+        self._connections_in: dict[int, LagHistogram] = {}
 
     def __repr__(self) -> str:
         return f"<LagTracker streams={len(self.streams)} kinds={sorted(self.run_kinds)}>"
@@ -124,17 +126,30 @@ class LagTracker:
         counts = hist.counts
         counts[index] = counts.get(index, 0) + 1
 
-    def take_window(self) -> Summaries:
-        """Summaries of the window since the last call, per kind and per connection; the
-        window's counts then join the run's."""
+    def take_groups(self) -> tuple[dict[str, LagHistogram], dict[int, LagHistogram]]:
+        """The window since the last call, summed per kind and per connection (with what
+        `add_groups` brought); its counts then join the run's."""
         streams, self.streams = self.streams, {}
-        kinds: dict[str, LagHistogram] = {}
-        connections: dict[int, LagHistogram] = {}
+        kinds, self._kinds_in = self._kinds_in, {}
+        connections, self._connections_in = self._connections_in, {}
         for stream, hist in streams.items():
             kinds.setdefault(self.kind_of(stream), LagHistogram()).merge(hist)
             connections.setdefault(self.connection_of(stream), LagHistogram()).merge(hist)
         _fold(self.run_kinds, kinds.items())
         _fold(self.run_connections, connections.items())
+        return kinds, connections
+
+    def add_groups(self, kinds: dict[str, LagHistogram],
+                   connections: dict[int, LagHistogram]) -> None:
+        """Add another tracker's `take_groups` (a recording process of a fleet) to this
+        window."""
+        _fold(self._kinds_in, kinds.items())
+        _fold(self._connections_in, connections.items())
+
+    def take_window(self) -> Summaries:
+        """Summaries of the window since the last call, per kind and per connection; the
+        window's counts then join the run's."""
+        kinds, connections = self.take_groups()
         return ({k: h.summary() for k, h in kinds.items()},
                 {c: h.summary() for c, h in connections.items()})
 

@@ -58,6 +58,11 @@ class SnapshotSchedule:
         if self.every:
             self._due[stream] = now + self.every
 
+    def forget(self, stream: str) -> None:
+        """``stream`` is no longer recorded: no periodic snapshot of it until it is `stored`
+        again."""
+        self._due.pop(stream, None)
+
     def due(self, now: float) -> list[str]:
         """The streams due at ``now``, longest due first; each is handed out once."""
         ready = sorted((at, stream) for stream, at in self._due.items() if at <= now)

@@ -2,15 +2,17 @@
 endpoints").
 
 Requests queue in a `BackfillQueue` (core/backfill_queue.py) with one lane per kind of work, and
-each lane has its own task, so a depth snapshot is fetched at once even while a trade page is in
-flight or the trade lane waits for the next weight window. Snapshots come from ``depth`` when a
-diff chain breaks, and, with ``snapshot_every``, periodically in the lowest-priority lane
-(core/snapshot_schedule.py); aggTrades and historicalTrades are fetched by ``fromId``, klines by
-``startTime``. Each lane paces itself by ``X-MBX-USED-WEIGHT-1M`` (``rest.used_weight``) against
-its share of the per-minute limit (rest-api.md, "IP Limits"); a 429/418 ``Retry-After`` pauses
-every lane, since the limits are per IP ("LIMITS"). Each gap is retried on its own back-off
-(`binance_streamer.core.backoff.ReconnectPolicy`) until it is filled or the run stops; only a
-failure `classify` calls fatal gives it up. REST payloads become rows through
+each lane has its own task, so a trade gap is fetched at once even while a thousand snapshots
+queue and one is in flight. Snapshots come from ``depth`` when a diff chain breaks or starts, the
+most active stream's first (``activity``), and, with ``snapshot_every``, periodically in the
+lowest-priority lane (core/snapshot_schedule.py); aggTrades and historicalTrades are fetched by
+``fromId``, klines by ``startTime``. Each lane paces itself by ``X-MBX-USED-WEIGHT-1M``
+(``rest.used_weight``, which counts every process on the IP) plus this process's requests in
+flight, against its share of the per-minute limit (rest-api.md, "IP Limits"): snapshots never use
+the share kept for gaps. A 429/418 ``Retry-After`` pauses every lane, since the limits are per IP
+("LIMITS"). `Backfiller.budget` shows the weight used and the queue. Each gap is retried on its
+own back-off (`binance_streamer.core.backoff.ReconnectPolicy`) until it is filled or the run
+stops; only a failure `classify` calls fatal gives it up. REST payloads become rows through
 `binance_streamer.core.tables`, like stream events: source ``rest`` and no receive time.
 """
 
@@ -29,11 +31,13 @@ from binance_streamer.core.backfill_queue import (
     Job,
     Lane,
     WeightBudget,
+    depth_weight,
     lane_of,
     page_weight,
     used_now,
     window_wait,
 )
+from binance_streamer.core.rest_budget import RestBudget
 from binance_streamer.core.sequencing import GapDetected, NeedSnapshot
 from binance_streamer.core.snapshot_schedule import SnapshotSchedule
 from binance_streamer.core.streams import KLINE_INTERVAL_MS, StreamKind
@@ -71,7 +75,9 @@ class Backfiller:
     stored diffs is for the caller to decide, so a depth gap is never reported through ``filled``.
     With ``snapshot_every`` > 0 (seconds), each stream with a stored snapshot gets a fresh one
     that long after its last (`SnapshotSchedule`), at the lowest priority, also reported with
-    gap None. ``weight_budget`` is the share of the weight limit trade pages may use
+    gap None. Id and kline gaps go before any snapshot; snapshots are taken most active stream
+    first, by ``activity(stream)`` (messages seen lately, e.g. `ActivityMeter.rate`; without it,
+    oldest first). ``weight_budget`` is the share of the weight limit full-depth snapshots may use
     (`WeightBudget`); ``delays`` builds each gap's back-off (full jitter up to 30 s by default);
     ``wall`` is the wall clock the weight window is read from.
     """
@@ -87,6 +93,7 @@ class Backfiller:
         weight_budget: float = 0.8,
         delays: Callable[[], Iterator[float]] | None = None,
         wall: Callable[[], float] = time.time,
+        activity: Callable[[str], float] | None = None,
     ) -> None:
         self._rest = rest
         self._submit = submit
@@ -95,7 +102,10 @@ class Backfiller:
         self._budget = WeightBudget(weight_budget)
         self._queue = BackfillQueue(delays)
         self._schedule = SnapshotSchedule(snapshot_every)
+        self._retired: set[str] = set()  # streams no longer recorded: no snapshots for them
         self._wall = wall
+        self._activity = activity
+        self._in_flight_weight = 0  # weight of requests sent and not yet answered
         self._weight_read_at = wall()  # when rest.used_weight last came with an answer of ours
         self._wakeups = {lane: asyncio.Event() for lane in Lane}
         self._idle = asyncio.Event()
@@ -119,6 +129,14 @@ class Backfiller:
         `drain` waits for none."""
         return self._queue.pending
 
+    def budget(self) -> RestBudget:
+        """The weight used this minute and the limit, requests in flight, jobs queued per lane,
+        the oldest one's wait, and any Retry-After pause: a frozen copy, taken on the event loop
+        (from another thread, through ``loop.call_soon_threadsafe``)."""
+        return RestBudget.of(self._queue, used_weight=self._used(),
+                             weight_limit=self._rest.weight_limit, now=_now(),
+                             paused_until=self._paused_until, rate_limited=self.rate_limited)
+
     def request(self, request: GapDetected | NeedSnapshot) -> None:
         """Queue a gap to fill or a depth snapshot to fetch (non-blocking); repeats coalesce."""
         lane = lane_of(request)
@@ -127,9 +145,19 @@ class Backfiller:
             log.warning("backfill for %s given up: REST cannot fill it (%s)", request.stream,
                         request)
             return
-        if self._queue.add(request):
+        self._retired.discard(request.stream)
+        if self._queue.add(request, _now()):
             self._idle.clear()
             self._wakeups[lane].set()
+
+    def forget(self, stream: str) -> None:
+        """``stream`` was unsubscribed (a delisted or halted symbol): no more snapshots of it,
+        neither queued nor periodic; its open gaps are still filled. A later `request` for it
+        (listed again) starts afresh."""
+        self._retired.add(stream)
+        self._queue.drop_snapshots(stream)
+        self._schedule.forget(stream)
+        self._settle()
 
     async def drain(self, timeout: float) -> None:
         """Wait until every request is handled, or ``timeout`` seconds."""
@@ -153,24 +181,24 @@ class Backfiller:
             now = _now()
             if lane is Lane.REFRESH:
                 self._refresh_due(now)
-            job = self._queue.peek(lane, now)
+            job = self._queue.peek(lane, now, self._activity if lane is Lane.DEPTH else None)
             if job is None:
                 wakeup.clear()
                 self._settle()
                 await _nap(wakeup, self._wake_at(lane), now)
             elif self._paused_until > now:
                 await asyncio.sleep(self._paused_until - now)
-            elif not self._affordable(job):
+            elif (size := self._affordable(job)) is None:
                 await self._next_window(lane)
             else:
-                await self._serve(job)
+                await self._serve(job, size)
                 await asyncio.sleep(0)  # let other tasks run even if REST answers at once
 
     def _refresh_due(self, now: float) -> None:
         """Queue the periodic snapshots due at ``now`` (a stream whose snapshot is queued or
         running already needs none: storing that one reschedules it)."""
         for stream in self._schedule.due(now):
-            self._queue.refresh(stream)  # no request waits for it: `drain` does not either
+            self._queue.refresh(stream, now)  # no request waits for it: `drain` does not either
 
     def _wake_at(self, lane: Lane) -> float | None:
         """When ``lane`` has work again without a new request: a retry, or a periodic snapshot."""
@@ -179,15 +207,19 @@ class Backfiller:
         return due if wake_at is None else wake_at if due is None else min(wake_at, due)
 
     def _used(self) -> int:
-        """The weight used this minute, as far as the last answer told."""
-        return used_now(self._rest.used_weight, self._weight_read_at, self._wall())
+        """The weight used this minute: as far as the last answer told, plus this process's
+        requests sent since and not yet answered."""
+        read = used_now(self._rest.used_weight, self._weight_read_at, self._wall())
+        return read + self._in_flight_weight
 
-    def _affordable(self, job: Job) -> bool:
-        """Whether ``job``'s next request fits its lane's share of the weight now."""
+    def _affordable(self, job: Job) -> int | None:
+        """The weight of ``job``'s next request if it fits its lane's share of the weight now
+        (for a snapshot, the depth in levels: `depth_weight` gives its weight), else None."""
         used, limit = self._used(), self._rest.weight_limit
         if job.lane in SNAPSHOT_LANES:
-            return self._budget.snapshot_levels(job.lane, used, limit) is not None
-        return self._budget.fits(job.lane, page_weight(job), used, limit)
+            return self._budget.snapshot_levels(job.lane, used, limit, self._queue.gaps_waiting)
+        weight = page_weight(job)
+        return weight if self._budget.fits(job.lane, weight, used, limit) else None
 
     async def _next_window(self, lane: Lane) -> None:
         """Wait for the next minute's weight window (only ``lane`` waits)."""
@@ -196,13 +228,17 @@ class Backfiller:
                  self._used(), self._rest.weight_limit, lane.name.lower(), wait)
         await asyncio.sleep(wait)
 
-    async def _serve(self, job: Job) -> None:
-        """Send ``job``'s next request and account for the outcome."""
+    async def _serve(self, job: Job, size: int) -> None:
+        """Send ``job``'s next request (``size``: its weight, or a snapshot's levels) and
+        account for the outcome."""
         self._queue.start(job)
+        snapshot = job.lane in SNAPSHOT_LANES
+        weight = depth_weight(size) if snapshot else size
+        self._in_flight_weight += weight
         last_update_id, finished = 0, True
         try:
-            if job.lane in SNAPSHOT_LANES:
-                last_update_id = await self._snapshot(job)
+            if snapshot:
+                last_update_id = await self._snapshot(job, size)
             else:
                 finished = await self._page(job)
         except Exception as exc:  # never crash the recorder: classify decides what to retry
@@ -210,6 +246,8 @@ class Backfiller:
                 self._weight_read_at = self._wall()
             self._failed(job, exc)
             return
+        finally:
+            self._in_flight_weight -= weight
         self._weight_read_at = self._wall()
         if not finished:
             self._queue.resume(job)
@@ -223,7 +261,8 @@ class Backfiller:
             self._filled(job.gap, job.rows)
             return
         periodic = job.lane is Lane.REFRESH
-        self._schedule.stored(job.stream, _now(), periodic=periodic)
+        if job.stream not in self._retired:  # a snapshot that was running when it was retired
+            self._schedule.stored(job.stream, _now(), periodic=periodic)
         if self._schedule.every:
             self._wakeups[Lane.REFRESH].set()  # the stream may be due before the lane's nap ends
         if self._snapshot_taken is not None:
@@ -255,10 +294,8 @@ class Backfiller:
         if self._queue.pending == 0:
             self._idle.set()
 
-    async def _snapshot(self, job: Job) -> int:
-        """Fetch and store a snapshot of ``job``'s stream, as deep as the weight allows."""
-        levels = self._budget.snapshot_levels(job.lane, self._used(), self._rest.weight_limit)
-        assert levels is not None  # _affordable said so just before, with nothing run since
+    async def _snapshot(self, job: Job, levels: int) -> int:
+        """Fetch and store a ``levels``-deep snapshot of ``job``'s stream."""
         symbol = job.name.symbol.upper()
         snapshot = await self._rest.depth(symbol, limit=levels)
         self._submit(DEPTH_SNAPSHOT.name, [depth_snapshot_row(symbol, snapshot, time.time_ns())])
