@@ -93,6 +93,9 @@ def _parse_faults(
               help="Shift every recorded time so the replay starts now, to a whole number of "
                    "the recorded kline intervals (a minute for the bundled samples) so candles "
                    "stay on their grid; /api/v3/time follows.")
+@click.option("--served-only", is_flag=True,
+              help="List in exchangeInfo only the symbols this exchange publishes (by default "
+                   "it lists Binance's whole bundled exchangeInfo), e.g. for record --all.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic market.")
 @click.option("--fault", "faults", multiple=True, metavar="SECONDS:NAME[=ARG,...]",
               callback=_parse_faults,
@@ -101,7 +104,8 @@ def _parse_faults(
 def replay(host: str, port: int, data: tuple[str, ...], symbols: tuple[str, ...],
            since: str | None, until: str | None, synthetic: tuple[str, ...], rate: float,
            synthetic_market: int, market_rate: float, skew: float, speed: float | None,
-           loop: bool, rebase_time: bool, seed: int, faults: tuple[str, ...]) -> None:
+           loop: bool, rebase_time: bool, served_only: bool, seed: int,
+           faults: tuple[str, ...]) -> None:
     """Run a local Binance-compatible exchange (WebSocket streams and REST /api/v3) on one port.
 
     It replays real recordings (the bundled sample when neither --data nor --synthetic nor
@@ -128,7 +132,7 @@ def replay(host: str, port: int, data: tuple[str, ...], symbols: tuple[str, ...]
                                  speed=speed, loop=loop, seed=seed, host=host, port=port,
                                  faults=faults, history_limit=history, rebase_time=rebase_time,
                                  synthetic_market=synthetic_market, market_rate=market_rate,
-                                 skew=skew, replay_filter=chosen)
+                                 skew=skew, replay_filter=chosen, served_only=served_only)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
 
