@@ -91,7 +91,7 @@ async def test_replay_command_serves_until_interrupted() -> None:
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "binance_streamer.cli", "replay", "--port", "0",
-        "--synthetic", "BTCUSDT", "--rate", "50",
+        "--synthetic", "BTCUSDT", "--rate", "50", "--served-only",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     ws_line = (await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)).decode()
@@ -99,6 +99,8 @@ async def test_replay_command_serves_until_interrupted() -> None:
     ws_url, rest_url = ws_line.split()[1], rest_line.split()[1]
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{rest_url}/api/v3/exchangeInfo?symbol=BTCUSDT") as resp:
+            assert [s["symbol"] for s in (await resp.json())["symbols"]] == ["BTCUSDT"]
+        async with http.get(f"{rest_url}/api/v3/exchangeInfo") as resp:  # --served-only
             assert [s["symbol"] for s in (await resp.json())["symbols"]] == ["BTCUSDT"]
         async with http.ws_connect(f"{ws_url}/ws/btcusdt@trade") as ws:
             trade = json.loads((await asyncio.wait_for(ws.receive(), TIMEOUT)).data)
