@@ -31,12 +31,14 @@ from rich.text import Text
 
 from binance_streamer.books import Book, order_book, parse_every
 from binance_streamer.cli.common import parse_time
+from binance_streamer.cli.config import configure, init
 from binance_streamer.cli.export import export
 from binance_streamer.cli.history import history
 from binance_streamer.cli.ohlcv import ohlcv
 from binance_streamer.cli.plot import plot
 from binance_streamer.cli.query import query
 from binance_streamer.cli.replay import parse_speed_option, replay
+from binance_streamer.cli.status import status
 from binance_streamer.cli.table_view import fit_table, terminal_width
 from binance_streamer.core.sharding import Shard, parse_shard
 from binance_streamer.core.streams import kind_names, parse_stream_spec
@@ -521,5 +523,6 @@ def demo(db: str, speed: float | None) -> None:
         click.echo(line)
 
 
-for _command in (query, export, ohlcv, plot, history, replay):
+for _command in (query, export, ohlcv, plot, history, replay, status, init):
     main.add_command(_command)
+configure(record)
