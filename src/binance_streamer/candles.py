@@ -3,7 +3,8 @@
 Stored trades (``trade`` or ``agg_trade``) or stored klines are read page by page in time order
 (keyset pages on the natural key, so memory stays constant however long the range) and folded by
 `binance_streamer.core.candles`. Trade and aggregate trade ids grow with time on Binance, so id
-order is time order; kline rows page on their open time.
+order is time order, and the id range of a time range is found by bisecting the ids
+(`storage.id_range`); kline rows page on their open time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from binance_streamer.core.candles import (
 )
 from binance_streamer.errors import ConfigError, InvalidDatabase
 from binance_streamer.storage.bookkeeping import exchange_time_scale
-from binance_streamer.storage.open import open_reader
+from binance_streamer.storage.id_range import id_bounds
+from binance_streamer.storage.open import Reader, open_reader
 
 __all__ = ["SOURCES", "Candle", "Source", "candles_of", "ohlcv", "stored_bars"]
 
@@ -110,8 +112,16 @@ def stored_bars(conn: Any, symbol: str, source: str, since: int | None = None,
         if bound is not None:
             where.append(f"{time_col} {op} {mark}")
             params.append(bound * scale)
-    order = key if since is None else time_col
-    start = _start_key(conn, table, key, order, symbol, where, params, mark)
+    if source == "kline" or (since is None and until is None):
+        start = _start_key(conn, table, key, symbol, where, params, mark)
+    else:  # ids grow with trade time: bisect them for the range
+        bounds = id_bounds(Reader(conn, mark), table, symbol,
+                           None if since is None else since * scale,
+                           None if until is None else until * scale)
+        start = None if bounds is None else bounds[0]
+        if bounds is not None:
+            where.append(f"{key} < {mark}")
+            params.append(bounds[1])
     rows = _pages(conn, table, key, columns, symbol, where, params, mark, start)
     if source == "kline":
         yield from (kline_bar(r[0] // scale, *r[1:12]) for r in rows if r[7])
@@ -121,15 +131,11 @@ def stored_bars(conn: Any, symbol: str, source: str, since: int | None = None,
         yield from (trade_bar(r[0], r[1], r[2] // scale, bool(r[3]), r[4], r[5]) for r in rows)
 
 
-def _start_key(conn: Any, table: str, key: str, order: str, symbol: str, where: list[str],
+def _start_key(conn: Any, table: str, key: str, symbol: str, where: list[str],
                params: list[Any], mark: str) -> Any:
-    """The first key in range, found in ``order`` (the time column when the range has a
-    start: the read index on (symbol, time) finds it at once where the database has one; ids
-    grow with time, so it is also the smallest key)."""
-    # Ties on time: the lowest key, not the first stored (a backfilled lower id comes later).
-    tie = f", {key}" if order != key else ""
+    """The first key in range, in key order (a kline's key is its open time)."""
     sql = (f"SELECT {key} FROM {table} WHERE symbol = {mark}"  # noqa: S608
-           + "".join(f" AND {w}" for w in where) + f" ORDER BY {order}{tie} LIMIT 1")
+           + "".join(f" AND {w}" for w in where) + f" ORDER BY {key} LIMIT 1")
     row = conn.execute(sql, [symbol, *params]).fetchone()
     return None if row is None else row[0]
 

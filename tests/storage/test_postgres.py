@@ -103,7 +103,7 @@ def test_a_version_1_database_gains_the_read_indexes_on_open(pg_url: str) -> Non
         indexes = dict(conn.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE '%\\_by\\_time'"))
         assert set(indexes) == {f"{t}_by_time" for t in TIME_INDEXES}
-        assert indexes["agg_trade_by_time"].endswith("(symbol, trade_time, id)")
+        assert indexes["block_trade_by_time"].endswith("(symbol, trade_time, id)")
         stored = conn.execute(f"SELECT {', '.join(AGG_TRADE.column_names)} FROM agg_trade "
                               "ORDER BY id").fetchall()
     assert stored == [tuple(r) for r in rows]

@@ -316,5 +316,5 @@ def test_a_version_1_database_gains_the_read_indexes_on_open(db_path: Path) -> N
     indexes = {name: sql for name, sql in conn.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE '%by_time'")}
     assert set(indexes) == {f"{t}_by_time" for t in TIME_INDEXES}
-    assert '("symbol", "trade_time")' in indexes["agg_trade_by_time"]
+    assert '("symbol", "trade_time")' in indexes["block_trade_by_time"]
     assert query(db_path, "aggTrade").rows == before

@@ -37,7 +37,8 @@ from binance_streamer.core.feed import FRAME_BUILDERS
 from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import InvalidDatabase
 from binance_streamer.exchange.sources import MAX_GAP_MS, Recorded, ReplaySource
-from binance_streamer.storage.open import open_reader
+from binance_streamer.storage.id_range import KEY_ORDERED, key_range_sql, symbol_ranges
+from binance_streamer.storage.open import Reader, open_reader
 from binance_streamer.storage.postgres import is_postgres_url, redact
 
 if TYPE_CHECKING:
@@ -77,6 +78,21 @@ class ReplayFilter:
                 params.append(bound * scale)
         return sql, params
 
+    def key_ranges(self, reader: Reader, table: str, time_column: str, scale: int
+                   ) -> tuple[str, list[Any]]:
+        """On a table of `KEY_ORDERED` filtered by its own time column for named symbols, a
+        condition (`` AND ...``) on each symbol's natural-key range for the time range (it
+        has no time index: `storage.id_range`); else nothing."""
+        order = KEY_ORDERED.get(table)
+        if (order is None or order.time != time_column or not self.symbols
+                or (self.since_ms is None and self.until_ms is None)):
+            return "", []
+        since, until = (None if b is None else b * scale for b in (self.since_ms, self.until_ms))
+        ranges = symbol_ranges(reader, table, sorted({s.upper() for s in self.symbols}),
+                               since, until)
+        cond, params = key_range_sql(table, ranges, reader.mark)
+        return " AND " + cond, params
+
 
 def is_database(path: str | Path) -> bool:
     """Whether ``path`` names a database: a ``postgresql://`` URL, a SQLite file, or a file
@@ -110,11 +126,12 @@ def load_database(database: str | Path, replay_filter: ReplayFilter | None = Non
         if unit and unit[0] == "microsecond":
             raise InvalidDatabase(f"{name} was recorded with microsecond times; replay serves "
                                   "millisecond times only")
-        with contextlib.closing(_live_rows(conn, mark, flt)) as live:  # cursors close here
+        with contextlib.closing(_live_rows(reader, flt)) as live:  # cursors close here
             _timeline(src, live)
-        _interleave(src, {t: list(_rows(conn, mark, _backfill_sql(t, mark, flt))) for t in _ID})
+        _interleave(src, {t: list(_rows(conn, mark, _backfill_sql(reader, t, flt)))
+                          for t in _ID})
         src.history = [_frame("kline", r)[1:] for r in
-                       _rows(conn, mark, _backfill_sql("kline", mark, flt))]
+                       _rows(conn, mark, _backfill_sql(reader, "kline", flt))]
     if not src.items and not src.history:
         raise InvalidDatabase(f"{name} holds no recorded market data to replay{_asked(flt)}")
     return src
@@ -150,24 +167,34 @@ def _select(table: str, tail: str = "") -> str:
     return f"SELECT {cols} FROM {table} WHERE source = {tail}"  # noqa: S608 - names from specs
 
 
-def _live_sql(table: str, mark: str, flt: ReplayFilter) -> tuple[str, list[Any]]:
+def _filtered(reader: Reader, table: str, flt: ReplayFilter, time_column: str, scale: int
+              ) -> tuple[str, list[Any]]:
+    cond, params = flt.where(reader.mark, time_column, scale)
+    ranges, range_params = flt.key_ranges(reader, table, time_column, scale)
+    return cond + ranges, params + range_params
+
+
+def _live_sql(reader: Reader, table: str, flt: ReplayFilter) -> tuple[str, list[Any]]:
     source = "'rest'" if table == "depth_snapshot" else "'ws'"
-    cond, params = flt.where(mark, "received_ns", 1_000_000)
+    cond, params = _filtered(reader, table, flt, "received_ns", 1_000_000)
     return _select(table, source) + cond + " ORDER BY received_ns, id", params
 
 
-def _backfill_sql(table: str, mark: str, flt: ReplayFilter) -> tuple[str, list[Any]]:
-    cond, params = flt.where(mark, "open_time" if table == "kline" else "trade_time", 1)
+def _backfill_sql(reader: Reader, table: str, flt: ReplayFilter) -> tuple[str, list[Any]]:
+    cond, params = _filtered(reader, table, flt,
+                             "open_time" if table == "kline" else "trade_time", 1)
     order = "symbol, open_time" if table == "kline" else f"symbol, {_ID[table]}"
     return _select(table, "'rest'") + cond + f" ORDER BY {order}", params
 
 
-def _live_rows(conn: Any, mark: str, flt: ReplayFilter
+def _live_rows(reader: Reader, flt: ReplayFilter
                ) -> Generator[tuple[int, int, tuple[str, tuple[Any, ...]]], None, None]:
     """``(received_ns, table index, row)`` of every live row and depth snapshot, merged in
     receive order."""
+    conn, mark = reader.conn, reader.mark
+
     def keyed(n: int, table: str) -> Iterator[tuple[int, int, tuple[str, tuple[Any, ...]]]]:
-        for row in _rows(conn, mark, _live_sql(table, mark, flt)):
+        for row in _rows(conn, mark, _live_sql(reader, table, flt)):
             yield row[-2], n, (table, row)  # every row ends with (received_ns, source)
 
     tables = [*FRAME_BUILDERS, "depth_snapshot"]

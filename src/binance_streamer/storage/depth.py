@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from binance_streamer.storage.bookkeeping import exchange_time_scale
+from binance_streamer.storage.id_range import id_bounds
+from binance_streamer.storage.open import Reader
 
 __all__ = ["DepthReader", "StoredDiff", "StoredLevels"]
 
@@ -84,34 +86,17 @@ class DepthReader:
         """The stored diff with the highest ``u`` among those with event time <= ``at_ms``.
 
         Event times grow with update ids, so this bisects the ``(symbol, final_update_id)``
-        key with a few indexed probes instead of scanning every later diff (no index on event
-        time is needed); the caller checks the times of the diffs it applies.
+        key with a few indexed probes (`id_bounds`) instead of scanning every later diff (no
+        index on event time is needed); the caller checks the times of the diffs it applies.
         """
-        limit = (at_ms + 1) * self._per_ms - 1
-        probe = ("SELECT final_update_id, event_time FROM depth_update WHERE symbol = ? AND "
-                 "final_update_id >= ? AND final_update_id < ? ORDER BY final_update_id "
-                 "LIMIT 1")
-        # Two subqueries: SQLite answers a lone MIN or MAX from the index's ends, both at
-        # once by scanning it.
-        bounds = self._one("SELECT (SELECT MIN(final_update_id) FROM depth_update WHERE "
-                           "symbol = ?), (SELECT MAX(final_update_id) FROM depth_update WHERE "
-                           "symbol = ?)", (symbol, symbol))
-        if bounds is None or bounds[0] is None:
+        after = (at_ms + 1) * self._per_ms  # the first event time after ``at_ms``
+        bounds = id_bounds(Reader(self.conn, self.mark), "depth_update", symbol, None, after)
+        if bounds is None:  # no diffs, or all after ``at_ms``
             return None
-        first = self._one(probe, (symbol, bounds[0], bounds[0] + 1))
-        if first[1] > limit:
-            return None
-        lo, hi = bounds[0], bounds[1] + 1  # lo's time is <= at; no id >= hi qualifies
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            row = self._one(probe, (symbol, mid, hi))
-            if row is None or row[1] > limit:  # nothing in [mid, hi) is at or before ``at``
-                hi = mid
-            else:
-                lo = row[0]
         return self._diff(self._one(
             "SELECT first_update_id, final_update_id, event_time, bids, asks, received_ns "
-            "FROM depth_update WHERE symbol = ? AND final_update_id = ?", (symbol, lo)))
+            "FROM depth_update WHERE symbol = ? AND final_update_id < ? "
+            "ORDER BY final_update_id DESC LIMIT 1", (symbol, bounds[1])))
 
     def diffs_after(self, symbol: str, after_id: int) -> Iterator[StoredDiff]:
         """Stored diffs with ``u > after_id`` in update-id order, fetched lazily."""

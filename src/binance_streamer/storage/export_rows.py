@@ -5,7 +5,8 @@ interval, symbols, a time range); `pages` walks it with a server-side cursor on 
 lazily stepped cursor on SQLite, ``page_rows`` rows at a time. Rows come grouped by symbol, in the
 table's natural-key order within a symbol (the exchange's id or time order), which the natural
 key's UNIQUE index gives without sorting; `feed_pages` orders by receive time instead, for the
-merged feed.
+merged feed. On the tables of `id_range.KEY_ORDERED` (no time index), a time range over named
+symbols is read one symbol at a time within the natural-key range `id_bounds` bisects for it.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from typing import Any
 from binance_streamer.core.streams import InvalidStreamName, StreamKind, parse_stream
 from binance_streamer.core.tables import TABLES, TableSpec
 from binance_streamer.storage.bookkeeping import exchange_time_scale
+from binance_streamer.storage.id_range import KEY_ORDERED, id_bounds, key_range_sql
+from binance_streamer.storage.open import Reader, open_reader
 from binance_streamer.storage.query import table_for
 from binance_streamer.storage.schema import TIME_COLUMN
 from binance_streamer.storage.sqlite import sqlite_path
 
-__all__ = ["PAGE_ROWS", "Selection", "arrow_batches", "count_rows", "feed_pages", "pages",
-           "prefetched", "select", "time_unit"]
+__all__ = ["PAGE_ROWS", "Selection", "arrow_batches", "count_rows", "feed_pages", "narrowed",
+           "pages", "per_symbol", "prefetched", "select", "time_unit"]
 
 PAGE_ROWS = 16_384  # Python rows per page
 BATCH_ROWS = 65_536  # rows per Arrow batch
@@ -45,6 +48,17 @@ class Selection:
     stream: str
     where: tuple[str, ...] = ()
     params: tuple[Any, ...] = field(default=())
+    symbols: tuple[str, ...] = ()  # upper case, sorted; empty: all
+    span: tuple[int | None, int | None] = (None, None)  # [since, until) on ``span_column``
+    span_column: str = ""
+    mark: str = "?"  # the placeholder of ``where``
+
+    @property
+    def bisectable(self) -> bool:
+        """Whether the natural key can be bisected for the time range, symbol by symbol."""
+        order = KEY_ORDERED.get(self.spec.name)
+        return (order is not None and order.time == self.span_column and bool(self.symbols)
+                and self.span != (None, None))
 
     @property
     def time_column(self) -> str:
@@ -62,16 +76,49 @@ def select(kind: str, symbols: list[str], since: int | None, until: int | None, 
         raise InvalidStreamName(f"{kind!r} is a bookkeeping table; export takes a stream type "
                                 f"or one of: {', '.join(SPECS)}")
     where, params = _kind_filter(kind, mark)
-    if symbols:
-        where.append(f"symbol IN ({', '.join(mark for _ in symbols)})")
-        params.extend(s.upper() for s in symbols)
+    upper = tuple(sorted({s.upper() for s in symbols}))
+    if upper:
+        where.append(f"symbol IN ({', '.join(mark for _ in upper)})")
+        params.extend(upper)
     time_col = "received_ns" if by_receive_time else TIME_COLUMN[table]
     scale = 1_000_000 if time_col == "received_ns" else exchange_scale
-    for bound, op in ((since, ">="), (until, "<")):
+    span = tuple(None if bound is None else bound * scale for bound in (since, until))
+    for bound, op in zip(span, (">=", "<"), strict=True):
         if bound is not None:
             where.append(f"{time_col} {op} {mark}")
-            params.append(bound * scale)
-    return Selection(SPECS[table], kind, tuple(where), tuple(params))
+            params.append(bound)
+    return Selection(SPECS[table], kind, tuple(where), tuple(params), upper,
+                     (span[0], span[1]), time_col, mark)
+
+
+def per_symbol(conn: Any, sel: Selection) -> list[Selection]:
+    """``sel`` as one selection per symbol, each within its natural-key range for the time
+    range (symbols with none left out), when `bisectable`; else ``[sel]``."""
+    if not sel.bisectable:
+        return [sel]
+    mark = sel.mark
+    reader, key = Reader(conn, mark), KEY_ORDERED[sel.spec.name].key
+    parts = []
+    for symbol in sel.symbols:
+        bounds = id_bounds(reader, sel.spec.name, symbol, *sel.span)
+        if bounds is not None:
+            where = f'symbol = {mark} AND "{key}" >= {mark} AND "{key}" < {mark}'
+            parts.append(Selection(sel.spec, sel.stream, (*sel.where, where),
+                                   (*sel.params, symbol, *bounds), (symbol,), mark=mark))
+    return parts
+
+
+def narrowed(conn: Any, sel: Selection) -> Selection:
+    """``sel`` with each symbol's natural-key range for the time range as one condition, when
+    `bisectable` (for a read in another order than the key's); else ``sel``."""
+    if not sel.bisectable:
+        return sel
+    reader = Reader(conn, sel.mark)
+    ranges = {s: b for s in sel.symbols
+              if (b := id_bounds(reader, sel.spec.name, s, *sel.span)) is not None}
+    cond, params = key_range_sql(sel.spec.name, ranges, sel.mark)
+    return Selection(sel.spec, sel.stream, (*sel.where, cond), (*sel.params, *params),
+                     mark=sel.mark)
 
 
 def _kind_filter(kind: str, mark: str) -> tuple[list[str], list[Any]]:
@@ -103,21 +150,26 @@ def row_sql(sel: Selection) -> str:
 
 
 def count_rows(conn: Any, sel: Selection) -> int:
-    """How many rows ``sel`` holds (one scan; for a progress bar)."""
-    return int(conn.execute(_sql(sel, "COUNT(*)"), sel.params).fetchone()[0])
+    """How many rows ``sel`` holds (one scan, of each symbol's key range when `bisectable`;
+    for a progress bar)."""
+    return sum(int(conn.execute(_sql(part, "COUNT(*)"), part.params).fetchone()[0])
+               for part in per_symbol(conn, sel))
 
 
 def pages(conn: Any, sel: Selection, mark: str, page_rows: int = PAGE_ROWS
           ) -> Generator[list[tuple[Any, ...]], None, None]:
     """``sel``'s rows, ``page_rows`` at a time, in export order; memory bounded by one page."""
-    yield from _paged(conn, row_sql(sel), sel.params, mark, page_rows)
+    for part in per_symbol(conn, sel):
+        yield from _paged(conn, row_sql(part), part.params, mark, page_rows)
 
 
 def feed_pages(conn: Any, sel: Selection, mark: str, page_rows: int = 4096
                ) -> Generator[list[tuple[Any, ...]], None, None]:
     """``sel``'s rows received live, in receive order (``received_ns``, then ``id``)."""
     cols = ", ".join(f'"{c}"' for c in sel.spec.column_names)
-    live = Selection(sel.spec, sel.stream, (*sel.where, "received_ns IS NOT NULL"), sel.params)
+    sel = narrowed(conn, sel)
+    live = Selection(sel.spec, sel.stream, (*sel.where, "received_ns IS NOT NULL"), sel.params,
+                     mark=sel.mark)
     yield from _paged(conn, _sql(live, cols, "received_ns, id"), live.params, mark, page_rows)
 
 
@@ -151,7 +203,18 @@ def arrow_batches(database: str | Path, sel: Selection, batch_rows: int = BATCH_
         manager = importlib.import_module("adbc_driver_manager")
     except ImportError:
         return None
-    return _adbc_batches(driver, manager, sqlite_path(database), sel, batch_rows)
+    return _adbc_parts(driver, manager, sqlite_path(database), sel, batch_rows)
+
+
+def _adbc_parts(driver: Any, manager: Any, path: Path, sel: Selection, batch_rows: int
+                ) -> Generator[Any, None, None]:
+    """`_adbc_batches` of each of `per_symbol`'s selections, in turn."""
+    parts = [sel]
+    if sel.bisectable:
+        with open_reader(path) as reader:
+            parts = per_symbol(reader.conn, sel)
+    for part in parts:
+        yield from _adbc_batches(driver, manager, path, part, batch_rows)
 
 
 def _adbc_batches(driver: Any, manager: Any, path: Path, sel: Selection, batch_rows: int

@@ -3,6 +3,9 @@
 Rows are read page by page in time order, so memory stays bounded however many rows match.
 For one symbol each page is one indexed seek after the last row of the previous one, and no
 read transaction stays open between pages to hold back a live recording's write-ahead log.
+The tables of `id_range.KEY_ORDERED` (trade, agg_trade, depth_update, book_ticker) have no time
+index: one symbol's rows come in natural-key order (the exchange's order, which is their time
+order; ties in time by key), within the key range `id_bounds` bisects for the time range.
 Without a symbol no index orders the whole table by time: it is sorted once and read through
 one cursor, whose read transaction lasts until the last row is written (a slow reader of a
 live SQLite recording lets its write-ahead log grow meanwhile; nothing is lost).
@@ -22,7 +25,8 @@ from binance_streamer.core.streams import InvalidStreamName, StreamKind, kind_na
 from binance_streamer.core.tables import TABLE_FOR_KIND, TABLES
 from binance_streamer.errors import InvalidDatabase
 from binance_streamer.storage.bookkeeping import exchange_time_scale
-from binance_streamer.storage.open import open_reader
+from binance_streamer.storage.id_range import KEY_ORDERED, id_bounds
+from binance_streamer.storage.open import Reader, open_reader
 from binance_streamer.storage.schema import BOOKKEEPING, TIME_COLUMN
 
 __all__ = [
@@ -97,14 +101,17 @@ def iter_pages(
     page_size: int = PAGE_SIZE,
 ) -> Generator[list[Row], None, None]:
     """Pages of at most ``page_size`` rows of a selection (or a table name), in time order
-    (ties by ``id``), filtered by symbol and by time (``since``/``until`` in epoch ms, scaled to
-    the table's time column: ns for receive times, µs for exchange times in a database recorded
-    with ``timeUnit=MICROSECOND``); at most ``limit`` rows in all. BOOLEAN columns come back as
+    (ties by ``id``; one symbol of a `KEY_ORDERED` table: in natural-key order, ties by key,
+    and a book ticker's receive times may run backwards around a reconnect), filtered by
+    symbol and by time (``since``/``until`` in epoch ms, scaled to the table's time column: ns
+    for receive times, µs for exchange times in a database recorded with
+    ``timeUnit=MICROSECOND``); at most ``limit`` rows in all. BOOLEAN columns come back as
     Python bools from either backend.
 
     With a symbol, each page is its own statement seeking an index after the previous page's
-    last row; without one (no index orders the whole table by time) one statement is sorted
-    once and read a page at a time, through a server-side cursor on PostgreSQL.
+    last row (on a `KEY_ORDERED` table: the natural key, in key order, within the key range of
+    the time range); without one (no index orders the whole table by time) one statement is
+    sorted once and read a page at a time, through a server-side cursor on PostgreSQL.
     """
     sel = Selection(selection) if isinstance(selection, str) else selection
     time_col = TIME_COLUMN[sel.table]
@@ -119,8 +126,13 @@ def iter_pages(
     booleans = [i for i, c in enumerate(columns_of(conn, sel.table))
                 if c in _BOOLEANS.get(sel.table, ())]
     seekable = symbol is not None and sel.table in _BOOLEANS  # a market table: (symbol, time)
-    pages = (_keyset_pages if seekable else _cursor_pages)(
-        conn, sel.table, where, params, limit, mark, page_size)
+    if symbol and seekable and sel.table in KEY_ORDERED:
+        pages = _key_pages(conn, sel.table, symbol.upper(), where, params, limit, mark, page_size,
+                           (None if since is None else since * scale,
+                            None if until is None else until * scale))
+    else:
+        pages = (_keyset_pages if seekable else _cursor_pages)(
+            conn, sel.table, where, params, limit, mark, page_size)
     for page in pages:
         yield [_as_bools(r, booleans) for r in page] if booleans else page
 
@@ -148,6 +160,37 @@ def _keyset_pages(conn: Any, table: str, where: list[str], params: list[Any],
         if page:
             time_index = [d[0] for d in cur.description].index(time_col)
             last = (page[-1][time_index], page[-1][0])
+            yield page
+        if len(page) < n:
+            return
+        left = None if left is None else left - n
+
+
+def _key_pages(conn: Any, table: str, symbol: str, where: list[str], params: list[Any],
+               limit: int | None, mark: str, page_size: int, span: tuple[int | None, int | None]
+               ) -> Iterator[list[Row]]:
+    """Pages of one symbol of a `KEY_ORDERED` table in key order, each starting after the last
+    key read, within the key range of the time range ``span`` (the time filter stays in
+    ``where``: the range may be wider)."""
+    key = KEY_ORDERED[table].key
+    if span != (None, None):
+        bounds = id_bounds(Reader(conn, mark), table, symbol, *span)
+        if bounds is None:
+            return
+        where = [*where, f'"{key}" >= {mark}', f'"{key}" < {mark}']
+        params = [*params, *bounds]
+    sql = f"SELECT * FROM {table} WHERE " + " AND ".join(where)
+    after = f' AND "{key}" > {mark}'
+    left = limit
+    last: Any = None
+    while left is None or left > 0:
+        n = page_size if left is None else min(page_size, left)
+        cur = conn.execute(sql + (after if last is not None else "")
+                           + f' ORDER BY "{key}" LIMIT {int(n)}',
+                           params + ([last] if last is not None else []))
+        page = cur.fetchall()
+        if page:
+            last = page[-1][[d[0] for d in cur.description].index(key)]
             yield page
         if len(page) < n:
             return

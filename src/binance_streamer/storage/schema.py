@@ -22,6 +22,7 @@ from binance_streamer.core.tables import TABLES, TableSpec
 from binance_streamer.errors import SchemaTooNew
 
 __all__ = [
+    "BISECTED",
     "BOOKKEEPING",
     "LISTING_CHANGE",
     "MIGRATIONS",
@@ -95,7 +96,7 @@ def _market_table(t: TableSpec, dialect: Dialect) -> list[str]:
     types = _TYPES[dialect]
     cols = ", ".join(f'"{c}" {types[k]}' for c, k in t.columns)
     key = ", ".join(f'"{c}"' for c in t.key)
-    # The natural key is the only index here; `TIME_INDEXES` adds the read indexes (version 2).
+    # The natural key is the only index here; `TIME_INDEXES` are the read indexes (version 2).
     return [f"CREATE TABLE {t.name} ({_id(dialect)}, {cols}, UNIQUE ({key}))"]
 
 
@@ -136,23 +137,29 @@ TIME_COLUMN: dict[str, str] = {
     "listing_change": "changed_ns",
 }
 
-# Read indexes (symbol, time column): reading one symbol over a time range (query, export, read,
-# book) seeks instead of scanning every row of the symbol. Tables whose natural key already
-# starts with (symbol[, kind column], time) need none: ticker, mini_ticker, avg_price,
-# reference_price, window_ticker (symbol, window, event_time) and kline (symbol, interval,
-# open_time). Each index costs ingest throughput: bench/query_speed.py measures both.
+# Read indexes (symbol, time column) of schema version 2: reading one symbol over a time range
+# (query, export, read, book) seeks instead of scanning every row of the symbol. Frozen: version 4
+# drops those of `id_range.KEY_ORDERED`, whose natural key orders the time column.
+_VERSION_2_TIME_INDEXES = ("trade", "agg_trade", "block_trade", "book_ticker", "partial_depth",
+                           "depth_update", "depth_snapshot")
+# The read indexes kept (version 4). Tables whose natural key starts with (symbol[, kind column],
+# time) need none: ticker, mini_ticker, avg_price, reference_price, window_ticker (symbol,
+# window, event_time) and kline (symbol, interval, open_time). Neither do trade, agg_trade,
+# depth_update and book_ticker, whose ids grow with their time per symbol: readers bisect the
+# natural key (`storage/id_range.py`). Each index costs ingest throughput (about 40% of the
+# writer's CPU per row on the high-volume tables, bench/whole_market.py); the low-volume tables
+# keep theirs.
+BISECTED = ("trade", "agg_trade", "depth_update", "book_ticker")
 TIME_INDEXES: dict[str, tuple[str, ...]] = {
-    t: ("symbol", TIME_COLUMN[t]) for t in (
-        "trade", "agg_trade", "block_trade", "book_ticker", "partial_depth", "depth_update",
-        "depth_snapshot")
+    t: ("symbol", TIME_COLUMN[t]) for t in _VERSION_2_TIME_INDEXES if t not in BISECTED
 }
 
 
 def _version_2(dialect: Dialect) -> list[str]:
     # PostgreSQL orders ties by id from the index too (SQLite's index entries end with the rowid).
     tail = ("id",) if dialect == "postgres" else ()
-    return [f"CREATE INDEX IF NOT EXISTS {table}_by_time ON {table} ({_quoted(columns + tail)})"
-            for table, columns in TIME_INDEXES.items()]
+    return [f"CREATE INDEX IF NOT EXISTS {t}_by_time ON {t} "
+            f"({_quoted(('symbol', TIME_COLUMN[t]) + tail)})" for t in _VERSION_2_TIME_INDEXES]
 
 
 def _quoted(columns: tuple[str, ...]) -> str:
@@ -165,7 +172,13 @@ def _version_3(dialect: Dialect) -> list[str]:
             for stmt in _bookkeeping_table(LISTING_CHANGE, dialect)]
 
 
-MIGRATIONS = {1: _version_1, 2: _version_2, 3: _version_3}
+def _version_4(dialect: Dialect) -> list[str]:
+    # IF EXISTS: a database may have lost them by hand (or never had them: bench baselines).
+    del dialect  # the same in both
+    return [f"DROP INDEX IF EXISTS {t}_by_time" for t in BISECTED]
+
+
+MIGRATIONS = {1: _version_1, 2: _version_2, 3: _version_3, 4: _version_4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
