@@ -80,10 +80,14 @@ def _span(conn: Any, mark: str, symbol: str, per_ms: int) -> tuple[int | None, i
     """The first and last times (ms) of ``symbol``'s depth rows: event times of diffs
     (``per_ms`` of them a ms), receive times of partial books."""
     lo, hi = None, None
-    for table, col, scale in (("depth_update", "event_time", per_ms),
-                              ("partial_depth", "received_ns", 1_000_000)):
-        a, b = conn.execute(f"SELECT MIN({col}), MAX({col}) FROM {table} "  # noqa: S608
-                            f"WHERE symbol = {mark}", (symbol.upper(),)).fetchone()
+    # The first and last rows by natural key (an index's two ends): depth_update has no time
+    # index, and its event times follow final_update_id; partial_depth keeps one on its time.
+    for table, col, key, scale in (("depth_update", "event_time", "final_update_id", per_ms),
+                                   ("partial_depth", "received_ns", "received_ns", 1_000_000)):
+        ends = (f"(SELECT {col} FROM {table} WHERE symbol = {mark} "  # noqa: S608
+                f"ORDER BY {key} {{}} LIMIT 1)")
+        a, b = conn.execute(f"SELECT {ends.format('ASC')}, {ends.format('DESC')}",
+                            (symbol.upper(), symbol.upper())).fetchone()
         if a is not None:
             lo = a // scale if lo is None else min(lo, a // scale)
             hi = b // scale if hi is None else max(hi, b // scale)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from binance_streamer.candles import Source as CandleSource
 from binance_streamer.errors import ConfigError, MissingExtra
 from binance_streamer.storage.bookkeeping import exchange_time_scale
-from binance_streamer.storage.open import open_reader
+from binance_streamer.storage.id_range import KEY_ORDERED, id_bounds
+from binance_streamer.storage.open import Reader, open_reader
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -135,6 +136,10 @@ def _any_row(conn: Any, mark: str, table: str, column: str, symbol: str, since: 
     """Whether ``table`` holds a row of ``symbol`` with ``since <= column < until`` (ms; no
     bound when None)."""
     scale = exchange_time_scale(conn, mark)
+    if table in KEY_ORDERED and (since is not None or until is not None):  # no time index:
+        # the key range by bisection; margin 0 for trades, so any row in it is in range
+        return id_bounds(Reader(conn, mark), table, symbol, None if since is None
+                         else since * scale, None if until is None else until * scale) is not None
     # table and column come from _SOURCE_TABLES, never from the user
     sql = f"SELECT 1 FROM {table} WHERE symbol = {mark}"  # noqa: S608
     params: list[Any] = [symbol]
