@@ -1,7 +1,7 @@
 """Can `binance-streamer record` keep up with the whole spot market, and what does it cost on disk?
 
     python bench/whole_market.py [--symbols 1500] [--rates 30000,60000,100000] [--seconds 30]
-                                 [--warmup 5] [--no-index-rate 100000] [--record-args "..."]
+                                 [--warmup 5] [--variant-rate 100000] [--record-args "..."]
                                  [--json] [--keep DIR]
 
 The load is the local exchange's synthetic market, in a process of its own, exactly as a user
@@ -41,11 +41,11 @@ Measured over the window (t0..t1), beside the machine's 1-minute load average:
   cores; the exchange's CPU share alongside. Read from ``/proc`` (what psutil reads).
 
 Disk (part 6): after each run, SQLite's ``dbstat`` gives the bytes of each table and each of its
-indexes (the natural key's ``sqlite_autoindex`` and schema v2's ``<table>_by_time``) per stored
-row, and ``/proc/<pid>/io`` ``write_bytes`` of the recorder's tree over the window per persisted
-message (WAL plus checkpoints). At ``--no-index-rate`` the recorder also runs a second time on the
-same exchange into a database created beforehand with the ``_by_time`` indexes dropped (a
-bench-only variant; the schema code is unchanged), to put a figure on what those indexes cost.
+indexes (the natural key's ``sqlite_autoindex``; schema v4 has no ``<table>_by_time`` index on
+these tables) per stored row, and ``/proc/<pid>/io`` ``write_bytes`` of the recorder's tree over
+the window per persisted message (WAL plus checkpoints). At ``--variant-rate`` the recorder also
+runs a second time on the same exchange with ``--variant-args`` added (default
+``--processes 1``: one process against the default layout, `record --processes auto`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ EVENT_TIME_TABLES = ("trade", "depth_update")  # bookTicker has no event time
 TABLES = (*STREAM_TABLES, "depth_snapshot")  # + REST snapshots of every depth stream
 MSGS_PER_STEP = 6.0  # first guess: messages offered per --market-rate step at 1,500 symbols
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CONNECTED = re.compile(r"^(\S+ \S+) INFO binance_streamer\.recorder: connection #\d+ connected")
+CONNECTED = re.compile(
+    r"^(\S+ \S+) INFO binance_streamer\.recorder: (?:\[shard \S+\] )?connection #\d+ connected")
 ATTEMPT = re.compile(r"connection #\d+ (connected|connect_failed|refused)")
 
 
@@ -328,33 +329,31 @@ class Monitor:
 
 # -- one recorder run -----------------------------------------------------------------------------
 
-def create_without_time_indexes(db: Path) -> list[str]:
-    """A fresh database of the current schema without its ``<table>_by_time`` indexes."""
-    from binance_streamer.storage.sqlite import migrate
-
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        migrate(conn)
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%\\_by\\_time' "
-            "ESCAPE '\\'")]
-        for name in names:
-            conn.execute(f"DROP INDEX {name}")
-    finally:
-        conn.close()
-    return names
+def _option(args: list[str], name: str, default: str) -> str:
+    """The value of ``name`` in a command line (``--name V`` or ``--name=V``), else default."""
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return default
 
 
-def _connections_expected(n_streams: int, record_args: list[str], override: int) -> int:
+def _connections_expected(symbols: list[str], record_args: list[str], override: int) -> int:
+    """Connections the recorder opens: per shard process, its streams / streams per connection."""
+    from binance_streamer.core.sharding import split
+    from binance_streamer.core.streams import streams_for
+    from binance_streamer.recorder import RecorderConfig
+    from binance_streamer.supervisor import resolve_processes
+
     if override:
         return override
-    per = 200
-    for i, a in enumerate(record_args):
-        if a == "--streams-per-connection" and i + 1 < len(record_args):
-            per = int(record_args[i + 1])
-        elif a.startswith("--streams-per-connection="):
-            per = int(a.split("=", 1)[1])
-    return math.ceil(n_streams / per)
+    per = int(_option(record_args, "--streams-per-connection", "200"))
+    wanted = _option(record_args, "--processes", "auto")
+    config = RecorderConfig(symbols=symbols, streams=list(KINDS))
+    processes = resolve_processes(config, "auto" if wanted == "auto" else int(wanted))
+    return sum(math.ceil(len(part) / per)
+               for part in split(streams_for(symbols, list(KINDS)), processes))
 
 
 def _log_wall(stamp: str) -> float:
@@ -380,16 +379,16 @@ def _percentile(values: list[float], q: int) -> float:
 
 
 def record_run(label: str, ex: Exchange, symbols: list[str], args: argparse.Namespace,
-               workdir: Path, *, drop_indexes: bool) -> dict[str, Any]:
-    """Run ``record`` against ``ex`` and measure it (see the module's docstring)."""
+               workdir: Path, *, variant: str = "") -> dict[str, Any]:
+    """Run ``record`` (with ``variant`` options added) against ``ex`` and measure it (see the
+    module's docstring)."""
     db = workdir / f"{label}.db"
-    dropped = create_without_time_indexes(db) if drop_indexes else []
-    extra = shlex.split(args.record_args)
+    extra = shlex.split(args.record_args) + shlex.split(variant)
     cmd = [sys.executable, "-m", "binance_streamer", "-v", "record", *symbols,
            "--streams", ",".join(KINDS), "--db", str(db), "--ws-url", ex.ws_url,
            "--rest-url", ex.rest_url, *extra]
     log = workdir / f"{label}.log"
-    expected = _connections_expected(len(symbols) * len(KINDS), extra, args.expect_connections)
+    expected = _connections_expected(symbols, extra, args.expect_connections)
     with open(log, "w") as out:
         started_wall, started = time.time(), time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
@@ -418,7 +417,7 @@ def record_run(label: str, ex: Exchange, symbols: list[str], args: argparse.Name
     tail = log.read_text(errors="replace")
     summary = re.search(r"messages received ([\d,]+), gaps (\d+)", tail)
     result.update(
-        label=label, exit_code=proc.returncode, dropped_indexes=dropped,
+        label=label, exit_code=proc.returncode, variant=variant,
         startup_all_live_s=None if live_at is None else live_at - started_wall,
         first_row_s=None if mon.first_row_at is None else mon.first_row_at - started,
         connections=expected, connection_attempts=attempts, stop_s=stopped,
@@ -608,7 +607,7 @@ def print_report(offers: list[dict[str, Any]], runs: list[dict[str, Any]],
           f"{r['disk']['_file']['bytes'] / 2**20:,.0f} MB; startup "
           f"{r['connection_attempts']} connection attempts; "
           f"exit {r['exit_code']}, stop {r['stop_s']:.1f} s)")
-    _print_index_cost(runs, p)
+    _print_variant(runs, p)
     if runs:
         r = runs[0]
         p(f"average bytes per value in the rows of {r['label']} (SQLite record; each column also "
@@ -618,22 +617,17 @@ def print_report(offers: list[dict[str, Any]], runs: list[dict[str, Any]],
             p(f"  {table:<13} " + ", ".join(f"{c} {b:.1f}" for c, b in cols.items()))
 
 
-def _print_index_cost(runs: list[dict[str, Any]], p: Callable[[str], None]) -> None:
-    plain = [r for r in runs if r["dropped_indexes"]]
-    for bare in plain:
-        base = next((r for r in runs if not r["dropped_indexes"]
-                     and r["target"] == bare["target"]), None)
+def _print_variant(runs: list[dict[str, Any]], p: Callable[[str], None]) -> None:
+    for other in (r for r in runs if r["variant"]):
+        base = next((r for r in runs if not r["variant"] and r["target"] == other["target"]),
+                    None)
         if base is None:
             continue
-        saved = sum(base["disk"][t]["bytes_per_row"].get("by_time", 0) * base["disk"][t]["rows"]
-                    for t in STREAM_TABLES) / max(sum(base["disk"][t]["rows"]
-                                                      for t in STREAM_TABLES), 1)
-        p(f"_by_time indexes at {bare['target']:,.0f} offered: persisted "
-          f"{base['persisted_per_s']:,.0f} with them, {bare['persisted_per_s']:,.0f} without "
-          f"({bare['persisted_per_s'] / max(base['persisted_per_s'], 1) - 1:+.0%}); CPU/msg "
-          f"{base['cpu_us_per_msg']:.1f} -> {bare['cpu_us_per_msg']:.1f} us; written/msg "
-          f"{base['written_per_msg']:,.0f} -> {bare['written_per_msg']:,.0f} B; "
-          f"they store {saved:.0f} B per stream row")
+        p(f"{other['variant']} at {other['target']:,.0f} offered: persisted "
+          f"{base['persisted_per_s']:,.0f} by default, {other['persisted_per_s']:,.0f} with it "
+          f"({other['persisted_per_s'] / max(base['persisted_per_s'], 1) - 1:+.0%}); CPU/msg "
+          f"{base['cpu_us_per_msg']:.1f} -> {other['cpu_us_per_msg']:.1f} us; written/msg "
+          f"{base['written_per_msg']:,.0f} -> {other['written_per_msg']:,.0f} B")
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -653,9 +647,11 @@ def main() -> None:
                              "is further than this from the target")
     parser.add_argument("--attempts", type=int, default=3,
                         help="exchanges started at most per rate to get within --tolerance")
-    parser.add_argument("--no-index-rate", type=float, default=None,
-                        help="rate of the extra run without the _by_time indexes (default: the "
+    parser.add_argument("--variant-rate", type=float, default=None,
+                        help="rate of the extra run with --variant-args (default: the "
                              "highest; 0: none)")
+    parser.add_argument("--variant-args", default="--processes 1",
+                        help="options the extra run adds to `record`")
     parser.add_argument("--record-args", default="", help="more options for `record`, "
                         "e.g. '--processes 2' or '--streams-per-connection 1024'")
     parser.add_argument("--expect-connections", type=int, default=0,
@@ -667,7 +663,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    no_index = max(rates) if args.no_index_rate is None else args.no_index_rate
+    variant_rate = max(rates) if args.variant_rate is None else args.variant_rate
 
     from binance_streamer.exchange.listings import market_symbols
 
@@ -686,11 +682,11 @@ def main() -> None:
             print(f"offered {offer['offered']:,.0f} msg/s at {ex.market_rate:,.0f} steps/s "
                   f"(target {target:,.0f})", file=sys.stderr, flush=True)
             try:
-                variants = [False] + ([True] if target == no_index else [])
-                for drop in variants:
-                    label = f"{target / 1000:g}k" + (" no _by_time" if drop else "")
-                    r = record_run(label.replace(" ", "_"), ex, symbols, args, workdir,
-                                   drop_indexes=drop)
+                variants = [""] + ([args.variant_args] if target == variant_rate else [])
+                for variant in variants:
+                    label = f"{target / 1000:g}k" + (f" {variant}" if variant else "")
+                    r = record_run(re.sub(r"\W+", "_", label), ex, symbols, args, workdir,
+                                   variant=variant)
                     r.update(label=label, target=target, offered=offer["offered"])
                     runs.append(r)
                     print(f"{label}: persisted {r['persisted_per_s']:,.0f} msg/s",
