@@ -73,11 +73,13 @@ async def test_a_database_path_under_a_file_exits_2(tmp_path: Path) -> None:
     assert code == 2 and "file" in err and len(err.strip().splitlines()) == 1, err
 
 
-async def test_unreachable_exchange_is_retried_until_the_duration_then_reported() -> None:
+async def test_unreachable_exchange_is_retried_until_the_duration_then_reported(
+        tmp_path: Path) -> None:
     """An address nobody listens on is retried within --duration; the run then says it received
     nothing and exits 1, without a traceback."""
     code, _, err = await cli("record", "BTCUSDT", "--ws-url", "ws://127.0.0.1:9",
-                             "--rest-url", "http://127.0.0.1:9", "--duration", "3")
+                             "--rest-url", "http://127.0.0.1:9", "--duration", "3",
+                             "--db", str(tmp_path / "unreachable.db"))
     assert code == 1, err
     assert "cannot reach ws://127.0.0.1:9" in err and "retrying in" in err
     assert "received nothing at all: btcusdt@ticker" in err and "Traceback" not in err
