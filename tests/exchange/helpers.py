@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from binance_streamer.core.order_book import Gap, Level, OrderBook
 from binance_streamer.exchange import LocalExchange
+from binance_streamer.exchange.book import OrderBook as ExchangeBook
 from binance_streamer.samples import bundled_session
 
 TIMEOUT = 10.0  # seconds; every wait in these tests is bounded by (a multiple of) this
@@ -87,20 +89,58 @@ def rebuilt_book(snapshot: dict[str, Any], diffs: Iterable[dict[str, Any]],
 Top = tuple[list[Level], list[Level]]
 
 
+def served_snapshots(monkeypatch: pytest.MonkeyPatch, ex: LocalExchange,
+                     symbol: str) -> list[dict[str, Any]]:
+    """The REST depth snapshots of ``symbol`` that ``ex`` serves from now on, each whole: the
+    exchange's book at its ``lastUpdateId`` (for a synthetic symbol exactly the changes with ids
+    up to it, as Binance's; for a replayed one possibly one diff ahead, `OrderBook.ahead`)."""
+    state = ex.market.symbols[symbol]
+    current_book = state.current_book
+    served: list[dict[str, Any]] = []
+
+    def recording() -> ExchangeBook:
+        book = current_book()
+        served.append(book.top(sys.maxsize))
+        return book
+    monkeypatch.setattr(state, "current_book", recording)
+    return served
+
+
 def tops_at(snapshot: dict[str, Any], diffs: Iterable[dict[str, Any]], ids: Iterable[int],
-            depth: int) -> dict[int, Top]:
+            depth: int, served: Iterable[dict[str, Any]] = ()) -> dict[int, Top]:
     """The best ``depth`` levels per side of the book of ``snapshot`` and ``diffs`` at each
-    update id of ``ids``, rebuilt in one pass. An id strictly inside a diff's ``U..u`` (a
-    look-ahead REST snapshot's) gets the book with that diff applied; an id below the snapshot's
-    or beyond the diffs is missing from the answer."""
-    wanted = sorted(i for i in set(ids) if i >= snapshot["lastUpdateId"])
+    update id of ``ids``, rebuilt in one pass; an id below the snapshot's or beyond the diffs is
+    missing from the answer.
+
+    An id strictly inside a diff's ``U..u`` is a REST snapshot's, which a client shows until a
+    diff after it arrives (ccxt.pro does). The diffs alone do not say the book at such an id:
+    the one in ``served`` (`served_snapshots`) with that ``lastUpdateId`` gives it, else it gets
+    the book with that diff applied (a look-ahead snapshot's, `OrderBook.ahead`). Each of
+    ``served`` is asserted consistent with the diffs (web-socket-streams.md "How to manage a
+    local order book correctly"): at a diff's ``u`` (or the snapshot's id) it is that book; else
+    the diff with ``U <= lastUpdateId + 1 <= u``, applied to it, gives the book at that ``u``.
+    """
+    bodies: dict[int, dict[str, Any]] = {}
+    for body in served:
+        assert bodies.setdefault(body["lastUpdateId"], body) == body, body["lastUpdateId"]
+    start = snapshot["lastUpdateId"]
+    inside = sorted(i for i in bodies if i >= start)  # served ids not yet reached
+    wanted = sorted(i for i in set(ids) if i >= start)
     book = rebuilt_book(snapshot, [])
+    whole = sys.maxsize
     tops: dict[int, Top] = {}
     for diff in [None, *diffs]:
         if diff is not None:
             assert not isinstance(book.apply(diff["U"], diff["u"], diff["b"], diff["a"]), Gap)
         last = book.last_update_id
         assert last is not None
+        while inside and inside[0] <= last:
+            served_id = inside.pop(0)
+            bridged = rebuilt_book(bodies[served_id], [] if diff is None else [diff])
+            assert bridged.top(whole) == book.top(whole), served_id
         while wanted and wanted[0] <= last:
-            tops[wanted.pop(0)] = book.top(depth)
+            wanted_id = wanted.pop(0)
+            inside_body = bodies.get(wanted_id) if wanted_id < last else None
+            tops[wanted_id] = book.top(depth) if inside_body is None else rebuilt_book(
+                inside_body, []).top(depth)
     return tops

@@ -7,8 +7,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from binance_streamer.exchange import LocalExchange
-from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, tops_at
+from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, served_snapshots, tops_at
 
 DEPTH = 100  # levels per side compared: a client's book is exact within its snapshot's top
 BookState = tuple[int, list[list[float]], list[list[float]]]  # nonce, best bids, best asks
@@ -40,12 +42,19 @@ def _state(book: Any) -> BookState:
 
 
 def _assert_book_follows(states: list[BookState], snapshot: dict[str, Any],
-                         diffs: list[dict[str, Any]]) -> None:
-    """Nonces increase, no book is crossed, and each equals the exchange's book rebuilt at its
-    nonce from ``snapshot`` and the published ``diffs``."""
+                         diffs: list[dict[str, Any]], served: list[dict[str, Any]]) -> None:
+    """Nonces increase, no book is crossed, and each equals the exchange's book at its nonce:
+    rebuilt from ``snapshot`` and the published ``diffs``, or the REST snapshot ``served`` at it.
+
+    ccxt.pro resolves ``watch_order_book`` with its REST snapshot alone when no diff after it
+    has arrived yet (``fetch_order_book_snapshot``), its nonce the snapshot's ``lastUpdateId``,
+    which may lie strictly inside the next diff's ``U..u``: the book at that id holds exactly
+    the changes up to it (Binance's rule, web-socket-streams.md "How to manage a local order
+    book correctly"), which the diffs alone cannot rebuild, so `tops_at` takes it from
+    ``served``, after checking that the bridging diff takes it to the rebuilt book."""
     nonces = [nonce for nonce, _, _ in states]
     assert nonces == sorted(set(nonces))
-    tops = tops_at(snapshot, diffs, nonces, DEPTH)
+    tops = tops_at(snapshot, diffs, nonces, DEPTH, served)
     for nonce, bids, asks in states:
         assert bids[0][0] < asks[0][0], nonce
         top_bids, top_asks = tops[nonce]
@@ -53,12 +62,14 @@ def _assert_book_follows(states: list[BookState], snapshot: dict[str, Any],
                                 [[float(p), float(q)] for p, q in top_asks]), nonce
 
 
-async def test_ccxt_pro_order_book_follows_the_replayed_book(connect: Any) -> None:
+async def test_ccxt_pro_order_book_follows_the_replayed_book(
+        connect: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """ccxt.pro's ``watch_order_book`` on a replayed symbol, subscribed while the replay runs (so
     its REST snapshot may fall strictly inside a diff), equals the exchange's book at each nonce
     and is never crossed."""
     ex = LocalExchange(replay=[APRIL_4], speed=4.0)
     snapshot = book_body(ex, "ETHUSDT")
+    served = served_snapshots(monkeypatch, ex, "ETHUSDT")
     async with ex:
         running = await connect(ex.ws_url + "/ws/ethusdt@depth@100ms")
         client = ccxt_client(ex)
@@ -69,7 +80,8 @@ async def test_ccxt_pro_order_book_follows_the_replayed_book(connect: Any) -> No
                 states = await _watch_book(client, "ETH/USDT", 20)
         finally:
             await client.close()
-        _assert_book_follows(states, snapshot, ex.history.events("ethusdt@depth@100ms"))
+        _assert_book_follows(states, snapshot, ex.history.events("ethusdt@depth@100ms"),
+                             served)
 
 
 async def _replay_all(ex: LocalExchange, client: Any, aggs: list[Any], trades: list[Any],
@@ -118,7 +130,8 @@ async def test_ccxt_pro_order_book_and_trades() -> None:
         trades: list[dict[str, Any]] = []
         paths, book = await _replay_all(ex, ccxt_client(ex), aggs, trades, last_u)
         assert paths == ["/ws/0", "/ws/1", "/ws/2"]  # ccxt's own stream numbers, then SUBSCRIBE
-        _assert_book_follows([_state(book)], snapshot, ex.history.events("btcusdt@depth@100ms"))
+        _assert_book_follows([_state(book)], snapshot, ex.history.events("btcusdt@depth@100ms"),
+                             [])
         assert book["nonce"] == last_u
         assert [(int(t["id"]), t["price"], t["amount"], t["timestamp"]) for t in aggs] == [
             (a["a"], float(a["p"]), float(a["q"]), a["T"])
@@ -201,7 +214,7 @@ def _assert_tickers(tickers: list[Any], minis: list[Any], ex: LocalExchange) -> 
             "ETH/USDT", *(float(sent[k]) for k in ("c", "o", "h", "l", "v", "q")))
 
 
-async def test_ccxt_pro_tickers_candles_and_live_book() -> None:
+async def test_ccxt_pro_tickers_candles_and_live_book(monkeypatch: pytest.MonkeyPatch) -> None:
     """ccxt.pro's ``watch_ticker`` parses the exchange's 24h tickers and mini tickers,
     ``watch_ohlcv`` keeps the replayed 1m candles, and ``watch_order_book`` on a synthetic symbol
     (which ccxt rejects when a diff's ``U`` is not the previous ``u`` + 1) is never crossed, has
@@ -209,11 +222,62 @@ async def test_ccxt_pro_tickers_candles_and_live_book() -> None:
     ex = LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=20, speed=None,
                        start="manual")
     snapshot = book_body(ex, "SOLUSDT")
+    served = served_snapshots(monkeypatch, ex, "SOLUSDT")
     async with ex:
         tickers, minis, candles, books = await _watch_tickers_candles_and_book(
             ex, ccxt_client(ex))
-        _assert_book_follows(books, snapshot, ex.history.events("solusdt@depth@100ms"))
+        _assert_book_follows(books, snapshot, ex.history.events("solusdt@depth@100ms"),
+                             served)
         _assert_tickers(tickers.items, minis.items, ex)
         klines = {k["k"]["t"]: k["k"] for k in ex.history.events("btcusdt@kline_1m")}
     latest = {c[0]: c for batch in candles.items for c in batch}  # newUpdates: changed ones
     assert [latest[t] for t in sorted(latest)] == [_candle(k) for _, k in sorted(klines.items())]
+
+
+async def _next_state(client: Any, symbol: str) -> BookState:
+    return _state(await client.watch_order_book(symbol))
+
+
+def _holds(count: int) -> Callable[[list[Any]], bool]:
+    return lambda got: len(got) >= count
+
+
+async def test_ccxt_pro_book_from_a_snapshot_inside_a_diff(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A synthetic symbol's REST snapshot taken between two 100 ms pushes lies strictly inside
+    the next diff's ``U..u``. ccxt.pro first shows that snapshot alone, with its
+    ``lastUpdateId`` as nonce: the exchange's book at that id, not the book with the next diff
+    applied (the rebuild from diffs alone); then it bridges with that diff and follows the
+    next. The market is stepped by hand, so the snapshot always falls inside the diff."""
+    ex = LocalExchange(synthetic=["SOLUSDT"], start="manual")
+    sym = ex.synthetic[0]
+    snapshot = book_body(ex, "SOLUSDT")
+    served = served_snapshots(monkeypatch, ex, "SOLUSDT")
+    books, now = Received(), 1_700_000_000_000
+    async with ex:
+        sym.step(now)  # changes after `snapshot`, not yet published: the snapshot is inside
+        client = ccxt_client(ex)
+        try:
+            async with asyncio.timeout(TIMEOUT), asyncio.TaskGroup() as tg:
+                watcher = tg.create_task(books.collect(lambda: _next_state(client, "SOL/USDT")))
+                for pushes in (1, 2, 3):
+                    await books.until(_holds(pushes))
+                    if pushes < 3:  # a step and a 100 ms push: the next book
+                        sym.step(now + 100 * pushes - 50)
+                        sym.grid(now + 100 * pushes, 100 * pushes)
+                watcher.cancel()
+        finally:
+            await client.close()
+    diffs = ex.history.events("solusdt@depth@100ms")
+    states: list[BookState] = books.items
+    [body] = served
+    inside = body["lastUpdateId"]
+    assert diffs[0]["U"] <= inside < diffs[0]["u"]
+    assert [nonce for nonce, _, _ in states] == [inside, diffs[0]["u"], diffs[1]["u"]]
+    shown = (states[0][1], states[0][2])
+    assert shown == tuple([[float(p), float(q)] for p, q in body[side][:DEPTH]]
+                          for side in ("bids", "asks"))
+    ahead_bids, ahead_asks = tops_at(snapshot, diffs, [inside], DEPTH)[inside]
+    assert shown != ([[float(p), float(q)] for p, q in ahead_bids],
+                     [[float(p), float(q)] for p, q in ahead_asks])
+    _assert_book_follows(states, snapshot, diffs, served)

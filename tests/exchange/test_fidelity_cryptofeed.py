@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from binance_streamer.exchange import LocalExchange
-from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, tops_at
+from tests.exchange.helpers import APRIL_4, TIMEOUT, book_body, served_snapshots, tops_at
 
 BOOK_LEVELS = 100
 
@@ -142,19 +142,22 @@ async def _run_feed(ex: LocalExchange, got: Received) -> list[str]:
 
 
 def _assert_books_follow(got: Received, snapshot: dict[str, Any],
-                         diffs: list[dict[str, Any]]) -> None:
+                         diffs: list[dict[str, Any]], served: list[dict[str, Any]]) -> None:
     """The diffs chain without a reset, and each book is not crossed and equals the exchange's
-    book rebuilt at its update id from ``snapshot`` and the published ``diffs``."""
+    book at its update id: rebuilt from ``snapshot`` and the published ``diffs``, or the REST
+    snapshot ``served`` at it (cryptofeed's first book is its snapshot alone, whose id may lie
+    strictly inside the next diff's ``U..u``: `tops_at`)."""
     assert len(got.diffs) >= 10
     assert all(u + 1 == nxt for (_, u), (nxt, _) in pairwise(got.diffs))
-    tops = tops_at(snapshot, diffs, [i for i, _, _ in got.books], BOOK_LEVELS)
+    tops = tops_at(snapshot, diffs, [i for i, _, _ in got.books], BOOK_LEVELS, served)
     for update_id, bids, asks in got.books:
         assert max(bids) < min(asks), update_id
         top_bids, top_asks = tops[update_id]
         assert (bids, asks) == (_side(top_bids), _side(top_asks)), update_id
 
 
-async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixture) -> None:
+async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """cryptofeed's book of a synthetic symbol chains every diff without a reset, is never
     crossed and equals the exchange's book at each update id; its trades are every replayed
     aggregate trade, its tickers the published book tickers and its candles the replayed
@@ -163,6 +166,7 @@ async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixt
     ex = LocalExchange(replay=[APRIL_4], synthetic=["SOLUSDT"], rate=50, speed=None,
                        start="manual")
     snapshot = book_body(ex, "SOLUSDT")
+    served = served_snapshots(monkeypatch, ex, "SOLUSDT")
     items = ex.sources[0].items
     closed = [i.payload["k"] for i in items
               if i.stream == "btcusdt@kline_1m" and i.payload["k"]["x"]]
@@ -173,7 +177,7 @@ async def test_cryptofeed_books_trades_and_tickers(caplog: pytest.LogCaptureFixt
     assert paths == ["/stream?streams=solusdt@depth@100ms/btcusdt@aggTrade/solusdt@bookTicker"
                      "/btcusdt@kline_1m"]
     assert not [r for r in caplog.records if r.name == "feedhandler"], caplog.text
-    _assert_books_follow(got, snapshot, ex.history.events("solusdt@depth@100ms"))
+    _assert_books_follow(got, snapshot, ex.history.events("solusdt@depth@100ms"), served)
     assert [(int(t.id), t.price, t.amount, t.side, t.timestamp) for t in got.trades] == [
         (a["a"], Decimal(a["p"]), Decimal(a["q"]), "sell" if a["m"] else "buy", a["T"] / 1000)
         for a in ex.history.events("btcusdt@aggTrade")]
