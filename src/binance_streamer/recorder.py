@@ -37,7 +37,7 @@ from binance_streamer.core.backoff import full_jitter
 from binance_streamer.core.bridging import Bridged, BridgeOutcome, DepthBridge
 from binance_streamer.core.decoding import ControlReply, Decoded, FrameDecoder, Reject, Shutdown
 from binance_streamer.core.events import DiffDepth
-from binance_streamer.core.lag import LagTracker
+from binance_streamer.core.lag import LagHistogram, LagTracker
 from binance_streamer.core.listings import (
     ListedSymbol,
     ListingChange,
@@ -211,7 +211,9 @@ class RecorderStats:
     rows_backfilled: int = 0
     batches: int = 0
     paused: int = 0
-    commit_latency_ns: list[int] = field(default_factory=list)
+    commit_latency_ns: list[int] = field(default_factory=list)  # the first 100,000 batches
+    # Receive time of a batch's first message to its commit, in ms, every batch of the run.
+    commit_ms: LagHistogram = field(default_factory=LagHistogram)
     # Receive time minus event time, per stream kind and per connection (`LagTracker`).
     lag: LagTracker = field(default_factory=LagTracker)
     silent_streams: list[str] = field(default_factory=list)  # asked for, never heard from
@@ -293,6 +295,16 @@ class Recorder:
     def rest_budget(self) -> RestBudget | None:
         """The backfill's REST budget and queue now (None before recording starts)."""
         return None if self.backfiller is None else self.backfiller.budget()
+
+    @property
+    def writer_pending(self) -> int:
+        """Batches handed to the writer thread and not yet committed (its queue depth)."""
+        return 0 if self._writer is None else self._writer.pending
+
+    @property
+    def writer_busy_retries(self) -> int:
+        """Writes retried because the database was locked by another writer."""
+        return 0 if self._writer is None else self._writer.busy_retries
 
     @property
     def flushed(self) -> bool:
@@ -569,6 +581,7 @@ class Recorder:
             latency = time.time_ns() - batch.first_received_ns
             if len(stats.commit_latency_ns) < 100_000:
                 stats.commit_latency_ns.append(latency)
+            stats.commit_ms.add(latency // 1_000_000)
         assert self._batcher is not None
         self._batcher.written()
 

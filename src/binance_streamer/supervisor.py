@@ -98,6 +98,21 @@ def resolve_processes(config: RecorderConfig, processes: Processes) -> int:
 # -- what crosses the pipe -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ConnectionView:
+    """One connection of one child, as its last snapshot saw it (times: ``time.monotonic``,
+    one clock for every process of the machine)."""
+
+    index: int  # across the fleet (in a snapshot: the child's own)
+    is_open: bool
+    frames: int
+    shard: Shard
+    reconnects: int = 0
+    last_frame: float = 0.0  # when its last message arrived
+    closed_since: float | None = None  # down since then; None while connected
+    stream_count: int = 0  # the streams it should carry
+
+
 @dataclass
 class Snapshot:
     """A child's counters (its current incarnation), sent over the pipe."""
@@ -118,7 +133,10 @@ class Snapshot:
     rest_budget: RestBudget | None = None
     silent_streams: list[str] = field(default_factory=list)  # final snapshot only
     rest_unchecked: bool = False
-    connections: list[tuple[int, bool, int]] = field(default_factory=list)  # index, open, frames
+    connections: list[ConnectionView] = field(default_factory=list)
+    writer_pending: int = 0  # batches waiting for the writer thread
+    writer_busy_retries: int = 0
+    commit_ms: LagHistogram = field(default_factory=LagHistogram)  # this incarnation's
     ready: bool = False
     flushed: bool = False
     peak_rss_kb: int = 0
@@ -271,22 +289,17 @@ def _snapshot(recorder: Recorder, sent: _Sent, final: bool) -> Snapshot:
         rest_budget=None if (budget := recorder.rest_budget()) is None else budget.portable(),
         silent_streams=list(stats.silent_streams) if final else [],
         rest_unchecked=stats.rest_unchecked,
-        connections=[(c.index, c.is_open, c.frames) for c in recorder.connections],
+        connections=[ConnectionView(c.index, c.is_open, c.frames, recorder.config.shard or
+                                    Shard(1, 1), c.reconnects, c.last_frame, c.closed_since,
+                                    c.stream_count)
+                     for c in recorder.connections],
+        writer_pending=recorder.writer_pending,
+        writer_busy_retries=recorder.writer_busy_retries, commit_ms=stats.commit_ms,
         ready=recorder.ready.is_set(), flushed=recorder.flushed,
         peak_rss_kb=usage.ru_maxrss, cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 # -- the parent ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectionView:
-    """One connection of one child, as its last snapshot saw it."""
-
-    index: int  # across the fleet
-    is_open: bool
-    frames: int
-    shard: Shard
 
 
 @dataclass
@@ -356,6 +369,9 @@ class RecorderFleet:
             for snap in (child.earlier, child.current):
                 _add(stats, snap)
         stats.commit_latency_ns = self._latencies
+        for child in self._children:
+            for snap in (child.earlier, child.current):
+                stats.commit_ms.merge(snap.commit_ms)
         stats.lag = self._lag
         stats.silent_streams = list(self._final_silent)
         stats.rest_unchecked = any(c.current.rest_unchecked for c in self._children)
@@ -385,9 +401,23 @@ class RecorderFleet:
             return self._single.connections
         views: list[ConnectionView] = []
         for child in self._children:
-            for _, is_open, frames in child.current.connections:
-                views.append(ConnectionView(len(views), is_open, frames, child.shard))
+            for view in child.current.connections:
+                views.append(dataclasses.replace(view, index=len(views), shard=child.shard))
         return views
+
+    @property
+    def writer_pending(self) -> int:
+        """Batches waiting for a writer thread, every process summed."""
+        if self._single is not None:
+            return self._single.writer_pending
+        return sum(c.current.writer_pending for c in self._children)
+
+    @property
+    def writer_busy_retries(self) -> int:
+        """Writes retried on a locked database, every process summed (current incarnations)."""
+        if self._single is not None:
+            return self._single.writer_busy_retries
+        return sum(c.current.writer_busy_retries for c in self._children)
 
     @property
     def shards(self) -> list[Shard]:
@@ -638,7 +668,14 @@ def _merged(a: Snapshot, b: Snapshot) -> Snapshot:
         stale=a.stale + b.stale, gaps_filled=a.gaps_filled + b.gaps_filled,
         rows_backfilled=a.rows_backfilled + b.rows_backfilled, batches=a.batches + b.batches,
         paused=a.paused + b.paused, peak_rss_kb=max(a.peak_rss_kb, b.peak_rss_kb),
-        cpu_s=a.cpu_s + b.cpu_s)
+        cpu_s=a.cpu_s + b.cpu_s, commit_ms=_histogram_sum(a.commit_ms, b.commit_ms))
+
+
+def _histogram_sum(a: LagHistogram, b: LagHistogram) -> LagHistogram:
+    total = LagHistogram()
+    total.merge(a)
+    total.merge(b)
+    return total
 
 
 def _add(stats: RecorderStats, snap: Snapshot) -> None:

@@ -11,23 +11,17 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import re
-import signal
 import sqlite3
 import sys
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
-from rich.live import Live
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from binance_streamer.books import Book, order_book, parse_every
 from binance_streamer.cli.common import parse_time
@@ -37,6 +31,16 @@ from binance_streamer.cli.history import history
 from binance_streamer.cli.ohlcv import ohlcv
 from binance_streamer.cli.plot import plot
 from binance_streamer.cli.query import query
+from binance_streamer.cli.record_display import (
+    DEMO_HINT,
+    Display,
+    DisplayMode,
+    StatusLine,
+    configure_logging,
+    err,
+    print_summary,
+    record_with_status,
+)
 from binance_streamer.cli.replay import parse_speed_option, replay
 from binance_streamer.cli.status import status
 from binance_streamer.cli.table_view import fit_table, terminal_width
@@ -64,13 +68,8 @@ from binance_streamer.supervisor import Processes, RecorderFleet
 __all__ = ["main"]
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
-AnyRecorder = Recorder | RecorderFleet
-# soft_wrap: a message is one line however narrow the terminal, and never wrapped off a terminal.
-err = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("binance_streamer")
 GAPS_OPEN_EXIT = 3  # the run ended with gaps not filled yet
-DEMO_HINT = ("no network to Binance? `binance-streamer demo` records from a bundled local "
-             "exchange, offline")
 
 
 def fail(message: str, code: int) -> None:
@@ -159,6 +158,18 @@ def _parse_listings_every(_ctx: click.Context, _param: click.Parameter, value: s
         raise click.BadParameter(str(exc)) from exc
 
 
+def _parse_seconds(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    """``10s``, ``500ms``, ``2m``, or a bare number of seconds -> seconds (positive)."""
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+    try:
+        return parse_every(value) / 1000
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def _parse_processes(ctx: click.Context, param: click.Parameter, value: str) -> Processes:
     if value.strip().lower() == "auto":
         return "auto"
@@ -228,12 +239,32 @@ def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--microseconds", is_flag=True,
               help="Store exchange times in microseconds (Binance's timeUnit=MICROSECOND) "
                    "instead of milliseconds. A database keeps the unit it started with.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="json: log records and a status object every --status-every as one JSON "
+                   "object per line on stderr, for services; text: a live dashboard on a "
+                   "terminal, else a status line every --status-every.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing while recording but errors; the summary at the end.")
+@click.option("--status-every", default="10s", show_default=True, metavar="DURATION",
+              callback=_parse_seconds,
+              help="Off a terminal, print the status line (or JSON object) this often.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics and a health check "
+                   "on /healthz (0: a free port, logged).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="The address --metrics-port listens on (0.0.0.0: every interface).")
+@click.option("--health-stale", default="60s", show_default=True, metavar="DURATION",
+              callback=_parse_seconds,
+              help="/healthz answers 503 once a connection has been down, or silent, "
+                   "this long.")
 def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
            exclude: tuple[str, ...], listings_every: float, shard: Shard | None,
            streams: list[str], db: str, duration: float | None,
            ws_url: str, rest_url: str, raw: bool, streams_per_connection: int,
            no_backfill: bool, snapshot_every: float, microseconds: bool,
-           processes: Processes) -> None:
+           processes: Processes, log_format: str, quiet: bool, status_every: float,
+           metrics_port: int | None, metrics_host: str, health_stale: float) -> None:
     """Record SYMBOLS (default BTCUSDT ETHUSDT BNBUSDT) into SQLite (or PostgreSQL).
 
     With --all, every TRADING spot symbol instead (--quote, --exclude), and the streams follow
@@ -258,7 +289,11 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
     if shard is not None and processes not in ("auto", 1):
         raise click.UsageError("--shard records one shard in this process: drop --processes")
     config.validate()
-    stats = _run_recorder(config, duration, 1 if shard is not None else processes)
+    mode: DisplayMode | None = "quiet" if quiet else "json" if log_format == "json" else None
+    if mode is not None:
+        configure_logging(mode)
+    display = Display(mode, status_every, metrics_port, metrics_host, health_stale)
+    stats = _run_recorder(config, duration, 1 if shard is not None else processes, display)
     _print_summary(stats, db)
     if stats.silent_streams and config.all_symbols and stats.total_messages:
         # The whole market's long tail: a symbol with no trade during the run is normal.
@@ -281,139 +316,21 @@ def record(symbols: tuple[str, ...], all_symbols: bool, quote: str | None,
 
 
 def _run_recorder(config: RecorderConfig, duration: float | None,
-                  processes: Processes = 1) -> RecorderStats:
+                  processes: Processes = 1, display: Display | None = None) -> RecorderStats:
     recorder = RecorderFleet(config, processes)
+    display = display or Display()
     try:
-        return asyncio.run(_record_with_status(recorder, duration))
+        return asyncio.run(record_with_status(
+            recorder, duration, display.mode, display.every_s, display.metrics_port,
+            display.health_stale_s, display.metrics_host))
     except StorageError:
         if recorder.stats.total_messages:
             _print_summary(recorder.stats, str(config.database))
         raise
 
 
-async def _record_with_status(recorder: AnyRecorder, duration: float | None) -> RecorderStats:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, recorder.stop)
-    task = asyncio.create_task(recorder.run(duration))
-    hint = _DemoHint(recorder)
-    with _status_display(recorder) as show:
-        while not task.done():
-            await asyncio.wait({task}, timeout=1.0)
-            show()
-            hint()
-    return await task
-
-
-class _DemoHint:
-    """Once, when Binance itself cannot be reached for 15 s: point at the offline demo."""
-
-    def __init__(self, recorder: AnyRecorder, after_s: float = 15.0) -> None:
-        self.recorder = recorder
-        self._due = time.monotonic() + after_s
-        self._shown = recorder.config.ws_url != BINANCE_WS_URL
-
-    def __call__(self) -> None:
-        conns = self.recorder.connections
-        if self._shown or time.monotonic() < self._due or not conns:
-            return
-        self._shown = True
-        if not any(c.frames or c.is_open for c in conns):
-            err.print(f"[yellow]hint:[/yellow] {escape(DEMO_HINT)}")
-
-
-class _StatusLine:
-    """The live status: connections, msgs/s by stream kind since the last call, rows stored."""
-
-    def __init__(self, recorder: AnyRecorder) -> None:
-        self.recorder = recorder
-        self._then = time.monotonic()
-        self._counts: Counter[str] = Counter()
-
-    def __call__(self) -> str:
-        stats, now = self.recorder.stats, time.monotonic()
-        elapsed = max(now - self._then, 1e-9)
-        rates = {k: (n - self._counts[k]) / elapsed for k, n in stats.messages.items()}
-        self._then, self._counts = now, Counter(stats.messages)
-        conns = self.recorder.connections
-        kinds = " ".join(f"{k} {r:,.0f}/s" for k, r in sorted(rates.items()))
-        lags, _ = stats.lag.take_window()
-        worst = max(lags.items(), key=lambda item: item[1].p99_ms, default=None)
-        lag = ("" if worst is None or worst[1].p99_ms > _REPLAYED_MS
-               else f" | lag p99 {worst[1].p99_ms:,}ms ({worst[0]})")
-        return (f"connections {sum(c.is_open for c in conns)}/{len(conns)} | "
-                f"{kinds or 'waiting for data'}{lag} | stored {stats.total_stored:,} | "
-                f"gaps {stats.gaps} (filled {stats.gaps_filled}) | "
-                f"quarantined {stats.quarantined}{self._rest()}")
-
-    def _rest(self) -> str:
-        """The REST budget and backfill queue, when this process has a backfiller."""
-        budget = self.recorder.rest_budget()
-        return "" if budget is None else f" | {budget.summary()}"
-
-
-@contextlib.contextmanager
-def _status_display(recorder: AnyRecorder) -> Iterator[Callable[[], None]]:
-    """On a terminal a live line, refreshed each second; otherwise a log line every 10 s."""
-    line = _StatusLine(recorder)
-    if err.is_terminal:
-        with Live(console=err, refresh_per_second=4, transient=True) as live:
-            # Cropped to the terminal's width: a wrapped live line would leave stale copies.
-            yield lambda: live.update(Text(line(), no_wrap=True, overflow="ellipsis"))
-        return
-    logged = time.monotonic()
-    def plain() -> None:
-        nonlocal logged
-        if time.monotonic() - logged >= 10:
-            logged = time.monotonic()
-            err.print(escape(line()))
-    yield plain
-
-
-def redact(database: str) -> str:
-    """``database`` as it may be printed: a URL's password replaced by ``***``."""
-    parts = urlsplit(database)
-    if not parts.scheme or parts.password is None:
-        return database
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-# Event times further back than this are a replay's, not lateness: no lag is shown for them.
-_REPLAYED_MS = 3_600_000
-
-
-def _print_summary(stats: RecorderStats, db: str) -> None:
-    out = Console(soft_wrap=True, highlight=False)
-    elapsed = time.monotonic() - stats.started
-    out.print(f"Recorded into {escape(redact(db))} in {elapsed:.1f}s")
-    table = Table(show_edge=False)
-    table.add_column("table")
-    table.add_column("rows written", justify="right")
-    for name, n in sorted(stats.stored.items()):
-        table.add_row(name, f"{n:,}")
-    out.print(table)
-    out.print(
-        f"messages received {stats.total_messages:,}, gaps {stats.gaps} "
-        f"(filled {stats.gaps_filled}, open {stats.gaps_open}, "
-        f"{stats.rows_backfilled:,} rows over REST), "
-        f"silences {stats.stale}, quarantined {stats.quarantined}"
-    )
-    kinds, connections = stats.lag.run_summary()
-    if kinds and min(lag.p50_ms for lag in kinds.values()) > _REPLAYED_MS:
-        out.print("lag: not measured, the event times are hours old (a replay of old data)")
-    elif kinds:
-        out.print("lag (receive time - event time): " + ", ".join(
-            f"{kind} p50 {lag.p50_ms:,}ms p99 {lag.p99_ms:,}ms max {lag.max_ms:,}ms"
-            for kind, lag in sorted(kinds.items())))
-        index, late = max(connections.items(), key=lambda item: item[1].p99_ms)
-        if len(connections) > 1:
-            out.print(f"latest connection: #{index} p99 {late.p99_ms:,}ms, "
-                      f"of {len(connections)} connections")
-    if stats.rest_unchecked:
-        err.print("[yellow]warning:[/yellow] REST never answered: symbols were not checked and "
-                  "gaps stay open; the next run with REST fills them")
+_StatusLine = StatusLine  # the name tests and older callers use
+_print_summary = print_summary
 
 
 @main.command()
@@ -503,7 +420,7 @@ def demo(db: str, speed: float | None) -> None:
                 ws_url=ex.ws_url, rest_url=ex.rest_url)
             recorder = Recorder(config)
             err.print(f"local exchange at {ex.ws_url}; recording into {db} ...")
-            task = asyncio.create_task(_record_with_status(recorder, None))
+            task = asyncio.create_task(record_with_status(recorder, None))
             await asyncio.wait({task, asyncio.ensure_future(ex.finished())},
                                return_when=asyncio.FIRST_COMPLETED)
             recorder.stop()

@@ -160,6 +160,9 @@ class StreamConnection:
         self.reconnects = 0
         self.rollovers = 0
         self.last_frame = time.monotonic()
+        # Monotonic time since when no WebSocket is connected (None while one is): how long a
+        # connection has been down, for a health check.
+        self.closed_since: float | None = self.last_frame
         self.last_error = ""
         self.close_codes: list[int] = []  # close codes the server sent, oldest first
         self._refusal: float | None = None  # Retry-After of the last refused rollover
@@ -174,6 +177,11 @@ class StreamConnection:
     def is_open(self) -> bool:
         """True while a WebSocket is connected."""
         return self._transport is not None
+
+    @property
+    def stream_count(self) -> int:
+        """How many streams this connection should carry now."""
+        return len(self.wanted)
 
     @property
     def reading_paused(self) -> bool:
@@ -273,7 +281,8 @@ class StreamConnection:
                 await self._supervise(transport)
                 self._controls.clear()  # gone with the connection: no answer will come
                 self._transport = self._listener = None
-                self._policy.disconnected(time.monotonic())
+                self.closed_since = time.monotonic()
+                self._policy.disconnected(self.closed_since)
                 if not self._stopping.is_set():
                     self.reconnects += 1
                     self._on_event(self, "disconnected")
@@ -345,6 +354,7 @@ class StreamConnection:
 
     def _adopt(self, transport: WSTransport, listener: _Listener) -> None:
         self._transport, self._listener = transport, listener
+        self.closed_since = None
         self._control_wake.set()  # changes made meanwhile reach this transport
         self.last_frame = time.monotonic()
         self._policy.connected(self.last_frame)
