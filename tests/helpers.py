@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,33 @@ from binance_streamer.storage.base import Batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIMEOUT = 30.0  # seconds; every await in the tests is bounded by a multiple of this
+
+
+class Signal:
+    """Something tests can await: `until` returns once a condition holds, re-checked whenever
+    `changed` is called."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def changed(self) -> None:
+        self._event.set()
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while not done():
+                self._event.clear()
+                await self._event.wait()
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run ``binance-streamer ARGS`` in a child process: its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "binance_streamer", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 def frames(name: str) -> list[bytes]:

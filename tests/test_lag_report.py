@@ -4,14 +4,12 @@ record command prints it; a replay of old data is not reported as hours of lag."
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 from pathlib import Path
 
 from binance_streamer import Recorder, RecorderConfig
 from binance_streamer.exchange import LocalExchange
 from binance_streamer.samples import bundled_sessions
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, run_cli
 
 
 async def test_lag_per_kind_and_connection_on_a_live_market(db_path: Path) -> None:
@@ -37,25 +35,18 @@ async def test_lag_per_kind_and_connection_on_a_live_market(db_path: Path) -> No
 
 async def test_the_record_command_prints_the_lag(db_path: Path) -> None:
     async with LocalExchange(synthetic=["BTCUSDT"], rate=50) as ex:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "binance_streamer", "record", "BTCUSDT", "--streams",
-            "aggTrade", "--duration", "2", "--db", str(db_path), "--ws-url", ex.ws_url,
-            "--rest-url", ex.rest_url, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    assert proc.returncode == 0, err.decode()
-    assert "lag (receive time - event time): aggTrade p50 " in out.decode()
+        code, out, err = await run_cli(
+            "record", "BTCUSDT", "--streams", "aggTrade", "--duration", "2", "--db",
+            str(db_path), "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
+    assert code == 0, err
+    assert "lag (receive time - event time): aggTrade p50 " in out
 
 
 async def test_old_event_times_are_not_reported_as_lag(db_path: Path) -> None:
     """A replay of a 2021 capture: the summary says so instead of printing years of lag."""
     async with LocalExchange(replay=bundled_sessions()) as ex:
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "binance_streamer", "record", "BTCUSDT", "--streams",
-            "ticker", "--duration", "3", "--db", str(db_path), "--ws-url", ex.ws_url,
-            "--rest-url", ex.rest_url, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
-    assert time.monotonic() - started < TIMEOUT
-    assert "lag: not measured, the event times are hours old" in out.decode(), err.decode()
+        code, out, err = await run_cli(
+            "record", "BTCUSDT", "--streams", "ticker", "--duration", "3", "--db",
+            str(db_path), "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
+    assert code == 0, err
+    assert "lag: not measured, the event times are hours old" in out, err

@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from binance_streamer.exchange.limits import Limits
 from binance_streamer.io.rest import RestClient
 from binance_streamer.io.websocket import StreamConnection
 from binance_streamer.recorder import Recorder, RecorderConfig, RecorderStats
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, run_cli
 
 Controls = list[tuple[float, int, str]]  # received (monotonic s), session id, text
 
@@ -188,21 +187,12 @@ async def _listing(ex: LocalExchange) -> list[ListedSymbol]:
         return await rest.listing()
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "binance_streamer.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_cli_all_with_quote_and_exclude_records_the_selection(db_path: Path) -> None:
     """--all --quote USDT --exclude ETHUSDT records the other TRADING USDT symbols only."""
     async with LocalExchange(synthetic=["BTCUSDT", "ETHUSDT", "BNBUSDT", "ETHBTC"], rate=20,
                              served_only=True) as ex:
         ex.set_status("BNBUSDT", "BREAK")
-        code, _, err = await cli("record", "--all", "--quote", "usdt", "--exclude", "ethusdt",
+        code, _, err = await run_cli("record", "--all", "--quote", "usdt", "--exclude", "ethusdt",
                                  "--streams", "aggTrade", "--duration", "2", "--db",
                                  str(db_path), "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
     assert code == 0, err
@@ -211,7 +201,7 @@ async def test_cli_all_with_quote_and_exclude_records_the_selection(db_path: Pat
 
 async def test_cli_all_with_an_unknown_quote_names_the_known_ones(db_path: Path) -> None:
     async with LocalExchange(synthetic=["BTCUSDT", "ETHBTC"], served_only=True) as ex:
-        code, _, err = await cli("record", "--all", "--quote", "XYZ", "--db", str(db_path),
+        code, _, err = await run_cli("record", "--all", "--quote", "XYZ", "--db", str(db_path),
                                  "--ws-url", ex.ws_url, "--rest-url", ex.rest_url)
     assert code == 2
     assert "no TRADING symbol is quoted in 'XYZ'; quote assets listed: BTC, USDT" in err
@@ -226,13 +216,13 @@ async def test_cli_all_with_an_unknown_quote_names_the_known_ones(db_path: Path)
     (["--shard", "half"], "invalid shard 'half'"),
 ])
 async def test_cli_listing_options_are_checked(args: list[str], message: str) -> None:
-    code, _, err = await cli("record", *args, "--ws-url", "ws://127.0.0.1:9",
+    code, _, err = await run_cli("record", *args, "--ws-url", "ws://127.0.0.1:9",
                              "--rest-url", "http://127.0.0.1:9")
     assert code == 2 and message in err, err
 
 
 async def test_cli_help_describes_the_listing_options() -> None:
-    code, out, _ = await cli("record", "--help")
+    code, out, _ = await run_cli("record", "--help")
     assert code == 0
     for option in ("--all", "--quote", "--exclude", "--listings-every", "--shard"):
         assert option in out
@@ -303,10 +293,10 @@ async def test_cli_all_tolerates_quiet_streams_the_long_tail_has(db_path: Path) 
     --all the same silence is an error."""
     async with LocalExchange(synthetic=["BTCUSDT"], rate=20, served_only=True) as ex:
         urls = ("--ws-url", ex.ws_url, "--rest-url", ex.rest_url, "--db", str(db_path))
-        code, _, err = await cli("record", "--all", "--streams", "aggTrade,blockTrade",
+        code, _, err = await run_cli("record", "--all", "--streams", "aggTrade,blockTrade",
                                  "--duration", "2", *urls)
         assert code == 0, err
         assert "1 stream(s) sent nothing during the run (btcusdt@blockTrade)" in err
-        code, _, err = await cli("record", "BTCUSDT", "--streams", "aggTrade,blockTrade",
+        code, _, err = await run_cli("record", "BTCUSDT", "--streams", "aggTrade,blockTrade",
                                  "--duration", "2", *urls)
     assert code == 1 and "btcusdt@blockTrade" in err

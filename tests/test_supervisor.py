@@ -24,7 +24,7 @@ from binance_streamer.io.websocket import ConnectionSettings
 from binance_streamer.recorder import Recorder, RecorderConfig, RecorderStats
 from binance_streamer.storage.open import open_sink
 from binance_streamer.supervisor import RecorderFleet, auto_processes, resolve_processes
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, run_cli
 
 # Split 3/3 between two shards: btcusdt@aggTrade, btcusdt@trade, solusdt@trade in shard 1.
 SYMBOLS = ["BTCUSDT", "SOLUSDT", "ADAUSDT"]
@@ -287,19 +287,10 @@ def test_auto_is_one_process_for_a_few_streams() -> None:
         resolve_processes(few, 0)
 
 
-async def _cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "binance_streamer", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT * 2)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_the_record_command_runs_a_fleet(db_path: Path) -> None:
     """record --processes 2: both shards' streams stored exactly once, one summary."""
     async with LocalExchange(synthetic=SYMBOLS, rate=100) as ex:
-        code, out, err = await _cli(
+        code, out, err = await run_cli(
             "record", *SYMBOLS, "--streams", ",".join(STREAMS), "--processes", "2",
             "--duration", "4", "--db", str(db_path), "--ws-url", ex.ws_url,
             "--rest-url", ex.rest_url)
@@ -314,6 +305,6 @@ async def test_the_record_command_runs_a_fleet(db_path: Path) -> None:
     (["--shard", "1/2", "--processes", "2"], "--shard records one shard in this process"),
 ])
 async def test_the_process_count_is_checked(args: list[str], message: str) -> None:
-    code, _, err = await _cli("record", *args, "--ws-url", "ws://127.0.0.1:9",
+    code, _, err = await run_cli("record", *args, "--ws-url", "ws://127.0.0.1:9",
                               "--rest-url", "http://127.0.0.1:9")
     assert code == 2 and message in err, err

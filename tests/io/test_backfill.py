@@ -20,29 +20,12 @@ from binance_streamer.core.tables import AGG_TRADE, DEPTH_SNAPSHOT, KLINE, TRADE
 from binance_streamer.errors import BadResponse, RateLimited, RestError, Unreachable
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import RestClient
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, Signal
 
 Request = GapDetected | NeedSnapshot
 WEIGHTS: dict[str, Callable[[int], int]] = {
     "aggTrades": lambda _: AGG_TRADES_WEIGHT, "historicalTrades": lambda _: 25,
     "klines": lambda _: 2, "depth": depth_weight}
-
-
-class Signal:
-    """Something tests can await: `until` returns once a condition holds, re-checked whenever
-    `changed` is called."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def changed(self) -> None:
-        self._event.set()
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not done():
-                self._event.clear()
-                await self._event.wait()
 
 
 class FakeRest(Signal):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,36 +22,19 @@ from binance_streamer.exchange.limits import Limits
 from binance_streamer.io.backfill import Backfiller
 from binance_streamer.io.rest import RestClient
 from binance_streamer.samples import bundled_session
-from tests.helpers import TIMEOUT
+from tests.helpers import Signal
 
 _T = TypeVar("_T")
 LIMIT = 300  # the exchange's weight per minute, small so that 200 snapshots overrun it
 
 
-class Watch:
-    """Something tests can await: `until` returns once a condition holds, re-checked whenever
-    `changed` is called."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def changed(self) -> None:
-        self._event.set()
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT):
-            while not done():
-                self._event.clear()
-                await self._event.wait()
-
-
-class CountingRest(RestClient, Watch):
+class CountingRest(RestClient, Signal):
     """A RestClient noting when each request is sent, and each answer's path, the used weight
     the exchange reported (``X-MBX-USED-WEIGHT-1M``), whether it was a 429, and when."""
 
     def __init__(self, base_url: str, weight_limit: int) -> None:
         RestClient.__init__(self, base_url, weight_limit=weight_limit)
-        Watch.__init__(self)
+        Signal.__init__(self)
         self.sent: list[tuple[str, float]] = []
         self.answers: list[tuple[str, int, bool, float]] = []
 
@@ -70,7 +53,7 @@ class CountingRest(RestClient, Watch):
             self.changed()
 
 
-class Out(Watch):
+class Out(Signal):
     """What the Backfiller hands back: snapshots stored and gaps filled."""
 
     def __init__(self) -> None:
