@@ -136,8 +136,10 @@ def check_depth_chain(conn: sqlite3.Connection, symbol: str) -> Finding:
     """The diff chain of ``symbol`` is continuous, or each break is recorded in ``gaps`` and a
     stored snapshot anchors the diffs after it: its ``lastUpdateId`` falls within the continuous
     run of diffs after the break, so a stored diff bridges it (``U <= lastUpdateId + 1 <= u``),
-    or it is the run's last ``u`` (the bridging diff was lost in the next break, which needs its
-    own snapshot)."""
+    or, when another break follows, after the run's last ``u`` and before the next run (the
+    snapshot came after the run's last diff, and the diff that would bridge it was lost in the
+    next break, which needs its own snapshot). A snapshot is the book after every change up to
+    its ``lastUpdateId``, so one taken between two pushes lies strictly inside the next diff."""
     diffs = conn.execute("SELECT first_update_id, final_update_id FROM depth_update "
                          "WHERE symbol = ? ORDER BY final_update_id", (symbol,)).fetchall()
     snapshots = sorted(r[0] for r in conn.execute(
@@ -153,12 +155,15 @@ def check_depth_chain(conn: sqlite3.Connection, symbol: str) -> Finding:
     for n, start in enumerate(breaks):
         end = breaks[n + 1] if n + 1 < len(breaks) else len(diffs)
         first_u, last_u = diffs[start][0], diffs[end - 1][1]
+        # With a break after the run, its diffs up to the next run's U - 1 were lost: a
+        # snapshot among them would have been bridged by one of them.
+        last_anchor = diffs[end][0] - 2 if end < len(diffs) else last_u
         prev_u = diffs[start - 1][1]
         if not any(lo <= prev_u + 1 and first_u - 1 <= hi for lo, hi in recorded):
             found.add("unrecorded", 1, f"no gaps row for {prev_u + 1}..{first_u - 1}")
-        # A snapshot with first_u - 1 <= lastUpdateId <= last_u anchors this run of diffs.
+        # A snapshot with first_u - 1 <= lastUpdateId <= last_anchor anchors this run of diffs.
         i = bisect_left(snapshots, first_u - 1)
-        if i == len(snapshots) or snapshots[i] > last_u:
+        if i == len(snapshots) or snapshots[i] > last_anchor:
             near = snapshots[max(0, i - 1):i + 1]
             found.add("unbridged", 1, f"no snapshot in {first_u - 1}..{last_u} after the break "
                                       f"u {diffs[start - 1][1]} -> U {first_u} (nearest {near})")
@@ -226,17 +231,24 @@ def test_the_checks_count_each_kind_of_hole() -> None:
                      [(0, True), (1000, True), (2000, False)])
     # A: breaks after u=20 (snapshot 25 bridged by 22..30), after u=30 (snapshot 40 is the
     # last u of the run 35..40; no gaps row) and after u=40 (no snapshot in 44..60; 90 is past
-    # every diff). B: one recorded break, then snapshot 12 on the run 9..20.
+    # every diff). B: one recorded break, then snapshot 12 on the run 9..20. C: the run 15..20
+    # ends in a break losing 21..30; its snapshot 25 came after it, inside the lost diffs (so
+    # it anchors it), and 35 anchors the run 31..40. D: the same runs, but only snapshot 30,
+    # which the run 31..40 bridges: the run 15..20 has none.
     conn.executemany("INSERT INTO depth_update VALUES (?, ?, ?)", [
         ("A", 11, 20), ("A", 22, 30), ("A", 35, 40), ("A", 45, 60),
-        ("B", 1, 5), ("B", 9, 12), ("B", 13, 20)])
+        ("B", 1, 5), ("B", 9, 12), ("B", 13, 20),
+        ("C", 1, 10), ("C", 15, 20), ("C", 31, 40), ("D", 1, 10), ("D", 15, 20), ("D", 31, 40)])
     conn.executemany("INSERT INTO depth_snapshot VALUES (?, ?)",
-                     [("A", 25), ("A", 40), ("A", 90), ("B", 3), ("B", 12)])
+                     [("A", 25), ("A", 40), ("A", 90), ("B", 3), ("B", 12), ("C", 25),
+                      ("C", 35), ("D", 30)])
     conn.executemany("INSERT INTO gaps VALUES (?, 1, 2, ?, ?)", [
         ("a@trade", "id gap", None), ("a@trade", "stale", None), ("a@kline_1s", "id gap", 5),
         ("b@trade", "id gap", 7)])
     conn.executemany("INSERT INTO gaps VALUES (?, ?, ?, 'depth chain broken', 9)", [
-        ("a@depth@100ms", 21, 21), ("a@depth@100ms", 41, 44), ("b@depth@100ms", 6, 8)])
+        ("a@depth@100ms", 21, 21), ("a@depth@100ms", 41, 44), ("b@depth@100ms", 6, 8),
+        ("c@depth@100ms", 11, 14), ("c@depth@100ms", 21, 30), ("d@depth@100ms", 11, 14),
+        ("d@depth@100ms", 21, 30)])
     finals = {0: (3, "1"), 4000: (8, "4")}
 
     def counts(found: Finding) -> dict[str, int]:
@@ -251,6 +263,8 @@ def test_the_checks_count_each_kind_of_hole() -> None:
     depth = check_depth_chain(conn, "A")
     assert counts(depth) == {"unbridged": 1, "unrecorded": 1} and depth.info["breaks"] == 3
     assert check_depth_chain(conn, "B").ok
+    assert check_depth_chain(conn, "C").ok
+    assert counts(check_depth_chain(conn, "D")) == {"unbridged": 1}
     assert counts(check_gaps(conn, "A")) == {"open": 1} and check_gaps(conn, "B").ok
 
 
