@@ -8,11 +8,10 @@ as SQLite's (`binance_streamer.storage.bookkeeping`).
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from binance_streamer.core.tables import TABLES, Row
+from binance_streamer.core.tables import TABLES
 from binance_streamer.errors import StorageBusy, StorageFatal
 from binance_streamer.storage import bookkeeping
 from binance_streamer.storage.base import Batch, ResumePoint, WriteResult
@@ -32,22 +31,6 @@ def is_postgres_url(database: object) -> bool:
 @functools.cache
 def _inserts() -> dict[str, str]:
     return {t.name: insert_sql(t, "postgres") for t in TABLES}
-
-
-@functools.cache
-def _key_orders() -> dict[str, Callable[[Row], Any]]:
-    """Per table, a sort key of its rows: their natural key."""
-    return {t.name: operator.itemgetter(*(t.column_names.index(k) for k in t.key))
-            for t in TABLES}
-
-
-def _in_lock_order(batch: Batch) -> list[tuple[str, list[Row]]]:
-    """The batch's rows in one global order, tables by name and rows by natural key (a stable
-    sort: a kline's updates keep their order): two collectors inserting the same events then
-    take their row locks in the same order, so neither waits for the other in a cycle (a
-    deadlock) however their batches interleave."""
-    orders = _key_orders()
-    return [(table, sorted(rows, key=orders[table])) for table, rows in sorted(batch.rows.items())]
 
 
 class PostgresSink:
@@ -94,7 +77,7 @@ class PostgresSink:
             inserts = _inserts()
             stored: dict[str, int] = {}
             with self._conn.cursor() as cur:
-                for table, rows in _in_lock_order(batch):
+                for table, rows in batch.rows.items():
                     cur.executemany(inserts[table], rows)
                     stored[table] = cur.rowcount
                 bookkeeping.write_bookkeeping(cur, _SQL, batch, stored)
@@ -123,7 +106,9 @@ class PostgresSink:
                 return work()
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
                 psycopg.errors.SerializationFailure) as exc:
-            # Rolled back whole: retried by the writer, like a locked SQLite file.
+            # Rolled back whole and retried by the writer, like a locked SQLite file: two
+            # collectors inserting the same events in different orders deadlock now and then,
+            # and the retry stores each event once (ON CONFLICT).
             raise StorageBusy(str(exc)) from exc
         except psycopg.Error as exc:
             raise StorageFatal(f"cannot write {redact(self.url)}: {exc}") from exc
